@@ -1,0 +1,1 @@
+"""Training: mesh and shardings, optimizer, checkpoints, the SFT loop and evaluation."""

@@ -1,0 +1,77 @@
+"""Device mesh from `config.mesh` and the shardings of batches on it.
+
+Axes are always (`data`, `fsdp`, `tensor`); one size may be -1 = all remaining devices.
+The batch dimension is split over `data` x `fsdp` (FSDP shards parameters over `fsdp`
+and still consumes its own slice of the batch); `tensor` splits heads/MLP columns.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+
+def mesh_shape(sizes: Mapping[str, int], num_devices: int) -> tuple[int, int, int]:
+    """Resolves -1 and checks the product; `sizes` has keys data, fsdp, tensor."""
+    shape = [int(sizes[a]) for a in AXES]
+    known = math.prod(s for s in shape if s != -1)
+    if -1 in shape:
+        if num_devices % known:
+            raise ValueError(f"config.mesh: {num_devices} devices are not divisible by the fixed axes "
+                             f"({dict(zip(AXES, shape))})")
+        shape[shape.index(-1)] = num_devices // known
+    if math.prod(shape) != num_devices:
+        raise ValueError(f"config.mesh {dict(zip(AXES, shape))} needs {math.prod(shape)} devices, "
+                         f"but {num_devices} are available")
+    return tuple(shape)
+
+
+def make_mesh(mesh_config: Mapping[str, Any], devices=None) -> Mesh:
+    """A `Mesh` over all devices (or `devices`) with axes data, fsdp, tensor."""
+    devices = jax.devices() if devices is None else list(devices)
+    shape = mesh_shape(mesh_config, len(devices))
+    # Auto axes: XLA's sharding propagation (GSPMD) places intermediates; we annotate
+    # params, batches and key activations only (docs/decisions.md).
+    auto = (jax.sharding.AxisType.Auto,) * len(AXES)
+    if devices == jax.devices():
+        return jax.make_mesh(shape, AXES, devices=devices, axis_types=auto)
+    return Mesh(np.asarray(devices).reshape(shape), AXES, axis_types=auto)
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
+    """Leading (batch) dim over data x fsdp, the rest replicated."""
+    return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_divisor(mesh: Mesh) -> int:
+    """How many ways the batch dimension is split."""
+    return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def put_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
+    """Places a host batch on the mesh.
+
+    Single process: `batch` is the global batch. Multi-process: `batch` is this process's
+    rows (a contiguous slice of the global batch, process-major), assembled with
+    `jax.make_array_from_process_local_data`.
+    """
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        sharding = batch_sharding(mesh, value.ndim)
+        if jax.process_count() == 1:
+            out[key] = jax.device_put(value, sharding)
+        else:
+            out[key] = jax.make_array_from_process_local_data(sharding, value)
+    return out
