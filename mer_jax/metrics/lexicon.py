@@ -190,6 +190,14 @@ class Lexicon:
         if mask:
           self.level_mask[lv][label] = mask
     self._unknown = (-1,) * nv
+    # label -> (case1 id, case2 id, level1 bits, level2 bits); only labels
+    # that map somewhere are stored.
+    self.codes = {}
+    for label, ids in self.table.items():
+      m1 = self.level_mask['level1'].get(label, 0)
+      m2 = self.level_mask['level2'].get(label, 0)
+      if ids[0] >= 0 or ids[1] >= 0 or m1 or m2:
+        self.codes[label] = (ids[0], ids[1], m1, m2)
 
   def ids(self, label: str) -> tuple[int, ...]:
     """The 12 variant ids of a normalized label (-1 where it is dropped)."""

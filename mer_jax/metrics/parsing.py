@@ -46,6 +46,10 @@ def is_missing(value) -> bool:
 
 def string_to_list(value) -> list:
   """The official ``string_to_list``: raw items, not lowercased."""
+  if type(value) is str:  # pylint: disable=unidiomatic-typecheck
+    if not value:
+      return []
+    return _split_str(value)
   if hasattr(value, 'tolist') and not isinstance(value, str):
     value = value.tolist()
   if isinstance(value, (list, tuple)):
@@ -56,6 +60,10 @@ def string_to_list(value) -> list:
     value = str(value)
   if value == '':
     return []
+  return _split_str(value)
+
+
+def _split_str(value: str) -> list:
   if value[0] == '[':
     value = value[1:]
   if value and value[-1] == ']':

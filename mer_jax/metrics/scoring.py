@@ -113,17 +113,52 @@ def _prf_from_sets(pairs):
   return f, prec, recall, len(acc)
 
 
-def _prepare(gt: Mapping, pred: Mapping):
+class _Encoded:
+  """One side (gt or pred) of a dataset, parsed once and encoded per level."""
+
+  def __init__(self, values, lexicon: Lexicon, with_cases: bool):
+    codes = lexicon.codes
+    cache = {}
+    self.packed = {lv: [] for lv in LEVELS}
+    self.cases = ([], []) if with_cases else None
+    p1, p2 = self.packed['level1'], self.packed['level2']
+    for x in values:
+      key = x if isinstance(x, str) or x is None else None
+      hit = cache.get(key) if key is not None else None
+      if hit is None:
+        labels = _as_labels(x)
+        m1 = m2 = 0
+        c1, c2 = set(), set()
+        for label in labels:
+          t = codes.get(label)
+          if t is None:
+            continue
+          m1 |= t[2]
+          m2 |= t[3]
+          if t[0] >= 0:
+            c1.add(t[0])
+          if t[1] >= 0:
+            c2.add(t[1])
+        hit = (m1, m2, c1, c2)
+        if key is not None:
+          cache[key] = hit
+      p1.append(hit[0])
+      p2.append(hit[1])
+      if with_cases:
+        self.cases[0].append(hit[2])
+        self.cases[1].append(hit[3])
+
+
+def _encode_pair(gt: Mapping, pred: Mapping, lexicon, with_cases=False):
   names = list(gt.keys())
-  g = [_as_labels(gt[n]) for n in names]
-  p = [_as_labels(pred.get(n)) for n in names]   # missing prediction = empty
+  g = _Encoded([gt[n] for n in names], lexicon, with_cases)
+  p = _Encoded([pred.get(n) for n in names], lexicon, with_cases)  # missing = empty
   return names, g, p
 
 
-def _level_result(lexicon, level, g_labels, p_labels):
+def _level_result(lexicon, level, g: _Encoded, p: _Encoded):
   codec = _Codec(lexicon, level)
-  gc, pc, ic = codec.gpi_counts([codec.pack_labels(x) for x in g_labels],
-                                [codec.pack_labels(x) for x in p_labels])
+  gc, pc, ic = codec.gpi_counts(g.packed[level], p.packed[level])
   per_wheel = _per_wheel_prf(gc, pc, ic)
   wheels = {}
   for w, (f, pr, rc, n) in enumerate(per_wheel):
@@ -132,7 +167,7 @@ def _level_result(lexicon, level, g_labels, p_labels):
   arr = np.array([x[:3] for x in per_wheel], dtype=np.float64)
   mean = arr.mean(axis=0).tolist()
   return {'f1': mean[0], 'precision': mean[1], 'recall': mean[2],
-          'wheels': wheels}
+          'wheels': wheels}, (gc, pc, ic)
 
 
 def ew_scores(gt: Mapping, pred: Mapping, lexicon='builtin',
@@ -144,28 +179,17 @@ def ew_scores(gt: Mapping, pred: Mapping, lexicon='builtin',
   Returns ``{'f1', 'precision', 'recall', 'wheels': {wheelK: {...}}}``.
   """
   lexicon = load_lexicon(lexicon)
-  _, g, p = _prepare(gt, pred)
-  return _level_result(lexicon, level, g, p)
+  _, g, p = _encode_pair(gt, pred, lexicon)
+  return _level_result(lexicon, level, g, p)[0]
 
 
-def ew_all_variants(gt: Mapping, pred: Mapping, lexicon='builtin') -> dict:
-  """All 12 official variants: case1, case2, wheel{1..5}_level{1,2}.
-
-  Returns ``{variant: {'precision', 'recall', 'f1', 'n_samples'}}``.
-  """
-  lexicon = load_lexicon(lexicon)
-  _, g, p = _prepare(gt, pred)
+def _variants_from(lexicon, g: _Encoded, p: _Encoded, level_results) -> dict:
   out = {}
   for v, variant in enumerate(VARIANTS[:2]):
-    pairs = []
-    for gl, pl in zip(g, p):
-      gs = {i for i in (lexicon.ids(x)[v] for x in gl) if i >= 0}
-      ps = {i for i in (lexicon.ids(x)[v] for x in pl) if i >= 0}
-      pairs.append((gs, ps))
-    f, pr, rc, n = _prf_from_sets(pairs)
+    f, pr, rc, n = _prf_from_sets(zip(g.cases[v], p.cases[v]))
     out[variant] = {'precision': pr, 'recall': rc, 'f1': f, 'n_samples': n}
   for level in LEVELS:
-    res = _level_result(lexicon, level, g, p)
+    res = level_results[level]
     for w in range(N_WHEELS):
       r = res['wheels'][f'wheel{w + 1}']
       out[f'wheel{w + 1}_{level}'] = {'precision': r['precision'],
@@ -174,15 +198,38 @@ def ew_all_variants(gt: Mapping, pred: Mapping, lexicon='builtin') -> dict:
   return out
 
 
+def ew_all_variants(gt: Mapping, pred: Mapping, lexicon='builtin') -> dict:
+  """All 12 official variants: case1, case2, wheel{1..5}_level{1,2}.
+
+  Returns ``{variant: {'precision', 'recall', 'f1', 'n_samples'}}``.
+  """
+  lexicon = load_lexicon(lexicon)
+  _, g, p = _encode_pair(gt, pred, lexicon, with_cases=True)
+  res = {lv: _level_result(lexicon, lv, g, p)[0] for lv in LEVELS}
+  return _variants_from(lexicon, g, p, res)
+
+
+def per_sample_f(gc, pc, ic) -> np.ndarray:
+  """Per-sample F averaged over wheels, float64, from (N, 5) count arrays."""
+  with np.errstate(divide='ignore', invalid='ignore'):
+    p = ic / pc
+    r = ic / gc
+    f = 2 * (p * r) / (p + r)
+  f = np.where((gc > 0) & (pc > 0) & (ic > 0), f, 0.0)
+  return f.mean(axis=1)
+
+
 def ovmer_report(gt: Mapping, pred: Mapping, lexicon='builtin',
                  all_variants: bool = False, per_sample: bool = False) -> dict:
   """The ``evaluate ovmer`` JSON: level1, level2, wheels (+variants, per_sample)."""
   lexicon = load_lexicon(lexicon)
-  names, g, p = _prepare(gt, pred)
+  names, g, p = _encode_pair(gt, pred, lexicon, with_cases=all_variants)
   out = {}
   wheels = {}
+  results, counts = {}, {}
   for level in LEVELS:
-    res = _level_result(lexicon, level, g, p)
+    res, counts[level] = _level_result(lexicon, level, g, p)
+    results[level] = res
     out[level] = {'f1': res['f1'], 'precision': res['precision'],
                   'recall': res['recall']}
     for wname, r in res['wheels'].items():
@@ -191,11 +238,10 @@ def ovmer_report(gt: Mapping, pred: Mapping, lexicon='builtin',
   out['n_samples'] = len(names)
   out['lexicon'] = lexicon.name
   if all_variants:
-    out['variants'] = ew_all_variants(gt, pred, lexicon)
+    out['variants'] = _variants_from(lexicon, g, p, results)
   if per_sample:
-    scorer = EWRewardScorer(lexicon)
-    r = scorer.reward(g, p, dtype=np.float64)
-    out['per_sample'] = {n: float(x) for n, x in zip(names, r)}
+    r = per_sample_f(*counts['level1'])
+    out['per_sample'] = dict(zip(names, r.tolist()))
   return out
 
 
@@ -244,13 +290,7 @@ class EWRewardScorer:
 
   def reward(self, gt_labels_list, pred_labels_list,
              dtype=np.float32) -> np.ndarray:
-    gc, pc, ic = self.counts(gt_labels_list, pred_labels_list)
-    with np.errstate(divide='ignore', invalid='ignore'):
-      p = ic / pc
-      r = ic / gc
-      f = 2 * (p * r) / (p + r)
-    f = np.where((gc > 0) & (pc > 0) & (ic > 0), f, 0.0)
-    return f.mean(axis=1).astype(dtype)
+    return per_sample_f(*self.counts(gt_labels_list, pred_labels_list)).astype(dtype)
 
   def jaccard(self, a_list, b_list, dtype=np.float32) -> np.ndarray:
     ac, bc, ic = self.counts(a_list, b_list)
@@ -278,10 +318,9 @@ def hit_rate(gt: Mapping, pred: Mapping, lexicon='builtin') -> dict:
   then over the 5 wheels.  Returns ``{'hit_rate', 'wheels', 'n_samples'}``.
   """
   lexicon = load_lexicon(lexicon)
-  names, g, p = _prepare(gt, pred)
+  names, g, p = _encode_pair(gt, pred, lexicon)
   codec = _Codec(lexicon, 'level1')
-  gc, _, ic = codec.gpi_counts([codec.pack_labels(x) for x in g],
-                               [codec.pack_labels(x) for x in p])
+  gc, _, ic = codec.gpi_counts(g.packed['level1'], p.packed['level1'])
   wheels = {}
   vals = []
   for w in range(N_WHEELS):
