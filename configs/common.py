@@ -139,12 +139,12 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
         # attention: released per-modality Linear(d,1) temporal scores (no softmax) + the
         # 2-way "multi" token; qformer: learned queries + BERT-style cross-attention;
         # mean: time mean; none: every frame/clip feature becomes its own token.
+        # (The multi token's width is max(vision, audio feature width), as released.)
         "type": "attention",
-        "multi_hidden": 1024 if paper else 64,  # width of the "multi" token's projections
         "qformer_layers": 2,
         "qformer_hidden": 768 if paper else 64,
         "qformer_heads": 12 if paper else 4,
-        "num_queries": {"video": 32, "audio": 8, "multi": 16},
+        "num_queries": {"video": 32, "audio": 8, "multi": 16},  # qformer query tokens
     })
     m.lora = ml_collections.ConfigDict({
         "rank": 16 if paper else 8,
