@@ -1,0 +1,282 @@
+"""grain datasets: sample dicts -> padded, bucketed model batches.
+
+Batch (per host; the global batch is `config.data.batch_size`, each of the
+`process_count` hosts gets `batch_size // process_count` rows):
+
+  input_ids       int32   [B, T]  training: right-padded; prompt-only: left-padded
+  attention_mask  int32   [B, T]  1 on real tokens (eos included), 0 on padding
+  loss_mask       float32 [B, T]  training only; 1 on answer, `###` and eos tokens.
+                                  Convention: loss at t predicts input_ids[t] from the
+                                  logits at t - 1 (use mask[:, 1:] with logits[:, :-1]).
+  frames          float32 [B, F, 3, S, S]  CLIP-normalized        } or, with
+  audio           float32 [B, C, L]        Wav2Vec2-normalized     } feature_cache_dir,
+  vision_feats    float32 [B, F, Dv]                               } these two instead
+  audio_feats     float32 [B, C, Da]                               }
+  meta            dict of host-only lists: name, labels, reason, subtitle, question,
+                  cues (None when the sample has none), truncated, valid.
+
+T is the smallest of `config.data.length_buckets` (plus max_length) that holds the
+longest row, so jit sees a handful of shapes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Iterator, Mapping, Sequence
+
+import grain
+import numpy as np
+
+from input_pipeline import decode, preprocess, prompts, tokenization
+
+META_KEYS = ('name', 'labels', 'reason', 'subtitle', 'question', 'cues', 'truncated', 'valid')
+
+
+def _data(config: Any):
+  return config.data if hasattr(config, 'data') and not isinstance(config, Mapping) else config
+
+
+def buckets(data: Any) -> list[int]:
+  """Sorted bucket lengths, capped at and including max_length."""
+  max_length = int(data.max_length)
+  b = sorted({int(x) for x in (data.get('length_buckets') or []) if int(x) <= max_length} | {max_length})
+  return b
+
+
+def bucket_length(length: int, bucket_lengths: Sequence[int]) -> int:
+  for b in bucket_lengths:
+    if length <= b:
+      return b
+  return bucket_lengths[-1]
+
+
+# ----------------------------------------------------------------------------- sources
+
+class SampleSource:
+  """grain random-access source over in-memory sample dicts (short repr for grain logs)."""
+
+  def __init__(self, samples: Sequence[Mapping]):
+    self._samples = samples
+
+  def __len__(self) -> int:
+    return len(self._samples)
+
+  def __getitem__(self, index: int) -> Mapping:
+    return self._samples[int(index)]
+
+  def __repr__(self) -> str:
+    return f'SampleSource(num_samples={len(self._samples)})'
+
+
+def feature_path(cache_dir: str, name: str) -> str:
+  return os.path.join(cache_dir, f'{name}.npz')
+
+
+def save_features(cache_dir: str, name: str, vision_feats: np.ndarray, audio_feats: np.ndarray) -> None:
+  """Frozen-encoder features of one clip: vision [F, Dv], audio [C, Da] (float32)."""
+  os.makedirs(cache_dir, exist_ok=True)
+  tmp = feature_path(cache_dir, f'.{name}.tmp{os.getpid()}')
+  np.savez(tmp, vision_feats=np.asarray(vision_feats, np.float32),
+           audio_feats=np.asarray(audio_feats, np.float32))
+  os.replace(tmp, feature_path(cache_dir, name))
+
+
+def load_features(cache_dir: str, name: str) -> dict:
+  path = feature_path(cache_dir, name)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'no cached features for {name} in {cache_dir} (build the cache first)')
+  with np.load(path) as z:
+    return {'vision_feats': z['vision_feats'], 'audio_feats': z['audio_feats']}
+
+
+def missing_features(cache_dir: str, names: Sequence[str]) -> list[str]:
+  return [n for n in names if not os.path.exists(feature_path(cache_dir, n))]
+
+
+# ----------------------------------------------------------------------------- per example
+
+def media_arrays(sample: Mapping, data: Any) -> dict:
+  """The model-input media of one sample (see module docstring), numpy float32."""
+  cache_dir = data.get('feature_cache_dir')
+  if cache_dir:
+    return load_features(cache_dir, sample['name'])
+  f, c = int(data.num_frames), int(data.num_audio_clips)
+  size, sr = int(data.image_size), int(data.sample_rate)
+  clip_len = int(round(float(data.audio_clip_seconds) * sr))
+  if sample.get('frames') is None:
+    frames = np.zeros((f, 3, size, size), np.float32)
+  else:
+    frames = preprocess.clip_preprocess(sample['frames'], size)
+  if sample.get('audio') is None:
+    audio = np.zeros((c, clip_len), np.float32)
+  else:
+    clips = decode.clip_audio(sample['audio'], sr, c, float(data.audio_clip_seconds))
+    audio = preprocess.wav2vec2_normalize(clips)
+  return {'frames': frames, 'audio': audio}
+
+
+def _meta(sample: Mapping, question: str, truncated: bool) -> dict:
+  return dict(name=sample['name'], labels=list(sample.get('labels') or []),
+              reason=sample.get('reason') or '', subtitle=sample.get('subtitle') or '',
+              question=question, cues=sample.get('cues'), truncated=truncated, valid=True)
+
+
+@dataclasses.dataclass
+class EncodeExample(grain.transforms.RandomMap):
+  """Sample dict -> unpadded example (ids, masks, media, meta).
+
+  The random part is the question of the 'hybrid' setting (uniform per sample and
+  epoch, as in the released SFT); grain derives the rng from the sampler seed and the
+  record index, so it is reproducible and restored with the iterator state.
+  """
+  data: Any
+  tokenizer: Any
+  prompt_only: bool = False
+  question: str | None = None
+
+  def random_map(self, sample: Mapping, rng: np.random.Generator) -> dict:
+    d = self.data
+    reason = sample.get('reason') or ''
+    question = prompts.choose_question(self.question or d.question, d.target, reason, rng)
+    prompt = prompts.build_prompt(sample.get('subtitle') or '', question, d.face_or_frame,
+                                  d.get('tokens_per_modality'))
+    if self.prompt_only:
+      ids = tokenization.encode_prompt(self.tokenizer, prompt)
+      truncated = len(ids) > int(d.max_length)
+      ids = ids[-int(d.max_length):]       # keep the end: the question and ###Assistant:
+      example = {'input_ids': ids}
+    else:
+      target = prompts.build_target(sample.get('labels') or [], reason, d.target, question)
+      enc = tokenization.encode_training_example(self.tokenizer, prompt, target, int(d.max_length))
+      truncated = enc['truncated']
+      example = {'input_ids': enc['input_ids'], 'loss_mask': enc['loss_mask']}
+    example.update(media_arrays(sample, d))
+    example['meta'] = _meta(sample, question, truncated)
+    return example
+
+
+def collate(examples: Sequence[dict], bucket_lengths: Sequence[int], pad_id: int,
+            left_pad: bool) -> dict:
+  """Pad token arrays to the batch's bucket length and stack the rest."""
+  lengths = [len(e['input_ids']) for e in examples]
+  t = bucket_length(max(lengths), bucket_lengths)
+  b = len(examples)
+  ids = np.full((b, t), pad_id, np.int32)
+  attn = np.zeros((b, t), np.int32)
+  has_loss = 'loss_mask' in examples[0]
+  loss = np.zeros((b, t), np.float32)
+  for i, (e, n) in enumerate(zip(examples, lengths)):
+    sl = slice(t - n, t) if left_pad else slice(0, n)
+    ids[i, sl] = e['input_ids']
+    attn[i, sl] = 1
+    if has_loss:
+      loss[i, sl] = e['loss_mask']
+  batch = {'input_ids': ids, 'attention_mask': attn}
+  if has_loss:
+    batch['loss_mask'] = loss
+  for key in ('frames', 'audio', 'vision_feats', 'audio_feats'):
+    if key in examples[0]:
+      batch[key] = np.stack([e[key] for e in examples]).astype(np.float32)
+  batch['meta'] = {k: [e['meta'][k] for e in examples] for k in META_KEYS}
+  return batch
+
+
+@dataclasses.dataclass
+class _Collate:
+  bucket_lengths: Sequence[int]
+  pad_id: int
+  left_pad: bool
+
+  def __call__(self, examples):
+    return collate(examples, self.bucket_lengths, self.pad_id, self.left_pad)
+
+
+def split_meta(batch: dict) -> tuple[dict, dict]:
+  """(device arrays, host-only metadata) of a batch."""
+  arrays = {k: v for k, v in batch.items() if k != 'meta'}
+  return arrays, batch['meta']
+
+
+def per_process_batch_size(global_batch: int, process_count: int) -> int:
+  if global_batch % process_count:
+    raise ValueError(f'config.data.batch_size={global_batch} is not divisible by the '
+                     f'{process_count} processes')
+  return global_batch // process_count
+
+
+# ----------------------------------------------------------------------------- loaders
+
+def make_train_iterator(config: Any, samples: Sequence[Mapping] | Any, tokenizer,
+                        process_index: int = 0, process_count: int = 1, *,
+                        prompt_only: bool = False, question: str | None = None,
+                        num_epochs: int | None = None) -> grain.DataLoaderIterator:
+  """Shuffled, sharded, infinitely repeating batches; checkpointable.
+
+  Args:
+    config: the run config (or config.data).
+    samples: a list of sample dicts, or any random-access source of them (e.g.
+      `array_record.SampleArrayRecordSource`).
+    tokenizer: from `tokenization.get_tokenizer`.
+    process_index, process_count: this host's shard (`jax.process_index()`,
+      `jax.process_count()`); each host reads a disjoint 1/process_count of the records.
+    prompt_only: left-padded prompts without targets (GRPO sampling).
+    question: overrides config.data.question.
+    num_epochs: None repeats forever.
+
+  Returns:
+    a grain `DataLoaderIterator`: `next(it)` is a batch (module docstring);
+    `it.get_state()` / `it.set_state(state)` save and restore the position (the
+    shuffle order and the hybrid question choice are functions of seed and position).
+  """
+  d = _data(config)
+  source = SampleSource(samples) if isinstance(samples, (list, tuple)) else samples
+  if len(source) == 0:
+    raise ValueError('make_train_iterator got no samples')
+  batch = per_process_batch_size(int(d.batch_size), process_count)
+  sampler = grain.samplers.IndexSampler(
+      num_records=len(source), shuffle=True, seed=int(d.shuffle_seed), num_epochs=num_epochs,
+      shard_options=grain.sharding.ShardOptions(shard_index=process_index, shard_count=process_count,
+                                                drop_remainder=True))
+  ops = [EncodeExample(d, tokenizer, prompt_only=prompt_only, question=question),
+         grain.transforms.Batch(batch, drop_remainder=True,
+                                batch_fn=_Collate(buckets(d), tokenizer.pad_token_id, prompt_only))]
+  loader = grain.DataLoader(data_source=source, sampler=sampler, operations=ops,
+                            worker_count=int(d.get('worker_count') or 0))
+  return iter(loader)
+
+
+def make_eval_batches(config: Any, samples: Sequence[Mapping], tokenizer,
+                      process_index: int = 0, process_count: int = 1, *,
+                      question: str | None = None, prompt_only: bool = True,
+                      batch_size: int | None = None) -> Iterator[dict]:
+  """Every sample once, in order, as left-padded prompt batches (generation/eval).
+
+  The global eval batch is `config.data.eval_batch_size`; all hosts yield the same
+  number of batches: the sample list is padded (repeating the last sample, with
+  `meta['valid'] = False`) to a multiple of the global batch and each host takes its
+  contiguous block. `question` defaults to config.data.question, with 'hybrid'
+  resolved to 'labels' (the released inference question). With prompt_only=False the
+  batches carry training targets (teacher-forced eval loss).
+  """
+  d = _data(config)
+  global_batch = int(batch_size or d.eval_batch_size)
+  per_host = per_process_batch_size(global_batch, process_count)
+  n = len(samples)
+  if n == 0:
+    return
+  padded = -(-n // global_batch) * global_batch
+  per_proc = padded // process_count
+  index = list(range(process_index * per_proc, (process_index + 1) * per_proc))
+  q = question or d.question
+  if q == 'hybrid':
+    q = 'labels'
+  encode = EncodeExample(d, tokenizer, prompt_only=prompt_only, question=q)
+  rng = np.random.default_rng(0)
+  coll = _Collate(buckets(d), tokenizer.pad_token_id, prompt_only)
+  for start in range(0, len(index), per_host):
+    examples = []
+    for i in index[start:start + per_host]:
+      ex = encode.random_map(samples[min(i, n - 1)], rng)
+      ex['meta']['valid'] = i < n
+      examples.append(ex)
+    yield coll(examples)
