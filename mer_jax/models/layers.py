@@ -341,7 +341,7 @@ class FeedForward(nn.Module):
   def __call__(self, x: Array) -> Array:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     h = Dense(self.intermediate_size, ("embed", "mlp"), name=self.names.fc_in, **kw)(x)
-    h = nn.with_logical_constraint(activation(self.act)(h), ("batch", "length", "mlp"))
+    h = nn.with_logical_constraint(activation(self.act)(h), ("batch", "length", "act_mlp"))
     return Dense(x.shape[-1], ("mlp", "embed"), name=self.names.fc_out, **kw)(h)
 
 

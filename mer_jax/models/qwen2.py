@@ -123,7 +123,7 @@ class Qwen2MLP(nn.Module):
     gate = _dense(c, "gate_proj", c.intermediate_size, ("embed", "mlp"), False)(x, **call)
     up = _dense(c, "up_proj", c.intermediate_size, ("embed", "mlp"), False)(x, **call)
     hidden = nn.with_logical_constraint(layers.activation(c.hidden_act)(gate) * up,
-                                        ("batch", "length", "mlp"))
+                                        ("batch", "length", "act_mlp"))
     return _dense(c, "down_proj", c.hidden_size, ("mlp", "embed"), False)(hidden, **call)
 
 
@@ -230,7 +230,7 @@ class Qwen2ForCausalLM(nn.Module):
       logits = self.model.embed_tokens.attend(hidden)
     else:
       logits = self.lm_head(hidden)
-    logits = nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "vocab"))
+    logits = nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "act_vocab"))
     if return_hidden:
       return logits, new_cache, hidden
     return logits, new_cache

@@ -1,7 +1,7 @@
 """Logical axis names -> mesh axes (`data`, `fsdp`, `tensor`).
 
 Modules only name logical axes (docs/architecture.md); this table maps them onto the
-mesh. `config.mesh.logical_axis_rules` overrides it.
+mesh (the same table as `configs/common.py`); `config.mesh.logical_axis_rules` overrides it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ DEFAULT_LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("act_embed", None),
     ("act_heads", "tensor"),
     ("act_kv", "tensor"),
+    ("act_mlp", "tensor"),
+    ("act_vocab", "tensor"),
     # parameters
     ("vocab", "tensor"),
     ("embed", "fsdp"),
