@@ -1,0 +1,149 @@
+"""Readers for the released data layouts and the `config.data.source` dispatcher.
+
+Released layout (design.md section 6), paths relative to `config.data.root`:
+  labels / eval labels csv  `name, openset` (stringified list, e.g. "['happy', 'calm']")
+  reasons csv (optional)    `name, reason`
+  subtitles csv             `name, ..., english`
+  video/{name}.mp4, audio/{name}.wav, openface_face/{name}/{name}.npy ([T, H, W, 3] uint8)
+
+A sample whose media is missing or cannot be decoded is skipped and reported as
+{'name', 'reason'}; nothing is dropped silently. Frames are stored after the CLIP
+resize + center crop to `config.data.image_size` (uint8), which keeps memory bounded and
+is exact: `preprocess.clip_preprocess` of those frames equals that of the raw frames.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import os
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from input_pipeline import decode, preprocess
+
+RELEASED_SPLITS = {'train': 'labels_csv', 'sft': 'labels_csv', 'rl': 'labels_csv',
+                   'eval': 'eval_labels_csv'}
+
+
+def _data(cfg: Any):
+  return cfg.data if hasattr(cfg, 'data') and not isinstance(cfg, Mapping) else cfg
+
+
+def _path(root: str, p: str) -> str:
+  return p if not p or os.path.isabs(p) else os.path.join(root, p)
+
+
+def parse_openset(text: str) -> list[str]:
+  """"['happy', 'calm']" or "happy, calm" -> ['happy', 'calm'] (lowercased, stripped)."""
+  text = (text or '').strip()
+  labels = None
+  if text.startswith('['):
+    try:
+      value = ast.literal_eval(text)
+      if isinstance(value, (list, tuple)):
+        labels = [str(v) for v in value]
+    except (ValueError, SyntaxError):
+      pass
+  if labels is None:
+    labels = text.strip('[]').replace('"', ',').replace("'", ',').split(',')
+  return [l.strip().lower() for l in labels if l.strip()]
+
+
+def read_csv_column(path: str, column: str) -> dict[str, str]:
+  """name -> value of `column` (utf-8, BOM tolerated)."""
+  with open(path, newline='', encoding='utf-8-sig') as f:
+    reader = csv.DictReader(f)
+    fields = reader.fieldnames or []
+    if 'name' not in fields or column not in fields:
+      raise ValueError(f'{path} needs columns name and {column}, has {fields}')
+    return {row['name'].strip(): (row[column] or '').strip() for row in reader}
+
+
+def _media(data: Any, root: str, name: str) -> dict:
+  num_frames, size = int(data.num_frames), int(data.image_size)
+  if data.face_or_frame == 'face':
+    face_dir = _path(root, data.get('face_dir') or 'openface_face')
+    raw = decode.read_face_frames(os.path.join(face_dir, name, f'{name}.npy'), num_frames)
+  elif data.face_or_frame == 'frame':
+    video_dir = _path(root, data.get('video_dir') or 'video')
+    raw = decode.read_video_frames(os.path.join(video_dir, f'{name}.mp4'), num_frames)
+  else:
+    raise ValueError(f"config.data.face_or_frame must be 'face' or 'frame', got {data.face_or_frame!r}")
+  audio_dir = _path(root, data.get('audio_dir') or 'audio')
+  audio = decode.load_audio(os.path.join(audio_dir, f'{name}.wav'), int(data.sample_rate))
+  return {'frames': preprocess.resize_and_crop(raw, size), 'audio': audio}
+
+
+def iter_released(cfg: Any, split: str) -> Iterator[tuple[str, dict]]:
+  """Streams ('sample', sample) or ('skip', {'name', 'reason'}) in csv order."""
+  data = _data(cfg)
+  if split not in RELEASED_SPLITS:
+    raise ValueError(f'released split must be one of {sorted(RELEASED_SPLITS)}, got {split!r}')
+  root = data.root
+  labels_csv = _path(root, data.get(RELEASED_SPLITS[split]) or '')
+  if not labels_csv or not os.path.exists(labels_csv):
+    raise FileNotFoundError(f'config.data.{RELEASED_SPLITS[split]} not found: {labels_csv!r}')
+  labels = read_csv_column(labels_csv, 'openset')
+  reasons_csv = _path(root, data.get('reasons_csv') or '')
+  reasons = read_csv_column(reasons_csv, 'reason') if reasons_csv else {}
+  subtitles_csv = _path(root, data.get('subtitles_csv') or '')
+  subtitles = read_csv_column(subtitles_csv, 'english') if subtitles_csv else {}
+  for name, openset in labels.items():
+    try:
+      media = _media(data, root, name)
+    except decode.DecodeError as e:
+      yield 'skip', {'name': name, 'reason': str(e)}
+      continue
+    yield 'sample', dict(name=name, subtitle=subtitles.get(name, ''), labels=parse_openset(openset),
+                         reason=reasons.get(name, ''), **media)
+
+
+def read_released(cfg: Any, split: str) -> tuple[list[dict], list[dict]]:
+  """(samples, skipped) of a released-layout split: 'train' (labels_csv) or 'eval'."""
+  samples, skipped = [], []
+  for kind, item in iter_released(cfg, split):
+    (samples if kind == 'sample' else skipped).append(item)
+  return samples, skipped
+
+
+def load_split(config: Any, split: str) -> tuple[list[dict], list[dict]]:
+  """Dispatch on config.data.source: 'synthmer' ('sft'|'rl'|'eval') or 'released'."""
+  data = _data(config)
+  if data.source == 'synthmer':
+    from input_pipeline import synthmer
+    return synthmer.generate_split(data, split), []
+  if data.source == 'released':
+    return read_released(data, split)
+  raise ValueError(f"config.data.source must be 'synthmer' or 'released', got {data.source!r}")
+
+
+def data_summary(**splits: tuple[list, list]) -> dict:
+  """`summary.json["data"]`: sample counts per split and every skip with its reason."""
+  return {'num_samples': {k: len(v[0]) for k, v in splits.items()},
+          'skipped': [dict(s, split=k) for k, v in splits.items() for s in v[1]]}
+
+
+def read_unibench_gold(npz_path: str, corpus_key: str | None = None) -> dict[str, Any]:
+  """MER-UniBench gold npz -> {name: label str (field 'emo') or float (field 'val')}.
+
+  MER2023/MER2024: `test1_corpus[name]['emo']`; MELD/IEMOCAP: `test_corpus[name]['emo']`;
+  CMU-MOSI/MOSEI/CH-SIMS(v2): `test_corpus[name]['val']` (sentiment floats).
+  """
+  with np.load(npz_path, allow_pickle=True) as z:
+    keys = [k for k in z.files if k.endswith('_corpus')]
+    if corpus_key is None:
+      preferred = [k for k in ('test1_corpus', 'test_corpus') if k in keys]
+      if not preferred and len(keys) != 1:
+        raise ValueError(f'{npz_path}: choose corpus_key among {keys}')
+      corpus_key = (preferred or keys)[0]
+    corpus = z[corpus_key].tolist()
+  out = {}
+  for name, entry in corpus.items():
+    if 'emo' in entry:
+      out[name] = str(entry['emo'])
+    elif 'val' in entry:
+      out[name] = float(entry['val'])
+    else:
+      raise ValueError(f'{npz_path}:{corpus_key}[{name}] has neither emo nor val: {sorted(entry)}')
+  return out

@@ -1,0 +1,134 @@
+"""Released-layout reader on a small dataset written here (real mp4/wav/npy files)."""
+import csv
+
+import numpy as np
+import pytest
+
+from input_pipeline import datasets, readers, tokenization
+from input_pipeline.config import default_data_config
+
+av = pytest.importorskip('av')
+sf = pytest.importorskip('soundfile')
+pytest.importorskip('transformers')
+
+NAMES = ['sample_a', 'sample_b', 'sample_corrupt', 'sample_noaudio', 'sample_c']
+
+
+def _write_mp4(path, n, h=40, w=56, seed=0):
+  rng = np.random.default_rng(seed)
+  with av.open(str(path), 'w') as container:
+    stream = container.add_stream('mpeg4', rate=10)
+    stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
+    for i in range(n):
+      img = np.full((h, w, 3), 10 + 8 * i, np.uint8) + rng.integers(0, 5, (h, w, 3), dtype=np.uint8)
+      for packet in stream.encode(av.VideoFrame.from_ndarray(img, format='rgb24')):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+
+
+def _write_csv(path, header, rows):
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    w = csv.writer(f)
+    w.writerow(header)
+    w.writerows(rows)
+
+
+@pytest.fixture(scope='module')
+def released_root(tmp_path_factory):
+  root = tmp_path_factory.mktemp('released')
+  for d in ('video', 'audio', 'openface_face'):
+    (root / d).mkdir()
+  for i, name in enumerate(NAMES):
+    if name == 'sample_corrupt':
+      (root / 'video' / f'{name}.mp4').write_bytes(b'\x00\x00\x00\x20ftypisom' + b'garbage' * 200)
+    else:
+      _write_mp4(root / 'video' / f'{name}.mp4', 12 + i, seed=i)
+    if name != 'sample_noaudio':
+      sr = 22050 if i % 2 else 16000
+      sf.write(root / 'audio' / f'{name}.wav', 0.1 * np.sin(np.arange(int(1.3 * sr)) * 0.05), sr)
+    (root / 'openface_face' / name).mkdir()
+    np.save(root / 'openface_face' / name / f'{name}.npy',
+            np.full((5 + i, 24, 24, 3), 30 * i, np.uint8))
+  _write_csv(root / 'train_ovmerd.csv', ['name', 'openset'],
+             [[n, "['Happy', 'calm']" if j % 2 else 'worried, tense'] for j, n in enumerate(NAMES)])
+  _write_csv(root / 'eval_ovmerd.csv', ['name', 'openset'], [['sample_c', "['sad']"]])
+  _write_csv(root / 'reasons.csv', ['name', 'reason'], [['sample_a', 'He smiles warmly.']])
+  _write_csv(root / 'subtitle_chieng.csv', ['name', 'chinese', 'english'],
+             [[n, '你好', f'Hello from {n}.'] for n in NAMES])
+  return root
+
+
+def make_data(root, **kw):
+  base = dict(source='released', root=str(root), labels_csv='train_ovmerd.csv',
+              eval_labels_csv='eval_ovmerd.csv', reasons_csv='reasons.csv',
+              subtitles_csv='subtitle_chieng.csv', image_size=32, max_length=384,
+              length_buckets=[128, 192, 256], batch_size=3, eval_batch_size=2, question='labels')
+  base.update(kw)
+  return default_data_config(**base)
+
+
+def test_parse_openset():
+  assert readers.parse_openset("['Happy', ' calm ']") == ['happy', 'calm']
+  assert readers.parse_openset('worried, tense') == ['worried', 'tense']
+  assert readers.parse_openset('[happy, sad]') == ['happy', 'sad']
+  assert readers.parse_openset('') == []
+
+
+def test_frame_mode_skips_corrupt_video_and_missing_audio(released_root):
+  samples, skipped = readers.read_released(make_data(released_root, face_or_frame='frame'), 'train')
+  assert [s['name'] for s in samples] == ['sample_a', 'sample_b', 'sample_c']
+  reasons = {s['name']: s['reason'] for s in skipped}
+  assert set(reasons) == {'sample_corrupt', 'sample_noaudio'}
+  assert 'cannot decode video' in reasons['sample_corrupt']
+  assert 'missing audio' in reasons['sample_noaudio'] and 'sample_noaudio.wav' in reasons['sample_noaudio']
+  a = samples[0]
+  assert a['frames'].shape == (8, 32, 32, 3) and a['frames'].dtype == np.uint8
+  assert a['audio'].dtype == np.float32 and a['audio'].shape == (int(1.3 * 16000),)
+  b = samples[1]                                      # 22.05 kHz resampled to 16 kHz
+  assert abs(b['audio'].shape[0] - int(1.3 * 16000)) <= 1
+  assert a['labels'] == ['worried', 'tense'] and b['labels'] == ['happy', 'calm']
+  assert a['reason'] == 'He smiles warmly.' and b['reason'] == ''
+  assert a['subtitle'] == 'Hello from sample_a.'
+  # Frame indices of 12 frames: arange(0, 12, 1.5) -> 0,1,3,4,6,7,9,10; gray 10 + 8 i.
+  levels = a['frames'].reshape(8, -1).mean(-1)
+  np.testing.assert_allclose(levels, [10 + 8 * i + 2 for i in (0, 1, 3, 4, 6, 7, 9, 10)], atol=3)
+  summary = readers.data_summary(train=(samples, skipped))
+  assert summary['num_samples'] == {'train': 3}
+  assert {s['name'] for s in summary['skipped']} == {'sample_corrupt', 'sample_noaudio'}
+  assert all(s['split'] == 'train' and s['reason'] for s in summary['skipped'])
+
+
+def test_face_mode_and_eval_split(released_root):
+  data = make_data(released_root, face_or_frame='face')
+  samples, skipped = readers.read_released(data, 'train')
+  assert [s['name'] for s in samples] == ['sample_a', 'sample_b', 'sample_corrupt', 'sample_c']
+  assert [s['name'] for s in skipped] == ['sample_noaudio']
+  c = samples[2]                                      # faces of sample 2 are all 60
+  assert c['frames'].shape == (8, 32, 32, 3) and (c['frames'] == 60).all()
+  ev, ev_skipped = readers.load_split(data, 'eval')
+  assert [s['name'] for s in ev] == ['sample_c'] and ev_skipped == [] and ev[0]['labels'] == ['sad']
+
+
+def test_released_batches_flow(released_root, tmp_path):
+  data = make_data(released_root, face_or_frame='frame')
+  samples, _ = readers.read_released(data, 'train')
+  tok = tokenization.get_tokenizer(default_data_config(tokenizer='synthmer'), str(tmp_path))
+  batch = next(datasets.make_train_iterator(data, samples, tok))
+  assert batch['input_ids'].shape[0] == 3 and batch['input_ids'].shape[1] in (128, 192, 256)
+  assert batch['frames'].shape == (3, 8, 3, 32, 32) and batch['audio'].shape == (3, 8, 32000)
+  for i in range(3):
+    text = tok.decode(batch['input_ids'][i][batch['loss_mask'][i] > 0])
+    labels = ', '.join(batch['meta']['labels'][i])
+    assert text == f"The character's emotional state is {labels}.###<|im_end|>"
+    # 1.3 s of audio padded to 2 s: every clip is the same padded signal.
+    np.testing.assert_allclose(batch['audio'][i, 0], batch['audio'][i, 7])
+  ev = list(datasets.make_eval_batches(data, samples, tok))
+  assert [v for b in ev for v in b['meta']['valid']] == [True, True, True, False]
+
+
+def test_unibench_gold(tmp_path):
+  np.savez(tmp_path / 'mer2023.npz', test1_corpus={'s1': {'emo': 'happy'}, 's2': {'emo': 'worried'}})
+  np.savez(tmp_path / 'mosi.npz', test_corpus={'v1': {'val': -1.4}, 'v2': {'val': 0.0}})
+  assert readers.read_unibench_gold(str(tmp_path / 'mer2023.npz')) == {'s1': 'happy', 's2': 'worried'}
+  assert readers.read_unibench_gold(str(tmp_path / 'mosi.npz')) == {'v1': -1.4, 'v2': 0.0}
