@@ -210,8 +210,8 @@ def test_perception_groups_ties_and_llm_judge(cfg, monkeypatch):
     same = ["<think>same words</think><answer>happy</answer>"] * 4
     group_b = [f"<think>{'long ' * k}</think><answer>x</answer>" for k in (1, 4, 2, 3)]
     samples = [sample("a", reason="same words")] * 4 + [sample("b", reason="r")] * 4
-    monkeypatch.setattr(rewards, "JUDGES", dict(rewards.JUDGES))
-    rewards.set_llm_judge(lambda reason, a, b: 1.0 if len(a) > len(b) else 0.0)
+    judge = lambda reason, a, b: 1.0 if len(a) > len(b) else 0.0
+    monkeypatch.setitem(rewards.JUDGES, "llm", rewards.pairwise_preferences(judge))
     cfg.grpo.judge = "llm"
     got = rewards.perception_reward(same + group_b, samples, cfg)
     np.testing.assert_array_equal(got, [0, 0, 0, 0, 0, 1, 0, 1])  # all tied -> no reward
@@ -221,7 +221,7 @@ def test_perception_groups_ties_and_llm_judge(cfg, monkeypatch):
 
 
 def test_llm_judge_must_be_registered(cfg, monkeypatch):
-    monkeypatch.setattr(rewards, "JUDGES", {"cue_overlap": rewards.cue_overlap_preferences})
+    monkeypatch.delitem(rewards.JUDGES, "llm", raising=False)
     cfg.grpo.judge = "llm"
     cfg.grpo.rewards = {"perception": 1.0}
     with pytest.raises(KeyError, match="set_llm_judge"):
@@ -229,13 +229,12 @@ def test_llm_judge_must_be_registered(cfg, monkeypatch):
 
 
 def test_raising_judge_zeroes_only_its_group_and_logs(cfg, monkeypatch, caplog):
-    monkeypatch.setattr(rewards, "JUDGES", dict(rewards.JUDGES))
-
     def judge(reason, a, b):
         if reason == "broken":
             raise RuntimeError("judge backend timeout")
         return 1.0 if len(a) > len(b) else 0.0
 
+    monkeypatch.setitem(rewards.JUDGES, "llm", None)  # undone after the test
     rewards.set_llm_judge(judge)
     cfg.grpo.judge = "llm"
     completions = [f"<think>{'w ' * k}</think>" for k in (1, 2, 3, 4, 4, 3, 2, 1)]
@@ -297,4 +296,4 @@ def test_omni_is_reserved_not_registered(cfg):
     with pytest.raises(KeyError, match="OPPO"):
         rewards.combine_rewards(["x"], [sample()], cfg)
     with pytest.raises(KeyError, match="registered: accuracy, alignment, dual, format, perception"):
-        rewards.get_reward("acc")
+        rewards.score_reward("acc", ["x"], [sample()], cfg)

@@ -18,28 +18,11 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from mer_jax.rl import Registry
+
 AdvantageFn = Callable[[jax.Array], jax.Array]
-ADVANTAGE_ESTIMATORS: dict[str, AdvantageFn] = {}
-
-
-def register_advantage_estimator(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
-    """Decorator: registers `fn(rewards [B, G]) -> advantages [B, G]` under `name`."""
-
-    def register(fn: AdvantageFn) -> AdvantageFn:
-        if name in ADVANTAGE_ESTIMATORS:
-            raise ValueError(f"advantage estimator {name!r} is already registered")
-        ADVANTAGE_ESTIMATORS[name] = fn
-        return fn
-
-    return register
-
-
-def get_advantage_estimator(name: str) -> AdvantageFn:
-    try:
-        return ADVANTAGE_ESTIMATORS[name]
-    except KeyError:
-        raise KeyError(f"unknown advantage estimator {name!r}; registered: "
-                       f"{', '.join(sorted(ADVANTAGE_ESTIMATORS))}") from None
+# name -> fn(rewards [B, G]) -> advantages [B, G]
+ADVANTAGE_ESTIMATORS = Registry("advantage estimator")
 
 
 def estimator_name(scale_rewards: bool) -> str:
@@ -70,8 +53,8 @@ def group_advantages(rewards: jax.Array, scale_rewards: bool = True, eps: float 
     return jnp.where(constant, 0.0, centred)
 
 
-register_advantage_estimator("grpo")(functools.partial(group_advantages, scale_rewards=True))
-register_advantage_estimator("dr_grpo")(functools.partial(group_advantages, scale_rewards=False))
+ADVANTAGE_ESTIMATORS.register("grpo", functools.partial(group_advantages, scale_rewards=True))
+ADVANTAGE_ESTIMATORS.register("dr_grpo", functools.partial(group_advantages, scale_rewards=False))
 
 
 def compute_advantages(rewards: jax.Array, num_generations: int, name: str = "grpo") -> jax.Array:
@@ -81,4 +64,4 @@ def compute_advantages(rewards: jax.Array, num_generations: int, name: str = "gr
     if r.ndim != 1 or r.shape[0] % num_generations:
         raise ValueError(f"rewards must be flat [B * G] with G={num_generations}, got shape {r.shape}")
     grid = r.reshape(-1, num_generations)
-    return get_advantage_estimator(name)(grid).reshape(-1)
+    return ADVANTAGE_ESTIMATORS[name](grid).reshape(-1)

@@ -33,41 +33,24 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mer_jax.rl import Registry
+
 Aggregation = Callable[[jax.Array, jax.Array, float], tuple[jax.Array, jax.Array]]
-LOSS_AGGREGATIONS: dict[str, Aggregation] = {}
-
-
-def register_aggregation(name: str) -> Callable[[Aggregation], Aggregation]:
-    """Decorator: registers `fn(per_token [N, T], mask [N, T], max_len) -> (sum, denom)`."""
-
-    def register(fn: Aggregation) -> Aggregation:
-        if name in LOSS_AGGREGATIONS:
-            raise ValueError(f"loss aggregation {name!r} is already registered")
-        LOSS_AGGREGATIONS[name] = fn
-        return fn
-
-    return register
-
-
-def get_aggregation(name: str) -> Aggregation:
-    try:
-        return LOSS_AGGREGATIONS[name]
-    except KeyError:
-        raise KeyError(f"unknown loss aggregation {name!r}; registered: "
-                       f"{', '.join(sorted(LOSS_AGGREGATIONS))}") from None
+# name -> fn(per_token [N, T], mask [N, T], max_len) -> (sum, denominator)
+LOSS_AGGREGATIONS = Registry("loss aggregation")
 
 
 def _num_sequences(mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.any(mask > 0, axis=-1).astype(jnp.float32))
 
 
-@register_aggregation("token_mean")
+@LOSS_AGGREGATIONS.register("token_mean")
 def token_mean(per_token, mask, max_len):
     del max_len
     return jnp.sum(per_token * mask), jnp.sum(mask)
 
 
-@register_aggregation("seq_mean_token_mean")
+@LOSS_AGGREGATIONS.register("seq_mean_token_mean")
 def seq_mean_token_mean(per_token, mask, max_len):
     del max_len
     seq_tokens = jnp.sum(mask, axis=-1)
@@ -75,7 +58,7 @@ def seq_mean_token_mean(per_token, mask, max_len):
     return jnp.sum(seq_mean), _num_sequences(mask)
 
 
-@register_aggregation("seq_mean_token_sum_norm")
+@LOSS_AGGREGATIONS.register("seq_mean_token_sum_norm")
 def seq_mean_token_sum_norm(per_token, mask, max_len):
     return jnp.sum(per_token * mask) / max_len, _num_sequences(mask)
 
@@ -154,7 +137,7 @@ def grpo_loss(logprobs: jax.Array,
         metrics["entropy"] = jnp.sum(jax.lax.stop_gradient(token_entropy.astype(jnp.float32)) * mask)
 
     length = logprobs.shape[-1] if max_len is None else max_len
-    loss_sum, denominator = get_aggregation(loss_agg)(per_token, mask, length)
+    loss_sum, denominator = LOSS_AGGREGATIONS[loss_agg](per_token, mask, length)
     metrics = {k: jax.lax.stop_gradient(v) for k, v in metrics.items()}
     return PolicyLoss(loss_sum, denominator, metrics)
 

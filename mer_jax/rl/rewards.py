@@ -31,7 +31,7 @@ import numpy as np
 from absl import logging
 
 from mer_jax import metrics
-from mer_jax.rl import bradley_terry
+from mer_jax.rl import Registry, bradley_terry
 
 RewardFn = Callable[[Sequence[str], Sequence[Mapping], Any], np.ndarray]
 
@@ -46,30 +46,18 @@ class Reward:
     group_level: bool = False
 
 
-REWARDS: dict[str, Reward] = {}
-# Names the config validator accepts that other code registers (OPPO: `omni`).
-RESERVED_REWARDS = {"omni": "OPPO's omni-perception reward, registered by the OPPO code (mer_jax/rl)"}
+# The config validator also knows `omni`, which the OPPO code registers.
+REWARDS = Registry("reward", hints={"omni": "OPPO's omni-perception reward, registered by the OPPO code"})
 
 
 def register_reward(name: str, group_level: bool = False) -> Callable[[RewardFn], RewardFn]:
     """Decorator registering a reward function under `name`."""
 
     def register(fn: RewardFn) -> RewardFn:
-        if name in REWARDS:
-            raise ValueError(f"reward {name!r} is already registered")
-        REWARDS[name] = Reward(name, fn, group_level)
+        REWARDS.register(name, Reward(name, fn, group_level))
         return fn
 
     return register
-
-
-def get_reward(name: str) -> Reward:
-    if name in REWARDS:
-        return REWARDS[name]
-    if name in RESERVED_REWARDS:
-        raise KeyError(f"reward {name!r} is {RESERVED_REWARDS[name]} and is not registered in this "
-                       f"build; registered: {', '.join(sorted(REWARDS))}")
-    raise KeyError(f"unknown reward {name!r}; registered: {', '.join(sorted(REWARDS))}")
 
 
 def _option(cfg: Any, dotted: str, default: Any) -> Any:
@@ -135,7 +123,8 @@ def extract_think(text: str) -> str:
 
 # ------------------------------------------------------------------ length penalties
 PenaltyFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-LENGTH_PENALTIES: dict[str, PenaltyFn] = {}
+# name -> fn(n, m) -> float32 penalty; every entry is 1 where n <= m.
+LENGTH_PENALTIES = Registry("length penalty")
 
 
 def _penalty(name: str) -> Callable[[PenaltyFn], PenaltyFn]:
@@ -146,8 +135,7 @@ def _penalty(name: str) -> Callable[[PenaltyFn], PenaltyFn]:
             with np.errstate(divide="ignore", invalid="ignore"):
                 return np.where(n <= m, 1.0, fn(n, m)).astype(np.float32)
 
-        LENGTH_PENALTIES[name] = penalty
-        return penalty
+        return LENGTH_PENALTIES.register(name, penalty)
 
     return register
 
@@ -176,12 +164,7 @@ def _p3(n, m):
 
 def length_penalty(name: str, n: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Penalty `name` (none | p1 | p2 | p3) for n predicted and m gold labels (deduplicated)."""
-    try:
-        fn = LENGTH_PENALTIES[name]
-    except KeyError:
-        raise KeyError(f"unknown length penalty {name!r}; registered: "
-                       f"{', '.join(sorted(LENGTH_PENALTIES))}") from None
-    return fn(n, m)
+    return LENGTH_PENALTIES[name](n, m)
 
 
 # ------------------------------------------------------------------ EW helpers
@@ -261,12 +244,7 @@ class LLMJudge(Protocol):
 
 # (gold sample, G think texts) -> [G, G] preferences, p[i, j] = P(i beats j).
 PreferenceFn = Callable[[Mapping, Sequence[str]], np.ndarray]
-JUDGES: dict[str, PreferenceFn] = {}
-
-
-def register_judge(name: str, fn: PreferenceFn) -> None:
-    """Registers (or replaces) the group preference function for `grpo.judge = name`."""
-    JUDGES[name] = fn
+JUDGES = Registry("perception judge", hints={"llm": "call mer_jax.rl.rewards.set_llm_judge(judge) first"})
 
 
 def pairwise_preferences(judge: LLMJudge) -> PreferenceFn:
@@ -292,8 +270,8 @@ def pairwise_preferences(judge: LLMJudge) -> PreferenceFn:
 
 
 def set_llm_judge(judge: LLMJudge) -> None:
-    """Makes `grpo.judge = 'llm'` use `judge` (call before training)."""
-    register_judge("llm", pairwise_preferences(judge))
+    """Makes `grpo.judge = 'llm'` use `judge` (call before training; replaces an earlier one)."""
+    JUDGES["llm"] = pairwise_preferences(judge)
 
 
 _STOPWORDS = frozenset("""
@@ -351,14 +329,7 @@ def cue_overlap_preferences(sample: Mapping, thinks: Sequence[str]) -> np.ndarra
     return np.where(s[:, None] > s[None, :], 1.0, np.where(s[:, None] == s[None, :], 0.5, 0.0))
 
 
-register_judge("cue_overlap", cue_overlap_preferences)
-
-
-def get_judge(name: str) -> PreferenceFn:
-    if name in JUDGES:
-        return JUDGES[name]
-    hint = " (call mer_jax.rl.rewards.set_llm_judge(judge) first)" if name == "llm" else ""
-    raise KeyError(f"perception judge {name!r} is not registered{hint}; registered: {', '.join(sorted(JUDGES))}")
+JUDGES.register("cue_overlap", cue_overlap_preferences)
 
 
 @register_reward("perception", group_level=True)
@@ -369,7 +340,7 @@ def perception_reward(completions, samples, cfg) -> np.ndarray:
     if g < 1 or len(completions) % g:
         raise ValueError(f"perception reward: {len(completions)} completions is not a multiple of "
                          f"grpo.num_generations={g}")
-    judge = get_judge(_option(cfg, "grpo.judge", "cue_overlap"))
+    judge = JUDGES[_option(cfg, "grpo.judge", "cue_overlap")]
     thinks = [extract_think(c) for c in completions]
     wins = []
     for start in range(0, len(completions), g):
@@ -389,9 +360,11 @@ def validate_rewards(cfg) -> dict[str, float]:
     if not weights:
         raise ValueError("config.grpo.rewards must name at least one reward")
     for name in weights:
-        get_reward(name)
-    if "perception" in weights:
-        get_judge(_option(cfg, "grpo.judge", "cue_overlap"))
+        if name not in REWARDS:
+            raise REWARDS.unknown(name)
+    judge = _option(cfg, "grpo.judge", "cue_overlap")
+    if "perception" in weights and judge not in JUDGES:
+        raise JUDGES.unknown(judge)
     return {k: float(v) for k, v in weights.items()}
 
 
@@ -430,7 +403,7 @@ def score_reward(name: str, completions: Sequence[str], samples: Sequence[Mappin
     group-level rewards); a unit that raises again is logged with its sample name and
     scores 0, as does a non-finite score. A wrong number of scores is a bug and raises.
     """
-    reward = get_reward(name)
+    reward = REWARDS[name]
     n = len(completions)
     try:
         values = reward.fn(completions, samples, cfg)
