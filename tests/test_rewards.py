@@ -217,7 +217,9 @@ def test_perception_groups_ties_and_llm_judge(cfg, monkeypatch):
     np.testing.assert_array_equal(got, [0, 0, 0, 0, 0, 1, 0, 1])  # all tied -> no reward
 
     with pytest.raises(ValueError, match="mixes samples"):
-        rewards.perception_reward(same, [sample("a")] * 3 + [sample("b")], cfg)
+        rewards.score_reward("perception", same, [sample("a")] * 3 + [sample("b")], cfg)
+    with pytest.raises(ValueError, match="not a multiple of grpo.num_generations=4"):
+        rewards.score_reward("perception", same[:3], [sample("a")] * 3, cfg)
 
 
 def test_llm_judge_must_be_registered(cfg, monkeypatch):

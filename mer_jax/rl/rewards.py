@@ -332,21 +332,29 @@ def cue_overlap_preferences(sample: Mapping, thinks: Sequence[str]) -> np.ndarra
 JUDGES.register("cue_overlap", cue_overlap_preferences)
 
 
+def group_size(samples: Sequence[Mapping], cfg) -> int:
+    """G = `grpo.num_generations`, after checking that `samples` come in adjacent groups
+    of G copies of one sample (a caller bug otherwise: raises ValueError)."""
+    g = int(_option(cfg, "grpo.num_generations", 0))
+    if g < 1 or len(samples) % g:
+        raise ValueError(f"{len(samples)} samples is not a multiple of grpo.num_generations={g}")
+    for start in range(0, len(samples), g):
+        names = {str(s.get("name")) for s in samples[start:start + g]}
+        if len(names) > 1:
+            raise ValueError(f"a group of {g} adjacent completions mixes samples {sorted(names)}; "
+                             "repeat each prompt's sample G times, prompt-major")
+    return g
+
+
 @register_reward("perception", group_level=True)
 def perception_reward(completions, samples, cfg) -> np.ndarray:
     """1 for the top 50% of each group by Bradley-Terry strength of the judge's pairwise
     preferences between think texts, else 0 (eq. 10; ties at the boundary get 0)."""
-    g = int(_option(cfg, "grpo.num_generations", 0))
-    if g < 1 or len(completions) % g:
-        raise ValueError(f"perception reward: {len(completions)} completions is not a multiple of "
-                         f"grpo.num_generations={g}")
+    g = group_size(samples, cfg)
     judge = JUDGES[_option(cfg, "grpo.judge", "cue_overlap")]
     thinks = [extract_think(c) for c in completions]
     wins = []
     for start in range(0, len(completions), g):
-        names = {s.get("name") for s in samples[start:start + g]}
-        if len(names) > 1:
-            raise ValueError(f"perception reward: a group of {g} completions mixes samples {sorted(map(str, names))}")
         prefs = np.asarray(judge(samples[start], thinks[start:start + g]), np.float64)
         wins.append(prefs * (1.0 - np.eye(g)))
     scores = bradley_terry.bradley_terry_scores(np.stack(wins))
@@ -382,7 +390,7 @@ def _as_scores(values, n: int, name: str) -> np.ndarray:
 def _score_per_unit(reward: Reward, completions, samples, cfg) -> np.ndarray:
     """The per-sample (per-group) fallback: units that raise are logged and score 0."""
     n = len(completions)
-    unit = int(_option(cfg, "grpo.num_generations", 1)) if reward.group_level else 1
+    unit = group_size(samples, cfg) if reward.group_level else 1
     scores = np.zeros(n, np.float32)
     for start in range(0, n, unit):
         part = slice(start, min(start + unit, n))
@@ -401,10 +409,13 @@ def score_reward(name: str, completions: Sequence[str], samples: Sequence[Mappin
 
     If the batch call raises, the reward is retried per sample (per group for
     group-level rewards); a unit that raises again is logged with its sample name and
-    scores 0, as does a non-finite score. A wrong number of scores is a bug and raises.
+    scores 0, as does a non-finite score. Bugs raise: a wrong number of scores, or a
+    group-level reward on samples not grouped by prompt.
     """
     reward = REWARDS[name]
     n = len(completions)
+    if reward.group_level:
+        group_size(samples, cfg)
     try:
         values = reward.fn(completions, samples, cfg)
     except Exception as e:  # pylint: disable=broad-except
