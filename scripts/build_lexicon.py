@@ -672,6 +672,10 @@ STOP_FORMS = {
     'willful', 'forceful', 'playfulness_', 'freely_', 'longed', 'sensation', 'sensational',
     'resignation', 'resign', 'resigns', 'resigning', 'passable', 'sorely', 'lowly', 'downy',
     'powers', 'powered', 'powering', 'spirit', 'spirits', 'bright', 'brightly', 'mean',
+    'likely', 'likeness', 'likelier', 'likeliest', 'tightly', 'forcefully', 'attentively',
+    'actively', 'closely', 'closeness_', 'meaningful', 'meaning', 'meanings', 'considerately',
+    'emotionally', 'sensibly', 'sensible', 'sensation', 'willingly', 'freely', 'opening',
+    'openly', 'engagement', 'engagements', 'use', 'uses', 'using', 'contents',
 }
 
 
@@ -695,15 +699,23 @@ def known(word: str) -> bool:
 
 
 def inflections(word: str) -> set[str]:
+  """Inflections of ``word`` as a lemma, plus its noun/adjective lemma's.
+
+  Verb lemmas of participle adjectives are NOT followed (``moved`` would
+  otherwise bring ``move, moves, moving``); verb families that matter are
+  listed in FAMILIES instead.
+  """
   out = set()
   if ' ' in word:
     return out
   for forms in _LI.getAllInflections(word).values():
     out.update(forms)
-  for lemmas in _LI.getAllLemmas(word).values():
+  for pos, lemmas in _LI.getAllLemmas(word).items():
+    if pos not in ('NOUN', 'ADJ'):
+      continue
     for lemma in lemmas:
       out.add(lemma)
-      for forms in _LI.getAllInflections(lemma).values():
+      for forms in _LI.getAllInflections(lemma, upos=pos).values():
         out.update(forms)
   return out
 

@@ -17,10 +17,20 @@ from mer_jax.metrics.parsing import (LabelFileError, parse_labels,
 from mer_jax.metrics.scoring import (EWRewardScorer, ew_all_variants,
                                      ew_scores, hit_rate, ovmer_report,
                                      reference_reward)
+from mer_jax.metrics.extract import (LLMEmotionExtractor, LLMSentimentMapper,
+                                     extract_emotion_words, text_to_sentiment,
+                                     word_valence)
+from mer_jax.metrics.unibench import (evaluate_dataset, sentiment_scores,
+                                      unibench_from_dirs, unibench_report,
+                                      weighted_f1)
 
 __all__ = [
     'LEVELS', 'N_WHEELS', 'VARIANTS', 'Lexicon', 'load_lexicon',
     'LabelFileError', 'parse_labels', 'read_label_csv', 'string_to_list',
     'EWRewardScorer', 'ew_all_variants', 'ew_scores', 'hit_rate',
     'ovmer_report', 'reference_reward',
+    'LLMEmotionExtractor', 'LLMSentimentMapper', 'extract_emotion_words',
+    'text_to_sentiment', 'word_valence',
+    'evaluate_dataset', 'sentiment_scores', 'unibench_from_dirs',
+    'unibench_report', 'weighted_f1',
 ]
