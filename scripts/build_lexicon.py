@@ -58,9 +58,9 @@ WHEELS = [
     ('plutchik', {
         'joy': {'ecstasy': ['delight', 'pride'], 'serenity': ['love']},
         'trust': {'admiration': ['dominance'], 'acceptance': ['submission', 'sentimentality']},
-        'fear': {'terror': ['shame', 'despair'], 'apprehension': ['anxiety', 'guilt']},
+        'fear': {'terror': ['shame'], 'apprehension': ['anxiety', 'guilt']},
         'surprise': {'amazement': ['awe', 'unbelief'], 'distraction': ['curiosity']},
-        'sadness': {'grief': ['remorse'], 'pensiveness': ['pessimism', 'disapproval']},
+        'sadness': {'grief': ['remorse', 'despair'], 'pensiveness': ['pessimism', 'disapproval']},
         'disgust': {'loathing': ['contempt', 'morbidness'], 'boredom': ['cynicism']},
         'anger': {'rage': ['outrage', 'aggressiveness'], 'annoyance': ['envy']},
         'anticipation': {'vigilance': [], 'interest': ['optimism', 'hope']},
@@ -249,14 +249,14 @@ responsive, receptive, open-minded, willing, amenable, attentive
 nurturing, nurture, caring, supportive, protective, motherly, fatherly, parental
 valued, valuable, cherished, treasured, prized, important, worthwhile
 surprise, surprised, surprising, startled, startle, astonished, astonishment, amazed, amazement, astounded, stunned, taken aback, shocked, shock, flabbergasted, dumbfounded, awestruck, wonder, wonderment, incredulous, unexpected
-amazed, amazement, amazing, astonished, astonishment, astounded, astounding, awe, awed, awe-struck, awestruck, in awe, wonder, wondrous, marvel, marveling, stunned, impressed, overwhelmed
-awe, awed, awe-struck, awestruck, reverence, reverent, wonder, admiration, amazed, overwhelmed
+amazed, amazement, amazing, astonished, astonishment, astounded, astounding, awe, awed, awe-struck, awestruck, in awe, wonder, wondrous, marvel, marveling, stunned, impressed
+awe, awed, awe-struck, awestruck, reverence, reverent, wonder, admiration, amazed
 admiration, admire, admiring, admired, respect, esteem, regard, appreciation, reverence, awe, worship, adoration
 startled, startle, jumpy, shocked, jolted, alarmed, surprised, frightened, spooked
 shocked, shock, shocking, stunned, appalled, horrified, dismayed, staggered, stupefied, traumatized, aghast, thunderstruck, speechless, startled
 stunned, stun, dazed, stupefied, speechless, dumbstruck, dumbfounded, thunderstruck, flabbergasted, shocked, astounded
 speechless, speechlessness, wordless, tongue-tied, mute, dumbfounded, lost for words, at a loss for words, stunned
-overcome, overwhelmed, overpowered, swamped, overcome with emotion, moved, touched
+overcome, overcome with emotion, moved, touched
 moved, touched, stirred, affected, emotional, heartwarmed, heartwarming, tearful, sentimental
 confused, confusion, confusing, puzzled, puzzlement, perplexed, perplexity, bewildered, bewilderment, baffled, bafflement, mystified, muddled, disoriented, lost, uncertain, unsure, doubtful, at a loss, befuddled, dazed
 disillusioned, disillusionment, disenchanted, disenchantment, jaded, cynical, disabused, let down, disappointed
@@ -319,7 +319,7 @@ indifferent, indifference, uninterested, unconcerned, nonchalant, casual, detach
 bored, boredom, boring, uninterested, weary, tedious, jaded, fed up, sick of, restless, disengaged, listless
 tired, tiredness, fatigue, fatigued, exhausted, exhaustion, weary, weariness, worn out, drained, sleepy, drowsy, spent, burnt out, burned out, lethargic, lethargy
 sleepy, sleepiness, drowsy, drowsiness, dozy, lethargic, sluggish, tired
-withdrawn, withdrawal, reserved, introverted, aloof, detached, distant, reticent, uncommunicative, closed off, quiet, unsociable
+withdrawn, withdrawal, reserved, introverted, aloof, detached, distant, reticent, uncommunicative, closed off, unsociable
 distant, distance, aloof, detached, remote, cold, cool, reserved, withdrawn, standoffish, unapproachable, estranged
 busy, occupied, preoccupied, swamped, rushed, hectic, overworked, engaged
 pressured, pressure, under pressure, stressed, strained, burdened, rushed, hurried, pushed, harried, hard-pressed
@@ -365,7 +365,7 @@ exasperation, exasperated, exasperating, fed up, out of patience, at wits end, f
 agitation, agitated, restless, restlessness, flustered, stirred up, worked up, riled, ruffled, unsettled, perturbed, disturbed, impatient, impatience, fidgety, uneasy
 hostile, hostility, antagonistic, antagonism, aggressive, belligerent, combative, confrontational, unfriendly, adversarial, bellicose, argumentative, defiant, defiance, hateful
 aggressive, aggression, aggressiveness, combative, belligerent, violent, pugnacious, confrontational, militant, attacking, hostile, threatening, domineering, forceful
-provoked, provocation, goaded, incited, baited, triggered, stirred, aroused, angered, riled up
+provoked, provocation, goaded, incited, baited, triggered, angered, riled up
 hate, hatred, hateful, hating, loathe, loathing, detest, detestation, detestable, despise, abhor, abhorrence, abhorrent, odium, animosity, enmity, spite, spiteful, malice, malicious, vindictive, vengeful, vengefulness, hostility
 loathing, loathe, loathsome, revulsion, repulsion, repugnance, abhorrence, disgust, detestation, hate, hatred
 dislike, disliking, aversion, distaste, antipathy, disfavor, disapproval, reluctance, unfriendliness
@@ -387,14 +387,14 @@ morbidness, morbid, morbidity, gruesome, macabre, ghoulish, dark, grim
 bad, unwell, lousy, poorly, upset, rotten, awful
 envy, envious, envying, jealous, jealousy, covetous, covet, resentful, begrudging, green with envy, green-eyed
 jealous, jealousy, envious, envy, possessive, insecure, distrustful, resentful, green-eyed
-betrayed, betrayal, deceived, cheated, double-crossed, backstabbed, let down, fooled, tricked, duped, misled, used
+betrayed, betrayal, deceived, cheated, double-crossed, backstabbed, let down, fooled, tricked, duped, misled
 let down, letdown, disappointed, failed, abandoned, betrayed, disillusioned
 violated, violation, wronged, abused, defiled, invaded, trespassed, mistreated, exploited
 torment, tormented, tormenting, tortured, torture, anguish, anguished, agony, agonized, suffering, plagued, haunted, harrowed
 agony, agonized, agonizing, anguish, anguished, torment, tormented, pain, suffering, excruciating, heartache
 anguish, anguished, agony, agonized, torment, heartache, heartbreak, grief, pain, suffering, distress, despair
 woe, woeful, sorrow, sorrowful, misery, grief, heartache, distress, sadness
-melancholy, melancholic, wistful, pensive, moody, somber, sombre, doleful, sad, blue, gloomy, brooding, forlorn
+melancholy, melancholic, wistful, moody, somber, sombre, doleful, sad, blue, gloomy, brooding, forlorn
 gloom, gloomy, dismal, bleak, somber, sombre, morose, dour, glum, depressed, downcast, sullen
 pessimism, pessimistic, gloomy, cynical, defeatist, fatalistic, hopeless, bleak, doubtful
 remorse, remorseful, regret, regretful, guilt, guilty, contrite, contrition, penitent, repentant, sorry, apologetic, rueful, self-reproach
@@ -406,7 +406,7 @@ adoration, adore, adoring, worship, worshipful, idolize, devotion, devoted, love
 infatuation, infatuated, smitten, besotted, enamored, enamoured, lovestruck, crush, obsessed, captivated, head over heels
 passion, passionate, ardor, ardent, fervor, fervent, intense, intensity, zeal, enthusiasm, desire, lust
 lust, lustful, desire, desirous, craving, passion, lechery, horny, libido, arousal, aroused
-arousal, aroused, stimulated, excited, turned on, titillated, lust, desire
+arousal, aroused, turned on, titillated, lust, desire
 vigilance, vigilant, watchful, alert, wary, attentive, on guard, cautious, careful, guarded, observant
 anticipation, anticipating, anticipate, anticipatory, expectation, expectant, expecting, awaiting, looking forward, eager, hopeful, suspense
 optimism, optimistic, hopeful, hope, upbeat, sanguine, confident, bullish, cheerful, buoyant, rosy
