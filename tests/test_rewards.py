@@ -4,7 +4,6 @@ perception (Bradley-Terry over judge preferences), failure isolation, combinatio
 import importlib.util
 import logging
 import math
-import re
 
 import numpy as np
 import pytest
@@ -13,18 +12,13 @@ from mer_jax import metrics
 from mer_jax.rl import rewards
 
 
-@pytest.fixture(scope="module")
-def lexicon_spec(reference_dir):
-    return f"official:{reference_dir / 'emotion_wheel'}"
-
-
 @pytest.fixture()
-def cfg(repo_root, lexicon_spec):
+def cfg(repo_root):
     spec = importlib.util.spec_from_file_location("recipe_grpo", repo_root / "configs" / "grpo.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     c = module.get_config("test")
-    c.eval.lexicon = lexicon_spec
+    assert c.eval.lexicon == "builtin"
     c.grpo.num_generations = 4
     return c
 
@@ -37,17 +31,6 @@ def absl_to_caplog():
     logger.propagate = True
     yield
     logger.propagate = old
-
-
-def _stand_in_extract_emotion_words(text, lexicon):
-    """Until mer_jax.metrics ships extract_emotion_words: the known words of `text`."""
-    return [w for w in re.findall(r"[a-z]+", text.lower()) if lexicon.is_known(w)]
-
-
-@pytest.fixture(autouse=True)
-def emotion_word_extractor(monkeypatch):
-    if not hasattr(metrics, "extract_emotion_words"):
-        monkeypatch.setattr(metrics, "extract_emotion_words", _stand_in_extract_emotion_words, raising=False)
 
 
 def sample(name="s0", labels=("happy",), reason="", cues=None):
@@ -139,8 +122,11 @@ ANSWERS = [
 GOLDS = [["happy"], ["happy", "sad"], ["happy", "calm"], ["angry"], ["happy"], ["anxious", "tense"]]
 
 
+@pytest.mark.parametrize("lexicon", ["builtin", "official"])
 @pytest.mark.parametrize("penalty", ["none", "p1", "p2", "p3"])
-def test_accuracy_matches_reference_ew_times_penalty(cfg, penalty):
+def test_accuracy_matches_reference_ew_times_penalty(cfg, request, lexicon, penalty):
+    if lexicon == "official":
+        cfg.eval.lexicon = f"official:{request.getfixturevalue('reference_dir') / 'emotion_wheel'}"
     cfg.grpo.length_penalty = penalty
     samples = [sample(f"s{i}", g) for i, g in enumerate(GOLDS)]
     got = rewards.accuracy_reward(ANSWERS, samples, cfg)
