@@ -69,25 +69,6 @@ def _conv1d(x: Array, kernel: Array, stride: int = 1, padding: Any = "VALID", gr
       feature_group_count=groups, preferred_element_type=jnp.float32).astype(x.dtype)
 
 
-class GroupNormPerChannel(nn.Module):
-  """`nn.GroupNorm(num_groups=C, num_channels=C)`: each channel normalized over time."""
-
-  eps: float = 1e-5
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    feat = (x.shape[-1],)
-    scale = self.param("scale", layers.partitioned(nn.initializers.ones, ("norm",)), feat, self.param_dtype)
-    bias = self.param("bias", layers.partitioned(nn.initializers.zeros, ("norm",)), feat, self.param_dtype)
-    x32 = x.astype(jnp.float32)
-    mean = jnp.mean(x32, axis=1, keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mean), axis=1, keepdims=True)
-    y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * scale + bias
-    return y.astype(self.dtype)
-
-
 class Conv1D(nn.Module):
   """torch `nn.Conv1d` in channels-last layout. kernel `[K, Cin/groups, Cout]`."""
 
@@ -148,7 +129,7 @@ class HubertConvLayer(nn.Module):
     if c.feat_extract_norm == "layer":
       x = layers.LayerNorm(1e-5, name="layer_norm", **kw)(x)
     elif i == 0:
-      x = GroupNormPerChannel(1e-5, name="layer_norm", **kw)(x)
+      x = layers.LayerNorm(1e-5, name="layer_norm", stats_axis=1, **kw)(x)  # GroupNorm(C, C)
     return layers.activation(c.feat_extract_activation)(x)
 
 

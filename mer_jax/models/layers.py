@@ -160,11 +160,16 @@ class RMSNorm(nn.Module):
 
 
 class LayerNorm(nn.Module):
-  """LayerNorm with fp32 statistics; params `scale`, `bias` on the `norm` axis."""
+  """LayerNorm with fp32 statistics; params `scale`, `bias` `[C]` on the `norm` axis.
+
+  `stats_axis=1` on `[B, T, C]` normalizes each channel over time instead, which is torch
+  `GroupNorm(num_groups=C, num_channels=C)` (HuBERT-Base's first conv layer).
+  """
 
   eps: float = 1e-5
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  stats_axis: int = -1
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -172,8 +177,8 @@ class LayerNorm(nn.Module):
     scale = self.param("scale", partitioned(nn.initializers.ones, ("norm",)), feat, self.param_dtype)
     bias = self.param("bias", partitioned(nn.initializers.zeros, ("norm",)), feat, self.param_dtype)
     x32 = x.astype(jnp.float32)
-    mean = jnp.mean(x32, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    mean = jnp.mean(x32, axis=self.stats_axis, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=self.stats_axis, keepdims=True)
     y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
     return (y * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(self.dtype)
 

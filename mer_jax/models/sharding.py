@@ -15,17 +15,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
 DEFAULT_LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
-    # activations
     ("batch", ("data", "fsdp")),
     ("length", None),
-    ("q_len", None),
-    ("kv_len", None),
     ("act_embed", None),
     ("act_heads", "tensor"),
     ("act_kv", "tensor"),
     ("act_mlp", "tensor"),
     ("act_vocab", "tensor"),
-    # parameters
     ("vocab", "tensor"),
     ("embed", "fsdp"),
     ("mlp", "tensor"),
@@ -36,6 +32,8 @@ DEFAULT_LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("norm", None),
     ("conv", None),
     ("lora_rank", None),
+    ("q_len", None),
+    ("kv_len", None),
 )
 
 
@@ -56,7 +54,11 @@ def logical_to_sharding(names: Sequence[str | None], shape: Sequence[int], mesh:
   A dimension the mesh axes do not divide falls back to replicated, so tiny test
   models and odd sizes (e.g. a vocab not divisible by `tensor`) still place.
   """
-  spec = nn.logical_to_mesh_axes(tuple(names), rules)
+  # A logical name may label several dims (e.g. a conv kernel's spatial dims); only the
+  # first can map to a mesh axis, the rest stay replicated.
+  seen: set = set()
+  names = tuple(None if n is not None and (n in seen or seen.add(n)) else n for n in names)
+  spec = nn.logical_to_mesh_axes(names, rules)
   spec = [ax if dim % _mesh_axes_size(mesh, ax) == 0 else None for ax, dim in zip(spec, shape)]
   return NamedSharding(mesh, PartitionSpec(*spec))
 
@@ -74,7 +76,3 @@ def logical_shardings(abstract_boxed_params: Any, mesh: Mesh,
     return NamedSharding(mesh, PartitionSpec())
   return jax.tree.map(one, abstract_boxed_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
-
-def logical_partition_specs(abstract_boxed_params: Any) -> Any:
-  """Pytree of logical-name PartitionSpecs (for checkpoint metadata / planners)."""
-  return nn.get_partition_spec(abstract_boxed_params)
