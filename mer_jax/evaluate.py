@@ -27,7 +27,8 @@ def _fmt(x):
   return f'{100 * x:6.2f}'
 
 
-def _print_ovmer_table(rep: dict, level: str, out=sys.stdout):
+def _print_ovmer_table(rep: dict, level: str, out=None):
+  out = out or sys.stdout
   print(f'OV-MER EW metrics  lexicon={rep["lexicon"]}  samples={rep["n_samples"]}',
         file=out)
   print(f'{"":14s} {"F":>6s} {"P":>6s} {"R":>6s}   (x100)', file=out)

@@ -330,7 +330,7 @@ out of control, uncontrolled, unruly, frantic, chaotic, hysterical, overwhelmed,
 fear, fearful, afraid, scared, frightened, fright, terrified, terror, petrified, alarmed, horrified, panicky, panicked, fearfulness, apprehensive, timid, timorous, spooked, intimidated, dread
 scared, scary, afraid, frightened, fearful, spooked, startled, alarmed, terrified, petrified
 terror, terrified, terrifying, petrified, horrified, panic-stricken, panicked, panic, scared stiff, scared to death, dread, horror
-horror, horrified, horrible, horrifying, horror-stricken, terror, dread, aghast, appalled, revulsion, shock
+horror, horrified, horrible, horrifying, horror-stricken, terror, dread, aghast, shock
 panic, panicked, panicky, panic-stricken, frantic, frenzied, hysterical, hysteria, alarmed, terrified, freaked out
 hysteria, hysterical, frantic, frenzied, frenzy, overwrought, uncontrolled, wild, panic
 alarm, alarmed, alarming, startled, frightened, scared, fearful, panic, unnerved, shaken, perturbed

@@ -37,6 +37,23 @@ def _as_labels(x) -> list[str]:
   return parse_labels(x, unique=False)
 
 
+def _iter_labels(x):
+  """Normalized labels of a raw cell (official semantics, no intermediate lists)."""
+  if type(x) is not str:  # pylint: disable=unidiomatic-typecheck
+    yield from _as_labels(x)
+    return
+  if not x:
+    return
+  if x[0] == '[':
+    x = x[1:]
+  if x and x[-1] == ']':
+    x = x[:-1]
+  for item in _SPLIT_RE.split(x):
+    item = item.strip()
+    if item:
+      yield item.lower().strip()
+
+
 class _Codec:
   """Packs label sets of one level into ints and counts per wheel."""
 
@@ -126,10 +143,9 @@ class _Encoded:
       key = x if isinstance(x, str) or x is None else None
       hit = cache.get(key) if key is not None else None
       if hit is None:
-        labels = _as_labels(x)
         m1 = m2 = 0
         c1, c2 = set(), set()
-        for label in labels:
+        for label in _iter_labels(x):
           t = codes.get(label)
           if t is None:
             continue

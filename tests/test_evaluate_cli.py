@@ -1,0 +1,143 @@
+"""`python -m mer_jax.evaluate` (ovmer / unibench)."""
+
+import csv
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mer_jax import evaluate
+from mer_jax.metrics import VARIANTS, load_lexicon
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT.parent / 'shared' / 'reference'
+
+
+def _write(path, rows):
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    csv.writer(f).writerows(rows)
+
+
+@pytest.fixture
+def files(tmp_path):
+  gt, pred = tmp_path / 'gt.csv', tmp_path / 'pred.csv'
+  _write(gt, [['name', 'openset'], ['a', "['happy', 'sad']"], ['b', "['angry']"],
+              ['c', "['neutral']"], ['d', 'furious, annoyed']])
+  _write(pred, [['name', 'openset'], ['a', "['Joyful']"], ['b', 'angry'], ['c', 'happy'],
+                ['zzz', 'happy']])     # d missing -> empty; zzz not in gt -> ignored
+  return gt, pred
+
+
+def run_main(capsys, *argv):
+  rc = evaluate.main(list(argv))
+  out = capsys.readouterr()
+  return rc, out.out, out.err
+
+
+def test_ovmer_json_last_line(files, capsys):
+  gt, pred = files
+  rc, out, _ = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(pred), '--json',
+                        '--all-variants', '--per-sample')
+  assert rc == 0
+  rep = json.loads(out.strip().splitlines()[-1])
+  for lv in ('level1', 'level2'):
+    assert set(rep[lv]) == {'f1', 'precision', 'recall'}
+  assert set(rep['wheels']) == {f'wheel{i}' for i in range(1, 6)}
+  assert set(rep['variants']) == set(VARIANTS)
+  for v in rep['variants'].values():
+    assert {'precision', 'recall', 'f1'} <= set(v)
+  ps = rep['per_sample']
+  assert set(ps) == {'a', 'b', 'c', 'd'}
+  assert ps['b'] == 1.0 and ps['c'] == 0.0 and ps['d'] == 0.0      # gold empty / pred missing
+  assert rep['n_predictions_missing'] == 1
+  # a (1 of 2 gold categories hit, 1 predicted) and b (exact), d (empty prediction)
+  assert rep['level1']['recall'] == pytest.approx((0.5 + 1 + 0) / 3)
+  assert rep['level1']['precision'] == pytest.approx((1 + 1 + 0) / 3)
+
+
+def test_ovmer_table_and_out_file(files, capsys, tmp_path):
+  gt, pred = files
+  out_json = tmp_path / 'r.json'
+  rc, out, _ = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(pred),
+                        '--level', 'level2', '--out', str(out_json))
+  assert rc == 0 and 'level2 *' in out and 'wheel1' in out
+  assert json.loads(out_json.read_text())['level'] == 'level2'
+
+
+@pytest.mark.parametrize('bad, line', [
+    ('name,openset\na,"[\'x\']"\nb,x,y\n', 3),
+    ('nm,openset\na,x\n', 1),
+])
+def test_malformed_file_error_names_file_and_line(files, capsys, tmp_path, bad, line):
+  gt, _ = files
+  p = tmp_path / 'broken.csv'
+  p.write_text(bad, encoding='utf-8')
+  rc, _, err = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(p), '--json')
+  assert rc == 2
+  assert f'{p}:{line}' in err
+
+
+def test_missing_file_and_bad_lexicon(files, capsys, tmp_path):
+  gt, pred = files
+  rc, _, err = run_main(capsys, 'ovmer', '--gt', str(tmp_path / 'nope.csv'), '--pred', str(pred))
+  assert rc == 2 and 'nope.csv' in err
+  rc, _, err = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(pred),
+                        '--lexicon', f'official:{tmp_path}')
+  assert rc == 2 and 'format.csv' in err
+
+
+def test_official_reproduction_via_cli(capsys):
+  if not (REF / 'emotion_wheel' / 'format.csv').is_file():
+    pytest.skip(f'reference data not found at {REF}')
+  rc, out, _ = run_main(capsys, 'ovmer', '--gt', str(REF / 'ovmerd' / 'ovmerd_labels.csv'),
+                        '--pred', str(REF / 'ovmerd' / 'baseline_predictions.csv'),
+                        '--lexicon', f'official:{REF / "emotion_wheel"}', '--json',
+                        '--all-variants')
+  assert rc == 0
+  rep = json.loads(out.strip().splitlines()[-1])
+  assert rep['level1']['f1'] == pytest.approx(0.5537059069585599, abs=1e-12)
+  assert rep['level1']['precision'] == pytest.approx(0.559395213821158, abs=1e-12)
+  assert rep['level1']['recall'] == pytest.approx(0.5485155879797873, abs=1e-12)
+  assert rep['variants']['case1']['f1'] == pytest.approx(0.29120388952538445, abs=1e-12)
+  assert rep['variants']['case2']['f1'] == pytest.approx(0.3280487459318136, abs=1e-12)
+
+
+def test_cli_subprocess_100k_rows(tmp_path):
+  rng = random.Random(0)
+  vocab = sorted(load_lexicon('builtin').format2roots)[:2000] + ['neutral', 'unknown']
+  gt, pred = tmp_path / 'gt.csv', tmp_path / 'pred.csv'
+  g_rows, p_rows = [['name', 'openset']], [['name', 'openset']]
+  for i in range(100_000):
+    g_rows.append([f's{i}', str(rng.sample(vocab, rng.randint(1, 4)))])
+    p_rows.append([f's{i}', ', '.join(rng.sample(vocab, rng.randint(1, 4)))])
+  _write(gt, g_rows)
+  _write(pred, p_rows)
+  t0 = time.perf_counter()
+  r = subprocess.run([sys.executable, '-m', 'mer_jax.evaluate', 'ovmer', '--gt', str(gt),
+                      '--pred', str(pred), '--json', '--all-variants', '--per-sample'],
+                     capture_output=True, text=True, cwd=ROOT, check=False)
+  dt = time.perf_counter() - t0
+  assert r.returncode == 0, r.stderr
+  rep = json.loads(r.stdout.strip().splitlines()[-1])
+  assert rep['n_samples'] == 100_000 and len(rep['per_sample']) == 100_000
+  print(f'\nCLI, 100k unique rows, all variants + per-sample: {dt:.2f} s')
+  assert dt < 30
+
+
+def test_unibench_cli(tmp_path, capsys):
+  g, p = tmp_path / 'g', tmp_path / 'p'
+  g.mkdir()
+  p.mkdir()
+  _write(g / 'IEMOCAP.csv', [['name', 'label'], ['a', 'happy'], ['b', 'neutral']])
+  _write(p / 'IEMOCAP.csv', [['name', 'openset'], ['a', 'joyful'], ['b', 'sad']])
+  rc, out, _ = run_main(capsys, 'unibench', '--gt-dir', str(g), '--pred-dir', str(p), '--json')
+  assert rc == 0
+  rep = json.loads(out.strip().splitlines()[-1])
+  assert rep['datasets']['IEMOCAP']['primary'] == pytest.approx(1.0)
+  assert rep['mean'] == pytest.approx(1.0)
+  rc, out, _ = run_main(capsys, 'unibench', '--gt-dir', str(g), '--pred-dir', str(p))
+  assert rc == 0 and 'IEMOCAP' in out and 'mean' in out
