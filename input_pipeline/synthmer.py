@@ -21,14 +21,15 @@ clip follows one of CONFLICTS, whose gold label set depends on more than one mod
 Splits: 'sft' (large, coarse: noisy / incomplete labels, truncated reasons), 'rl'
 (small, clean), 'eval' (held out, clean). Every clip is generated from its own
 `np.random.default_rng([seed, split, index])`, so a clip does not depend on the split
-size and reruns are identical. Generated splits are cached as npz keyed by a hash of
-the generator settings.
+size and reruns are identical. Generated splits are cached (npy + json) keyed by a hash
+of the generator settings.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 from typing import Any, Mapping
 
 import numpy as np
@@ -450,24 +451,34 @@ _META_KEYS = ('name', 'subtitle', 'labels', 'reason', 'cues', 'probes', 'latent'
 
 
 def _save(path: str, samples: list[dict]) -> None:
-  tmp = f'{path}.tmp.{os.getpid()}.npz'
-  meta = [{k: smp[k] for k in _META_KEYS} for smp in samples]
-  np.savez(tmp, frames=np.stack([smp['frames'] for smp in samples]),
-           audio=np.stack([np.round(smp['audio'] * 32767).astype(np.int16) for smp in samples]),
-           meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-  os.replace(tmp, path)
+  """Cache layout: `{path}/frames.npy` uint8, `audio.npy` int16 (the wav grid), `meta.json`."""
+  tmp = f'{path}.tmp{os.getpid()}'
+  os.makedirs(tmp, exist_ok=True)
+  np.save(os.path.join(tmp, 'frames.npy'), np.stack([smp['frames'] for smp in samples]))
+  np.save(os.path.join(tmp, 'audio.npy'),
+          np.stack([np.round(smp['audio'] * 32767).astype(np.int16) for smp in samples]))
+  with open(os.path.join(tmp, 'meta.json'), 'w') as f:
+    json.dump([{k: smp[k] for k in _META_KEYS} for smp in samples], f)
+  if os.path.isdir(path) and not os.path.exists(os.path.join(path, 'meta.json')):
+    shutil.rmtree(path)               # left over by an interrupted run
+  try:
+    os.replace(tmp, path)
+  except OSError:                     # another process cached the same split first
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load(path: str) -> list[dict]:
-  with np.load(path) as z:
-    frames, audio = z['frames'], z['audio']
-    meta = json.loads(z['meta'].tobytes().decode())
-  audio = audio.astype(np.float32) / 32767
-  return [dict(m, frames=frames[i], audio=audio[i]) for i, m in enumerate(meta)]
+  # Frames stay memory-mapped (read on first use), so loading a cached split is instant.
+  frames = np.load(os.path.join(path, 'frames.npy'), mmap_mode='r')
+  audio = np.load(os.path.join(path, 'audio.npy'), mmap_mode='r')
+  with open(os.path.join(path, 'meta.json')) as f:
+    meta = json.load(f)
+  return [dict(m, frames=frames[i], audio=audio[i].astype(np.float32) / 32767)
+          for i, m in enumerate(meta)]
 
 
 def generate_split(cfg: Any, split: str, cache_dir: str | None = None) -> list[dict]:
-  """All clips of one split ('sft' | 'rl' | 'eval'), from the npz cache when present.
+  """All clips of one split ('sft' | 'rl' | 'eval'), from the on-disk cache when present.
 
   Args:
     cfg: config.data (or the whole config); reads num_frames, sample_rate and the
@@ -482,8 +493,8 @@ def generate_split(cfg: Any, split: str, cache_dir: str | None = None) -> list[d
     cache_dir = _get(_get(_data_config(cfg), 'synthmer'), 'cache_dir') or default_cache_dir()
   path = None
   if cache_dir:
-    path = os.path.join(cache_dir, f'synthmer-{settings_hash(s)}', f'{split}.npz')
-    if os.path.exists(path):
+    path = os.path.join(cache_dir, f'synthmer-{settings_hash(s)}', split)
+    if os.path.exists(os.path.join(path, 'meta.json')):
       return _load(path)
   samples = [generate_clip(s, split, i) for i in range(n)]
   if path is not None and n > 0:

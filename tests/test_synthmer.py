@@ -29,7 +29,7 @@ def test_clip_shapes_and_determinism():
 def test_generate_split_cache_roundtrip(tmp_path):
   fresh = synthmer.generate_split(CFG, 'rl', cache_dir='')
   first = synthmer.generate_split(CFG, 'rl', cache_dir=str(tmp_path))
-  files = list(tmp_path.glob('synthmer-*/rl.npz'))
+  files = list(tmp_path.glob('synthmer-*/rl/meta.json'))
   assert len(files) == 1
   cached = synthmer.generate_split(CFG, 'rl', cache_dir=str(tmp_path))
   assert len(fresh) == len(first) == len(cached) == 12
@@ -41,7 +41,7 @@ def test_generate_split_cache_roundtrip(tmp_path):
   # A different setting gets a different cache entry.
   other = {**CFG, 'synthmer': {**CFG['synthmer'], 'seed': 4}}
   synthmer.generate_split(other, 'rl', cache_dir=str(tmp_path))
-  assert len(list(tmp_path.glob('synthmer-*/rl.npz'))) == 2
+  assert len(list(tmp_path.glob('synthmer-*/rl/meta.json'))) == 2
 
 
 def test_clean_split_labels_reason_cues_probes():
