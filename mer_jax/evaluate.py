@@ -59,14 +59,7 @@ def cmd_ovmer(args) -> int:
   rep['level'] = args.level
   rep['n_predictions_missing'] = sum(1 for n in gt if n not in pred)
   rep['seconds'] = round(time.perf_counter() - t0, 4)
-  if not args.json:
-    _print_ovmer_table(rep, args.level)
-  if args.out:
-    with open(args.out, 'w', encoding='utf-8') as f:
-      json.dump(rep, f, indent=1)
-  if args.json:
-    sys.stdout.write(json.dumps(rep) + '\n')
-  return 0
+  return _emit(rep, args, lambda r: _print_ovmer_table(r, args.level))
 
 
 def cmd_unibench(args) -> int:
@@ -74,8 +67,13 @@ def cmd_unibench(args) -> int:
   rep = unibench.unibench_from_dirs(args.gt_dir, args.pred_dir,
                                     lexicon=args.lexicon,
                                     datasets=args.datasets)
+  return _emit(rep, args, unibench.print_table)
+
+
+def _emit(rep: dict, args, print_table) -> int:
+  """Table (unless --json), optional --out file, JSON as the last stdout line."""
   if not args.json:
-    unibench.print_table(rep)
+    print_table(rep)
   if args.out:
     with open(args.out, 'w', encoding='utf-8') as f:
       json.dump(rep, f, indent=1)
