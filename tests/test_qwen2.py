@@ -117,3 +117,20 @@ def test_config_roundtrip_and_transformers_reads_it(tmp_path):
   assert hf.rope_parameters["rope_theta"] == 1e6 and hf.num_key_value_heads == 2
   with pytest.raises(ValueError, match="remat_policy"):
     Qwen2Config(remat_policy="some")
+
+
+def test_bfloat16_compute_with_bfloat16_cache(ckpt):
+  """bf16 activations (fp32 params, fp32 logits) stay close to fp32 and decode with a bf16 cache."""
+  hf_dir, ref = ckpt
+  config = config_from_hf_dir(hf_dir, dtype="bfloat16")
+  params = load_hf_params(hf_dir, config=config)
+  model = Qwen2ForCausalLM(config)
+  ids, mask, pos = _batch()
+  logits, _ = model.apply(params, jnp.asarray(ids), positions=pos, attention_mask=mask)
+  assert logits.dtype == jnp.float32
+  valid = mask.astype(bool)
+  assert fx.rel_max_diff(np.asarray(logits)[valid], ref[valid]) <= 5e-2
+  cache = model.init_cache(ids.shape[0], ids.shape[1])
+  assert cache["k"].dtype == jnp.bfloat16
+  step, cache = model.apply(params, jnp.asarray(ids), positions=pos, attention_mask=mask, cache=cache)
+  assert fx.rel_max_diff(np.asarray(step)[valid], np.asarray(logits)[valid]) <= 1e-2

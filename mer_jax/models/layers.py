@@ -222,23 +222,17 @@ def rotary_embedding(x: Array, positions: Array, theta: float) -> Array:
 
 
 def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = None,
-                          scale: float | None = None) -> Array:
-  """Multi-head / grouped-query attention with fp32 softmax.
+                          scale: float | None = None, implementation: str | None = None) -> Array:
+  """Multi-head / grouped-query attention with fp32 logits and softmax.
 
   q: `[B, T, H, D]`; k, v: `[B, S, K, D]` with H % K == 0 (GQA groups share a kv head);
   mask: bool, broadcastable to `[B, T, S]` (True = attend). Returns `[B, T, H, D]`.
-  One function so it can be swapped for `jax.nn.dot_product_attention` / a kernel.
+  `jax.nn.dot_product_attention` (equal to our einsum reference in fp32); `implementation`
+  ('xla' | 'cudnn' | None = best available) is the switch for fused kernels.
   """
-  b, t, h, d = q.shape
-  kv_heads = k.shape[2]
-  scale = d ** -0.5 if scale is None else scale
-  qg = q.reshape(b, t, kv_heads, h // kv_heads, d)
-  logits = jnp.einsum("btkgd,bskd->bkgts", qg, k, preferred_element_type=jnp.float32) * scale
   if mask is not None:
-    logits = jnp.where(mask[:, None, None, :, :], logits, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
-  return out.reshape(b, t, h, d)
+    mask = mask[:, None]  # [B, 1, T, S]: same for every head
+  return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=scale, implementation=implementation)
 
 
 class SelfAttention(nn.Module):
