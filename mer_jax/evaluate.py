@@ -52,8 +52,11 @@ def cmd_ovmer(args) -> int:
   from mer_jax.metrics import load_lexicon, ovmer_report  # pylint: disable=import-outside-toplevel
   t0 = time.perf_counter()
   gt = parsing.read_label_csv(args.gt, column=args.column)
-  pred = parsing.read_label_csv(args.pred, column=args.column)
+  pred = parsing.read_label_csv(args.pred, column=args.pred_column or args.column)
   lex = load_lexicon(args.lexicon)
+  if args.extract:
+    from mer_jax.metrics import extract_emotion_words  # pylint: disable=import-outside-toplevel
+    pred = {n: extract_emotion_words(t or '', lex) for n, t in pred.items()}
   rep = ovmer_report(gt, pred, lex, all_variants=args.all_variants,
                      per_sample=args.per_sample)
   rep['level'] = args.level
@@ -95,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
   o.add_argument('--level', default='level1', choices=('level1', 'level2'),
                  help='level shown in the table (JSON always has both)')
   o.add_argument('--column', default='openset', help='label column name')
+  o.add_argument('--pred-column', default=None,
+                 help='column of PRED to read (default: --column)')
+  o.add_argument('--extract', action='store_true',
+                 help='PRED cells are free text (descriptions): score the emotion '
+                      'words found by the deterministic extractor')
   o.add_argument('--all-variants', action='store_true',
                  help='add case1, case2 and every wheel/level variant')
   o.add_argument('--per-sample', action='store_true',

@@ -250,7 +250,7 @@ valued, valuable, cherished, treasured, prized, important, worthwhile
 surprise, surprised, surprising, startled, startle, astonished, astonishment, amazed, amazement, astounded, stunned, taken aback, shocked, shock, flabbergasted, dumbfounded, awestruck, wonder, wonderment, incredulous, unexpected
 amazed, amazement, amazing, astonished, astonishment, astounded, astounding, awe, awed, awe-struck, awestruck, in awe, wonder, wondrous, marvel, marveling, stunned, impressed
 awe, awed, awe-struck, awestruck, reverence, reverent, wonder, admiration, amazed
-admiration, admire, admiring, admired, respect, esteem, regard, appreciation, reverence, awe, worship, adoration
+admiration, admire, admiring, admired, respect, esteem, regard, appreciation, reverence
 startled, startle, jumpy, shocked, jolted, alarmed, surprised, frightened, spooked
 shocked, shock, shocking, stunned, appalled, horrified, dismayed, staggered, stupefied, traumatized, aghast, thunderstruck, speechless, startled
 stunned, stun, dazed, stupefied, speechless, dumbstruck, dumbfounded, thunderstruck, flabbergasted, shocked, astounded
@@ -274,7 +274,7 @@ suffering, suffer, pain, painful, in pain, hurt, hurting, agony, agonized, angui
 hurt, hurting, wounded, injured, pained, aggrieved, wronged, offended, stung, bruised, upset, sore, heartbroken, suffering
 disappointed, disappointment, disappointing, let down, letdown, disheartened, dissatisfied, dissatisfaction, discontent, discontented, disgruntled, displeased, displeasure, unsatisfied, dismayed, dismay, crestfallen, disillusioned
 displeased, displeasure, dissatisfied, dissatisfaction, discontent, discontented, disgruntled, unhappy, disapproving, disapproval, unsatisfied, complaining, complaint, grumbling, unimpressed, disappointed
-dismay, dismayed, consternation, alarmed, disconcerted, perturbed, distressed, disheartened, appalled, disappointed
+dismay, dismayed, consternation, disconcerted, distressed, disheartened, appalled, disappointed
 disapproval, disapproving, disapprove, disapproved, critical, censorious, reproachful, reproach, condemning, objecting, objection, frowning, unfavorable, judgmental, displeased
 judgmental, judging, critical, censorious, condemning, hypercritical, disapproving, faultfinding, moralistic
 critical, criticism, criticizing, criticise, criticize, judgmental, faultfinding, nitpicking, disparaging, disapproving, blaming, accusatory, reproachful
@@ -335,12 +335,12 @@ hysteria, hysterical, frantic, frenzied, frenzy, overwrought, uncontrolled, wild
 alarm, alarmed, alarming, startled, frightened, scared, fearful, panic, unnerved, shaken, perturbed
 dread, dreading, dreadful, apprehension, apprehensive, foreboding, trepidation, fearful, fear, afraid
 apprehension, apprehensive, anxious, anxiety, uneasy, uneasiness, worried, nervous, fearful, trepidation, misgiving, foreboding, wary
-anxious, anxiety, anxiousness, apprehensive, uneasy, uneasiness, fretful, ill at ease, unsettled, agitated, worried, nervous, tense, on edge, jittery, restless, troubled, disquiet, disquieted
+anxious, anxiety, anxiousness, apprehensive, uneasy, uneasiness, fretful, ill at ease, unsettled, worried, nervous, tense, on edge, jittery, restless, troubled, disquiet, disquieted
 nervous, nervousness, jittery, jumpy, edgy, on edge, tense, tenseness, tension, uptight, antsy, fidgety, anxious, uneasy, nervy, flustered, shaky, skittish
-worried, worry, worrying, concerned, concern, troubled, fretting, fretful, bothered, disturbed, uneasy, anxious, distressed, preoccupied, apprehensive
+worried, worry, worrying, concerned, concern, troubled, fretting, fretful, uneasy, anxious, distressed, preoccupied, apprehensive
 tenseness, tense, tension, tight, strained, stiff, nervous, uptight, stressed, on edge
 uneasiness, uneasy, unease, uncomfortable, discomfort, disquiet, restless, unsettled, ill at ease, awkward, anxious, worried
-distress, distressed, upset, troubled, disturbed, agitated, anguished, perturbed, shaken, worried, suffering, in distress
+distress, distressed, upset, troubled, disturbed, anguished, shaken, worried, suffering, in distress
 insecure, insecurity, unsure, uncertain, unconfident, self-doubt, self-doubting, diffident, hesitant, vulnerable, unstable, inferior
 hesitant, hesitation, hesitating, hesitate, reluctant, reluctance, unwilling, uncertain, unsure, wavering, indecisive, tentative, cautious, doubtful, timid, ambivalent, conflicted
 threatened, threat, menaced, endangered, intimidated, bullied, under threat, unsafe, at risk, vulnerable, frightened
@@ -412,7 +412,7 @@ optimism, optimistic, hopeful, hope, upbeat, sanguine, confident, bullish, cheer
 acceptance, accepting, accept, receptive, tolerant, tolerance, resigned, resignation, welcoming, approving, approval
 sentimentality, sentimental, nostalgic, nostalgia, mawkish, schmaltzy, soppy, tender, emotional
 dominance, dominant, domineering, controlling, bossy, overbearing, authoritative, commanding, powerful, superior, assertive, assertiveness
-thrill, thrilled, thrilling, excitement, excited, elated, exhilarated, electrified, delighted
+thrill, thrilled, thrilling, excitement, excited, exhilarated, electrified
 triumph, triumphant, triumphal, victorious, victory, winning, exultant, jubilant, proud, successful, glorious
 satisfaction, satisfied, satisfying, content, contented, fulfilled, gratified, pleased
 rapture, rapturous, ecstasy, ecstatic, bliss, euphoria, transported, enraptured, elation
@@ -460,7 +460,7 @@ peaceful, peace, peacefulness, calm, tranquil, serene, harmonious, restful, untr
 thankful, grateful, appreciative, obliged, indebted, gratitude
 eager, impatient, anxious to, itching, keen, raring, champing at the bit
 disappointed, disappointment, disillusioned, frustrated, let down, dissatisfied, saddened, disheartened
-dismayed, dismay, disheartened, discouraged, distressed, alarmed, appalled, disconcerted
+dismayed, dismay, disheartened, discouraged, distressed, appalled, disconcerted
 frightened, scared, afraid, fearful, terrified, alarmed, panicky, startled, spooked, petrified
 """.strip()
 

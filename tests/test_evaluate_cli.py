@@ -141,3 +141,16 @@ def test_unibench_cli(tmp_path, capsys):
   assert rep['mean'] == pytest.approx(1.0)
   rc, out, _ = run_main(capsys, 'unibench', '--gt-dir', str(g), '--pred-dir', str(p))
   assert rc == 0 and 'IEMOCAP' in out and 'mean' in out
+
+
+def test_ovmer_extract_from_descriptions(files, capsys, tmp_path):
+  gt, _ = files
+  desc = tmp_path / 'desc.csv'
+  _write(desc, [['name', 'reason'], ['a', 'He smiles; he is clearly happy, not sad.'],
+                ['b', 'She shouts angrily.'], ['d', 'He is furious and annoyed.']])
+  rc, out, _ = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(desc),
+                        '--pred-column', 'reason', '--extract', '--json', '--per-sample')
+  assert rc == 0
+  rep = json.loads(out.strip().splitlines()[-1])
+  assert rep['per_sample']['b'] == 1.0 and rep['per_sample']['d'] == 1.0
+  assert rep['level1']['precision'] == pytest.approx(1.0)

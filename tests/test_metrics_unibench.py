@@ -85,3 +85,31 @@ def test_unibench_from_dirs(tmp_path):
   prim = [rep['datasets'][d]['primary'] for d in rep['datasets']]
   assert rep['mean'] == pytest.approx(np.mean(prim))
   assert 'MELD' in rep['missing']
+
+
+def test_hit_rate_equals_sklearn_accuracy_for_single_labels():
+  from mer_jax.metrics import hit_rate, load_lexicon
+  lex = load_lexicon('builtin')
+  rng = np.random.default_rng(1)
+  space = ['angry', 'happy', 'sad', 'worried', 'surprised', 'joyful', 'furious', 'nervous']
+  gold = {f's{i}': str(rng.choice(space)) for i in range(200)}
+  pred = {f's{i}': str(rng.choice(space)) for i in range(200)}
+  r = hit_rate(gold, pred, lex)
+  for w in range(1, 6):
+    v = f'wheel{w}_level1'
+    keep = [n for n in gold if lex.map_label(gold[n], v) is not None]
+    t = [lex.map_label(gold[n], v) for n in keep]
+    p = [lex.map_label(pred[n], v) or '<none>' for n in keep]
+    assert r['wheels'][f'wheel{w}']['hit_rate'] == pytest.approx(
+        sklearn_metrics.accuracy_score(t, p), abs=1e-12)
+
+
+def test_unibench_descriptive_predictions(tmp_path):
+  g, p = tmp_path / 'gold', tmp_path / 'pred'
+  g.mkdir()
+  p.mkdir()
+  _write(g / 'MELD.csv', [['name', 'label'], ['a', 'joy'], ['b', 'anger']])
+  _write(p / 'MELD.csv', [['name', 'reason'], ['a', 'She laughs, obviously delighted.'],
+                          ['b', 'He is not angry at all, rather sad.']])
+  rep = unibench_from_dirs(g, p)
+  assert rep['datasets']['MELD']['primary'] == pytest.approx(0.5)

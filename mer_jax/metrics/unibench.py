@@ -25,7 +25,10 @@ file stem = dataset name, case-insensitive; ``OVMERD+``/``OVMERDPlus`` accepted)
 * gold, hit-rate sets: ``name,label`` (``emotion`` / ``openset`` also read);
 * gold, sentiment sets: ``name,score`` (``value`` / ``val`` / ``sentiment``);
 * gold, OVMERD: ``name,openset``;
-* predictions: ``name,openset`` (the model's emotion labels); for sentiment
+* predictions: ``name,openset`` (the model's emotion labels) or, for
+  descriptive outputs, ``name,reason`` (also ``description`` / ``text`` /
+  ``output``): emotion words are then extracted with
+  :func:`~mer_jax.metrics.extract.extract_emotion_words`; for sentiment
   sets an optional ``sentiment`` column (positive/negative/neutral) is used
   as is, otherwise the sentiment is derived from the labels with
   :func:`~mer_jax.metrics.extract.text_to_sentiment` (or a pluggable mapper).
@@ -39,7 +42,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from mer_jax.metrics import parsing
-from mer_jax.metrics.extract import text_to_sentiment
+from mer_jax.metrics.extract import extract_emotion_words, text_to_sentiment
 from mer_jax.metrics.lexicon import load_lexicon
 from mer_jax.metrics.scoring import ew_scores, hit_rate
 
@@ -52,6 +55,8 @@ HIT_DATASETS = {
 SENTIMENT_DATASETS = ('CMUMOSI', 'CMUMOSEI', 'SIMS', 'SIMSv2')
 OV_DATASETS = ('OVMERD',)
 ALL_DATASETS = tuple(HIT_DATASETS) + SENTIMENT_DATASETS + OV_DATASETS
+LABEL_COLUMNS = ('openset', 'labels', 'answer')
+TEXT_COLUMNS = ('reason', 'description', 'text', 'output')
 _ALIASES = {'OVMERD+': 'OVMERD', 'OVMERDPLUS': 'OVMERD', 'IEMOCAPFOUR': 'IEMOCAP',
             'CHSIMS': 'SIMS', 'CHSIMSV2': 'SIMSv2', 'CH-SIMS': 'SIMS', 'CH-SIMSV2': 'SIMSv2'}
 
@@ -196,7 +201,9 @@ def unibench_from_dirs(gt_dir, pred_dir, lexicon='builtin', datasets=None,
       gold, _ = _read_column(g_path, ('score', 'value', 'val', 'sentiment'))
     else:
       gold, _ = _read_column(g_path, ('openset',))
-    pred, _ = _read_column(p_path, ('openset', 'labels', 'answer'))
+    pred, col = _read_column(p_path, LABEL_COLUMNS + TEXT_COLUMNS)
+    if col in TEXT_COLUMNS:          # descriptive output: extract emotion words
+      pred = {n: extract_emotion_words(t or '', lex) for n, t in pred.items()}
     pred_sent = None
     if d in SENTIMENT_DATASETS:
       rows = list(parsing.read_csv_rows(p_path, required=('name',)))
