@@ -14,7 +14,6 @@ from mer_jax import evaluate
 from mer_jax.metrics import VARIANTS, load_lexicon
 
 ROOT = Path(__file__).resolve().parents[1]
-REF = ROOT.parent / 'shared' / 'reference'
 
 
 def _write(path, rows):
@@ -90,9 +89,8 @@ def test_missing_file_and_bad_lexicon(files, capsys, tmp_path):
   assert rc == 2 and 'format.csv' in err
 
 
-def test_official_reproduction_via_cli(capsys):
-  if not (REF / 'emotion_wheel' / 'format.csv').is_file():
-    pytest.skip(f'reference data not found at {REF}')
+def test_official_reproduction_via_cli(capsys, reference_dir):
+  REF = reference_dir  # pylint: disable=invalid-name
   rc, out, _ = run_main(capsys, 'ovmer', '--gt', str(REF / 'ovmerd' / 'ovmerd_labels.csv'),
                         '--pred', str(REF / 'ovmerd' / 'baseline_predictions.csv'),
                         '--lexicon', f'official:{REF / "emotion_wheel"}', '--json',

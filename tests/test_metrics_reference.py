@@ -6,7 +6,6 @@ the README quotes F ~ 0.554, P ~ 0.559, R ~ 0.549 at level1.
 """
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,14 +13,8 @@ import pytest
 from mer_jax.metrics import (EWRewardScorer, extract_emotion_words, load_lexicon,
                              ovmer_report, parse_labels, read_label_csv)
 
-REF = Path(__file__).resolve().parents[2] / 'shared' / 'reference'
-
-
-@pytest.fixture(scope='module')
-def reference_dir():
-  if not (REF / 'emotion_wheel' / 'format.csv').is_file():
-    pytest.skip(f'reference data not found at {REF} (needs ../shared/reference)')
-  return REF
+# ``reference_dir`` (tests/conftest.py): ../shared/reference or $MER_JAX_REFERENCE,
+# skipping with a reason when absent.
 
 
 @pytest.fixture(scope='module')
