@@ -35,25 +35,26 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, ImageDraw
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLITS = ('sft', 'rl', 'eval')
 EMOTIONS = ('happy', 'sad', 'angry', 'fearful', 'surprised', 'disgusted', 'neutral')
 
-# Concept -> surface forms (synonyms and word forms that the emotion wheels map together).
+# Concept -> surface forms: synonyms and word forms that the emotion wheels map to the
+# same level-1 word (checked against the builtin and official lexicons in the tests).
 CONCEPT_FORMS = {
-    'happy': ('happy', 'happiness', 'joyful', 'joy', 'cheerful'),
-    'excited': ('excited',),
-    'sad': ('sad', 'sadness', 'depressed'),
-    'heartbroken': ('heartbroken', 'grief'),
-    'angry': ('angry', 'anger', 'irritated', 'annoyed'),
-    'furious': ('furious',),
-    'fearful': ('fearful', 'fear', 'scared', 'frightened'),
-    'nervous': ('nervous', 'anxious', 'worried', 'tense', 'uneasy'),
-    'terrified': ('terrified', 'panicked'),
-    'surprised': ('surprised', 'surprise', 'astonished', 'amazed'),
+    'happy': ('happy', 'happiness', 'joyful', 'joy', 'cheerful', 'delighted'),
+    'excited': ('excited', 'excitement'),
+    'sad': ('sad', 'sadness', 'sorrowful', 'sorrow', 'unhappy'),
+    'depressed': ('depressed', 'miserable'),
+    'angry': ('angry', 'anger', 'irritated', 'annoyed', 'mad'),
+    'furious': ('furious', 'enraged'),
+    'fearful': ('fearful', 'scared', 'frightened', 'afraid'),
+    'nervous': ('nervous', 'nervousness', 'anxious', 'anxiety', 'worried', 'apprehensive'),
+    'terrified': ('terrified',),
+    'surprised': ('surprised', 'surprise', 'startled'),
     'shocked': ('shocked',),
-    'disgusted': ('disgusted', 'disgust'),
-    'calm': ('calm', 'relaxed', 'peaceful'),
+    'disgusted': ('disgusted', 'disgust', 'disgusting', 'revolted'),
+    'calm': ('calm', 'calmness', 'peaceful', 'tranquil'),
     'embarrassed': ('embarrassed',),
     'helpless': ('helpless',),
     'frustrated': ('frustrated',),
@@ -62,7 +63,7 @@ CONCEPT_FORMS = {
 # Emotion -> (base concept, concept added at high intensity, concept at low intensity).
 EMOTION_CONCEPTS = {
     'happy': ('happy', 'excited', None),
-    'sad': ('sad', 'heartbroken', None),
+    'sad': ('sad', 'depressed', None),
     'angry': ('angry', 'furious', None),
     'fearful': ('fearful', 'terrified', 'nervous'),
     'surprised': ('surprised', 'shocked', None),

@@ -106,3 +106,24 @@ def test_linear_probe_on_random_features():
     clf = sklearn.LogisticRegression(max_iter=3000).fit(feats[:420], y[:420])
     acc = clf.score(feats[420:], y[420:])
     assert acc > 0.85, (key, acc)     # chance is 1/7
+
+
+def _lexicons():
+  lexicon = pytest.importorskip('mer_jax.metrics.lexicon')
+  out = [('builtin', lexicon.load_lexicon('builtin'))]
+  import os
+  official = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference', 'emotion_wheel')
+  if os.path.isdir(official):
+    out.append(('official', lexicon.load_official(official)))
+  return out
+
+
+def test_label_forms_are_wheel_synonyms():
+  """Each surface form maps like its concept's first form (level 1) in >= 3 of 5 wheels."""
+  for lex_name, lex in _lexicons():
+    for concept, forms in synthmer.CONCEPT_FORMS.items():
+      for form in forms:
+        same = sum(lex.map_label(form, f'wheel{w}_level1') is not None and
+                   lex.map_label(form, f'wheel{w}_level1') == lex.map_label(forms[0], f'wheel{w}_level1')
+                   for w in range(1, 6))
+        assert same >= 3, (lex_name, concept, form, same)
