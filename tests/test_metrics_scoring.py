@@ -149,3 +149,30 @@ def test_fast_reward_matches_reference_on_random_labels(lex):
   sc = EWRewardScorer(lex)
   np.testing.assert_allclose(sc.reward(g, p, dtype=np.float64),
                              [reference_reward(a, b, lex) for a, b in zip(g, p)], atol=1e-12)
+
+
+def test_level2_reward(lex):
+  sc = EWRewardScorer(lex, level='level2')
+  r = sc.reward(["['happy', 'sadness']", 'sadder'], ["['gladness']", 'anger'], dtype=np.float64)
+  np.testing.assert_allclose(r, [2 / 3, 0.0], atol=1e-12)
+
+
+def test_wide_wheels_span_several_words():
+  # 70 level-1 categories (> 64 bits) and wheels that do not fit one uint64 word
+  big = {f'cat{i:02d}': {f'sub{i:02d}': [f'leaf{i:02d}']} for i in range(70)}
+  small = {f'k{i}': {f'ks{i}': []} for i in range(40)}
+  forms = {f'leaf{i:02d}': [f'leafy{i:02d}'] for i in range(70)}
+  forms.update({f'k{i}': [] for i in range(40)})
+  r2w = {w: [w] for w in forms}
+  lex = Lexicon('wide', build_format2roots(forms), r2w,
+                [('w1', small), ('w2', big), ('w3', small), ('w4', big), ('w5', small)])
+  assert lex.level_bits['level1']['n_words'] >= 4
+  rng = np.random.default_rng(0)
+  vocab = sorted(lex.format2roots)
+  g = [list(rng.choice(vocab, rng.integers(0, 5))) for _ in range(200)]
+  p = [list(rng.choice(vocab, rng.integers(0, 5))) for _ in range(200)]
+  sc = EWRewardScorer(lex)
+  np.testing.assert_allclose(sc.reward(g, p, dtype=np.float64),
+                             [reference_reward(a, b, lex) for a, b in zip(g, p)], atol=1e-12)
+  # leafy05 -> cat05 in the wide wheels, k3 -> k3 in the small ones: a perfect match
+  assert sc.reward([['leafy05', 'k3']], [['leaf05', 'k3']], dtype=np.float64)[0] == 1.0
