@@ -13,7 +13,7 @@ Batch (per host; the global batch is `config.data.batch_size`, each of the
   vision_feats    float32 [B, F, Dv]                               } these two instead
   audio_feats     float32 [B, C, Da]                               }
   meta            dict of host-only lists: name, labels, reason, subtitle, question,
-                  cues (None when the sample has none), truncated, valid.
+                  cues / probes (None when the sample has none), truncated, valid.
 
 T is the smallest of `config.data.length_buckets` (plus max_length) that holds the
 longest row, so jit sees a handful of shapes.
@@ -29,7 +29,7 @@ import numpy as np
 
 from input_pipeline import decode, preprocess, prompts, tokenization
 
-META_KEYS = ('name', 'labels', 'reason', 'subtitle', 'question', 'cues', 'truncated', 'valid')
+META_KEYS = ('name', 'labels', 'reason', 'subtitle', 'question', 'cues', 'probes', 'truncated', 'valid')
 
 
 def _data(config: Any):
@@ -118,7 +118,8 @@ def media_arrays(sample: Mapping, data: Any) -> dict:
 def _meta(sample: Mapping, question: str, truncated: bool) -> dict:
   return dict(name=sample['name'], labels=list(sample.get('labels') or []),
               reason=sample.get('reason') or '', subtitle=sample.get('subtitle') or '',
-              question=question, cues=sample.get('cues'), truncated=truncated, valid=True)
+              question=question, cues=sample.get('cues'), probes=sample.get('probes'),
+              truncated=truncated, valid=True)
 
 
 @dataclasses.dataclass
@@ -222,6 +223,9 @@ def make_train_iterator(config: Any, samples: Sequence[Mapping] | Any, tokenizer
     prompt_only: left-padded prompts without targets (GRPO sampling).
     question: overrides config.data.question.
     num_epochs: None repeats forever.
+
+  With `config.data.worker_count > 0` grain runs the per-example work in worker
+  processes; absl flags must be parsed first (true under `absl.app.run`).
 
   Returns:
     a grain `DataLoaderIterator`: `next(it)` is a batch (module docstring);

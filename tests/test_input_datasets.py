@@ -156,3 +156,17 @@ def test_feature_cache_batches(tokenizer, samples, tmp_path):
   assert batch['vision_feats'].shape == (4, 8, 16) and batch['audio_feats'].shape == (4, 8, 12)
   for i, name in enumerate(batch['meta']['name']):
     np.testing.assert_allclose(batch['vision_feats'][i], feats[name][0].astype(np.float32))
+
+
+def test_worker_processes_give_the_same_batches(tokenizer, samples):
+  from absl import flags
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()         # grain workers read absl flags
+  in_process = datasets.make_train_iterator(make_data(), samples, tokenizer)
+  workers = datasets.make_train_iterator(make_data(worker_count=1), samples, tokenizer)
+  for _ in range(2):
+    a, b = next(in_process), next(workers)
+    assert a['meta']['name'] == b['meta']['name'] and a['meta']['question'] == b['meta']['question']
+    np.testing.assert_array_equal(a['input_ids'], b['input_ids'])
+    np.testing.assert_array_equal(a['audio'], b['audio'])
+  assert b['meta']['probes'][0] == {s['name']: s for s in samples}[b['meta']['name'][0]]['probes']
