@@ -154,3 +154,26 @@ def test_sharded_load_on_8_device_mesh(qwen_dir, scan):
     got = _qwen_logits(params, config, ids)
   np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
   jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), params, plain)
+
+
+def test_key_map_and_sharding_rules():
+  from mer_jax.hf import keymaps
+  spec = keymaps.ARCHS["hubert"]
+  assert keymaps.hf_key(("model", "layers_3", "self_attn", "q_proj", "kernel")) == "model.layers.3.self_attn.q_proj.weight"
+  assert keymaps.hf_key(("encoder", "layer_norm", "scale")) == "encoder.layer_norm.weight"
+  assert keymaps.hf_key_candidates(("encoder", "pos_conv_embed", "conv", "weight_g"), spec) == [
+      "encoder.pos_conv_embed.conv.parametrizations.weight.original0", "encoder.pos_conv_embed.conv.weight_g"]
+  assert keymaps.unscanned_paths(("encoder", "layers", "attention", "q_proj", "bias"), spec, 2) == [
+      ("encoder", "layers_0", "attention", "q_proj", "bias"), ("encoder", "layers_1", "attention", "q_proj", "bias")]
+  assert keymaps.layout_perm(("conv", "kernel"), 3) == (2, 1, 0)
+  conv = np.arange(24).reshape(4, 3, 2)  # torch [out, in, k]
+  ours = conv.transpose(keymaps.layout_perm(("conv", "kernel"), 3))
+  np.testing.assert_array_equal(keymaps.to_hf_layout(ours, ("conv", "kernel")), conv)
+
+  mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(jax.sharding.AxisType.Auto,) * 3)
+  s = sharding_lib.logical_to_sharding(("vocab", "embed"), (128, 32), mesh)
+  assert s.spec == jax.sharding.PartitionSpec("tensor", "fsdp")
+  s = sharding_lib.logical_to_sharding(("vocab", "embed"), (127, 32), mesh)  # 127 % 2 != 0: replicated
+  assert s.spec == jax.sharding.PartitionSpec(None, "fsdp")
+  s = sharding_lib.logical_to_sharding(("batch", "length", "act_embed"), (4, 8, 32), mesh)
+  assert s.spec == jax.sharding.PartitionSpec(("data", "fsdp"), None, None)

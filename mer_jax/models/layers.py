@@ -245,7 +245,6 @@ class SelfAttention(nn.Module):
   num_heads: int
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
-  out_name: str = "out_proj"
 
   @nn.compact
   def __call__(self, x: Array, mask: Array | None = None) -> Array:
@@ -258,7 +257,7 @@ class SelfAttention(nn.Module):
     v = split(dense("v_proj", ("embed", "heads"))(x))
     key_mask = None if mask is None else mask[:, None, :]
     out = dot_product_attention(q, k, v, key_mask).reshape(x.shape)
-    return dense(self.out_name, ("heads", "embed"))(out)
+    return dense("out_proj", ("heads", "embed"))(out)
 
 
 # ----------------------------------------------------------------------------- layer stacks
