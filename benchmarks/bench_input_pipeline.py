@@ -19,24 +19,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from input_pipeline import datasets, decode, preprocess, synthmer, tokenization  # noqa: E402
+from input_pipeline import datasets, preprocess, synthmer, tokenization  # noqa: E402
 from input_pipeline.config import default_data_config  # noqa: E402
-
-
-def random_encoder_features(clips, image_size):
-  """Mean-pooled tanh features of random patch / frame projections (a frozen random encoder)."""
-  rng = np.random.default_rng(0)
-  wv, wa = rng.normal(0, 0.02, (48, 64)), rng.normal(0, 0.02, (400, 64))
-  vis, aud = [], []
-  for c in clips:
-    x = preprocess.clip_preprocess(c['frames'], image_size)
-    p = image_size // 4
-    patches = x.reshape(len(x), 3, p, 4, p, 4).transpose(0, 2, 4, 3, 5, 1).reshape(-1, 48)
-    vis.append(np.tanh(10 * patches @ wv).mean(0))
-    a = preprocess.wav2vec2_normalize(decode.clip_audio(c['audio'], 16000, 8, 2.0))
-    frames = np.lib.stride_tricks.sliding_window_view(a, 400, axis=1)[:, ::320]
-    aud.append(np.tanh(5 * frames @ wa).mean((0, 1)))
-  return np.array(vis), np.array(aud)
 
 
 def text_features(clips):
@@ -88,7 +72,7 @@ def main():
         f'{len(clips) / cached:8.0f} clips/s from cache  ({fresh / cached:.1f}x)')
 
   n_train = int(0.75 * len(clips))
-  vis, aud = random_encoder_features(clips, args.image_size)
+  vis, aud = synthmer.random_encoder_features(clips, args.image_size)
   txt = text_features(clips)
   for key, x in (('visual', vis), ('audio', aud), ('text', txt)):
     y = np.array([synthmer.EMOTIONS.index(c['latent'][key]) for c in clips])

@@ -526,3 +526,26 @@ def text_corpus() -> list[str]:
   words = [w for forms in CONCEPT_FORMS.values() for w in forms]
   lines += words + [', '.join(words), 'neutral, ' + ', '.join(words)]
   return lines
+
+
+def random_encoder_features(clips, image_size: int = 32, sample_rate: int = 16000):
+  """Learnability check: mean-pooled features of tiny frozen random "encoders".
+
+  Vision: tanh of a random projection of 4x4 patches of the CLIP-normalized frames
+  (a ViT patch embedding); audio: tanh of a random projection of 400-sample frames with
+  stride 320 of the normalized 2 s clips (a wav2vec conv stem). Returns
+  (visual [N, 64], audio [N, 64]) float arrays for linear probes.
+  """
+  from input_pipeline import decode, preprocess
+  rng = np.random.default_rng(0)
+  wv, wa = rng.normal(0, 0.02, (48, 64)), rng.normal(0, 0.02, (400, 64))
+  vis, aud = [], []
+  for c in clips:
+    x = preprocess.clip_preprocess(c['frames'], image_size)
+    p = image_size // 4
+    patches = x.reshape(len(x), 3, p, 4, p, 4).transpose(0, 2, 4, 3, 5, 1).reshape(-1, 48)
+    vis.append(np.tanh(10 * patches @ wv).mean(0))
+    a = preprocess.wav2vec2_normalize(decode.clip_audio(c['audio'], sample_rate, 8, 2.0))
+    frames = np.lib.stride_tricks.sliding_window_view(a, 400, axis=1)[:, ::320]
+    aud.append(np.tanh(5 * frames @ wa).mean((0, 1)))
+  return np.array(vis), np.array(aud)

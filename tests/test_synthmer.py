@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from input_pipeline import decode, preprocess, synthmer
+from input_pipeline import synthmer
 
 CFG = {'num_frames': 8, 'sample_rate': 16000,
        'synthmer': {'seed': 3, 'num_sft': 40, 'num_rl': 12, 'num_eval': 6, 'frame_size': 48,
@@ -79,28 +79,12 @@ def test_sft_split_is_noisy():
   assert all(set(c['labels']) <= ALL_FORMS for c in sft)
 
 
-def _random_encoder_features(clips, image_size=32):
-  """Mean-pooled features of tiny random 'encoders' (ViT-like patches, wav2vec-like frames)."""
-  rng = np.random.default_rng(0)
-  wv, wa = rng.normal(0, 0.02, (48, 64)), rng.normal(0, 0.02, (400, 64))
-  vis, aud = [], []
-  for c in clips:
-    x = preprocess.clip_preprocess(c['frames'], image_size)
-    p = image_size // 4
-    patches = x.reshape(8, 3, p, 4, p, 4).transpose(0, 2, 4, 3, 5, 1).reshape(-1, 48)
-    vis.append(np.tanh(10 * patches @ wv).mean(0))
-    a = preprocess.wav2vec2_normalize(decode.clip_audio(c['audio'], 16000, 8, 2.0))
-    frames = np.lib.stride_tricks.sliding_window_view(a, 400, axis=1)[:, ::320]
-    aud.append(np.tanh(5 * frames @ wa).mean((0, 1)))
-  return np.array(vis), np.array(aud)
-
-
 def test_linear_probe_on_random_features():
   """The emotion signal survives a random-init frozen encoder at 32x32 / 2 s clips."""
   sklearn = pytest.importorskip('sklearn.linear_model')
   s = synthmer.settings(CFG)
   clips = [synthmer.generate_clip(s, 'eval', i) for i in range(560)]
-  vis, aud = _random_encoder_features(clips)
+  vis, aud = synthmer.random_encoder_features(clips)
   for feats, key in ((vis, 'visual'), (aud, 'audio')):
     y = np.array([synthmer.EMOTIONS.index(c['latent'][key]) for c in clips])
     clf = sklearn.LogisticRegression(max_iter=3000).fit(feats[:420], y[:420])
