@@ -98,9 +98,10 @@ def tiny_audio_arch(preset: str) -> dict:
         intermediate_size=2 * hidden,
         num_hidden_layers=4,
         num_attention_heads=4,
-        conv_dim=[32, 32, 32],
-        conv_kernel=[10, 8, 4],
-        conv_stride=[5, 4, 4],
+        # Total stride 320 like HuBERT (one frame per 20 ms), in 4 convs instead of 7.
+        conv_dim=[32, 32, 32, 32],
+        conv_kernel=[10, 8, 4, 4],
+        conv_stride=[5, 4, 4, 4],
         conv_bias=True,
         feat_extract_norm="layer",
         do_stable_layer_norm=True,
@@ -191,7 +192,9 @@ def data_config(preset: str) -> ml_collections.ConfigDict:
     # corpus at run time and saved in <workdir>/tokenizer.
     d.tokenizer = "" if paper else "synthmer"
     d.tokens_per_modality = {"multi": 1, "audio": 1, "video": 1}
-    d.feature_cache_dir = ""  # cache of frozen-encoder features ('' = <workdir>/features)
+    # Cache of frozen-encoder features, keyed by encoder + preprocessing + data identity
+    # ('' = ~/.cache/mer_jax/features, shared by runs, so reruns skip the encoders).
+    d.feature_cache_dir = ""
     d.synthmer = ml_collections.ConfigDict({
         "seed": 0,
         "num_sft": 2000 if preset == "demo" else 24,

@@ -45,9 +45,27 @@ def make_mesh(mesh_config: Mapping[str, Any], devices=None) -> Mesh:
     return Mesh(np.asarray(devices).reshape(shape), AXES, axis_types=auto)
 
 
-def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
-    """Leading (batch) dim over data x fsdp, the rest replicated."""
-    return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+def batch_axes(mesh: Mesh, rows: int | None = None):
+    """Mesh axes the batch dimension is split over: data x fsdp when they divide `rows`.
+
+    A single process may run a batch that data x fsdp does not divide (e.g. 4 eval rows
+    on 8 devices): it then falls back to the largest axis set that divides it (finally
+    replicated). Multi-process runs must divide exactly, since each host feeds its rows.
+    """
+    if rows is None or rows % batch_divisor(mesh) == 0:
+        return BATCH_AXES
+    if jax.process_count() > 1:
+        raise ValueError(f"a batch of {rows} rows does not split over the data x fsdp axes "
+                         f"({batch_divisor(mesh)} ways); make config.data batch sizes multiples of it")
+    for axes in (("data",), ("fsdp",)):
+        if mesh.shape[axes[0]] > 1 and rows % mesh.shape[axes[0]] == 0:
+            return axes
+    return None
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 2, rows: int | None = None) -> NamedSharding:
+    """Leading (batch) dim over data x fsdp (see `batch_axes`), the rest replicated."""
+    return NamedSharding(mesh, P(batch_axes(mesh, rows), *([None] * (ndim - 1))))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -69,9 +87,10 @@ def put_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
     out = {}
     for key, value in batch.items():
         value = np.asarray(value)
-        sharding = batch_sharding(mesh, value.ndim)
         if jax.process_count() == 1:
+            sharding = batch_sharding(mesh, value.ndim, rows=value.shape[0])
             out[key] = jax.device_put(value, sharding)
         else:
+            sharding = batch_sharding(mesh, value.ndim)
             out[key] = jax.make_array_from_process_local_data(sharding, value)
     return out

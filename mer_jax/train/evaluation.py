@@ -1,0 +1,131 @@
+"""Generation-based evaluation: answers -> labels -> emotion-wheel F/P/R, format rate.
+
+Predictions are written as `<dir>/predictions.csv` in the released `name,openset`
+format (plus the raw completion), so `python -m mer_jax.evaluate ovmer --gt ... --pred
+<dir>/predictions.csv` rescores them with any lexicon.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from input_pipeline import datasets
+from mer_jax import metrics
+from mer_jax.rl import rewards as rewards_lib
+from mer_jax.train import generation
+
+
+def predicted_labels(completion: str) -> list[str]:
+  """Labels of a completion: the <answer> part (or the whole text), official parsing."""
+  answer = rewards_lib.extract_answer(completion)
+  answer = answer.split("###")[0]
+  # The released label question answers "The character's emotional state is a, b."
+  lowered = answer.lower()
+  for prefix in ("the character's emotional state is", "the emotional state is"):
+    if prefix in lowered:
+      answer = answer[lowered.index(prefix) + len(prefix):]
+      break
+  return metrics.parse_labels(answer.strip().rstrip("."))
+
+
+def write_predictions(path: str, names: Sequence[str], labels: Sequence[list[str]],
+                      completions: Sequence[str]) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["name", "openset", "completion"])
+    for name, labs, text in zip(names, labels, completions):
+      w.writerow([name, str(list(labs)), text])
+  os.replace(tmp, path)
+
+
+def evaluate(ctx, params: Any, samples: Sequence[dict], out_dir: str, *, lora: bool = True,
+             max_samples: int = 0, desc: str = "eval") -> dict:
+  """Greedy (or `config.eval.temperature`) generation on `samples`; returns the metrics.
+
+  Every host generates its block of rows; all hosts see all completions (the sampler's
+  outputs are gathered), and process 0 writes the predictions file.
+  """
+  config = ctx.config
+  if max_samples:
+    samples = list(samples)[:max_samples]
+  target = config.data.target
+  stops = generation.stop_strings_for(target)
+  cfg = generation.sampling_config(ctx.tokenizer, max_new_tokens=config.eval.max_new_tokens,
+                                   temperature=config.eval.temperature, stop_strings=stops)
+  rng = jax.random.PRNGKey(config.seed + 17)
+  names, completions, lengths = [], [], []
+  t0 = time.time()
+  batches = datasets.make_eval_batches(config, samples, ctx.tokenizer, jax.process_index(), jax.process_count())
+  num_batches = -(-len(samples) // int(config.data.eval_batch_size))
+  for batch in tqdm(batches, total=num_batches, desc=desc, disable=not ctx.is_primary, leave=False):
+    arrays, meta = datasets.split_meta(batch)
+    rng, step_rng = jax.random.split(rng)
+    out = generation.generate(ctx.policy.model, params, arrays, step_rng, cfg, ctx.mesh, lora=lora)
+    texts = generation.decode_completions(ctx.tokenizer, out["tokens"], out["lengths"], stops)
+    all_names = _gathered_names(meta["name"], meta["valid"], len(texts))
+    for name, text, n in zip(all_names, texts, out["lengths"]):
+      if name is not None:
+        names.append(name)
+        completions.append(text)
+        lengths.append(int(n))
+  elapsed = time.time() - t0
+  labels = [predicted_labels(t) for t in completions]
+  gold = {s["name"]: list(s.get("labels") or []) for s in samples}
+  pred = dict(zip(names, labels))
+  scores = metrics.ew_scores(gold, pred, config.eval.lexicon, level=config.eval.level)
+  format_ok = rewards_lib.format_reward(completions, [{} for _ in completions], None)
+  result = {
+      "ew_f1": scores["f1"], "ew_precision": scores["precision"], "ew_recall": scores["recall"],
+      "format_rate": float(np.mean(format_ok)) if completions else 0.0,
+      "num_samples": len(names), "mean_labels": float(np.mean([len(x) for x in labels])) if labels else 0.0,
+      "mean_completion_tokens": float(np.mean(lengths)) if lengths else 0.0,
+      "samples_per_sec": len(names) / max(elapsed, 1e-9),
+  }
+  if ctx.is_primary:
+    write_predictions(os.path.join(out_dir, "predictions.csv"), names, labels, completions)
+  logging.info("%s: EW F1 %.4f (P %.4f R %.4f), format %.3f on %d samples in %.1fs", desc, result["ew_f1"],
+               result["ew_precision"], result["ew_recall"], result["format_rate"], len(names), elapsed)
+  return result
+
+
+def _gathered_names(local_names: Sequence[str], local_valid: Sequence[bool], total: int) -> list[str | None]:
+  """Names of all rows of a gathered eval batch, None for padding rows (process-major order)."""
+  rows = [n if v else None for n, v in zip(local_names, local_valid)]
+  if jax.process_count() == 1:
+    return rows
+  from jax.experimental import multihost_utils
+  encoded = np.zeros((len(rows), 256), np.uint8)
+  for i, name in enumerate(rows):
+    if name is not None:
+      raw = name.encode()[:255]
+      encoded[i, 0] = len(raw)
+      encoded[i, 1:1 + len(raw)] = np.frombuffer(raw, np.uint8)
+  allnames = np.asarray(multihost_utils.process_allgather(encoded, tiled=True))
+  out = [bytes(r[1:1 + r[0]]).decode() if r[0] else None for r in allnames]
+  assert len(out) == total, (len(out), total)
+  return out
+
+
+def run(config, workdir: str, writer) -> dict:
+  """`mode=eval`: evaluate the checkpoint in `config.checkpoint.init_from` (or the base model)."""
+  from mer_jax.train import context as context_lib
+  from mer_jax.train import sft as sft_lib
+
+  ctx = context_lib.build_context(config, workdir, writer, roles=("eval",))
+  params = ctx.policy.params
+  if config.checkpoint.init_from:
+    params = sft_lib.load_trained_params(ctx, config.checkpoint.init_from)
+  result = evaluate(ctx, params, ctx.samples["eval"], workdir, max_samples=config.eval.num_samples)
+  writer.write_metrics(0, {f"eval/{k}": v for k, v in result.items()})
+  writer.update_summary("eval", result)
+  return result

@@ -1,0 +1,174 @@
+"""Cold-start supervised fine-tuning on a device mesh, with resumable Orbax checkpoints.
+
+`run` (mode `sft`) trains on the coarse split and evaluates on the held-out split.
+`train_sft` is the reusable loop (the GRPO/OPPO main jobs call it for their cold start).
+The same command rerun on the same workdir resumes from the latest complete checkpoint:
+params, optimizer state, RNG and the data iterator position are restored exactly, and
+metrics lines after that step are dropped before training continues.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from input_pipeline import datasets
+from mer_jax.models import lora as lora_lib
+from mer_jax.train import checkpointing
+from mer_jax.train import context as context_lib
+from mer_jax.train import evaluation
+from mer_jax.train import mesh as mesh_lib
+from mer_jax.train import optimizer as optim
+from mer_jax.train import train_step as ts
+
+TRAIN_KEYS = ("input_ids", "attention_mask", "loss_mask", "vision_feats", "audio_feats")
+
+
+def make_loss_fn(model):
+  """Masked next-token cross-entropy of the answer tokens: (sum, count, aux)."""
+
+  def loss_fn(trainable, frozen, batch, rng):
+    params = lora_lib.combine_params(trainable, frozen)
+    logits = model.apply({"params": params}, batch["input_ids"], batch["vision_feats"], batch["audio_feats"],
+                         batch["attention_mask"], deterministic=False, rngs={"dropout": rng})
+    loss_sum, count = ts.token_cross_entropy(logits, batch["input_ids"], batch["loss_mask"])
+    return loss_sum, count, {}
+
+  return loss_fn
+
+
+def split_trainable(policy) -> tuple[dict, dict, dict, dict]:
+  """(trainable, frozen, trainable shardings, frozen shardings)."""
+  mask = policy.trainable_mask()
+  trainable, frozen = lora_lib.split_params(policy.params, mask)
+  t_sh, f_sh = lora_lib.split_params(policy.param_shardings, mask)
+  return trainable, frozen, t_sh, f_sh
+
+
+def state_shardings(state: ts.TrainState, mesh) -> Any:
+  """Shardings of a train state built on device (optimizer moments follow their params)."""
+  rep = mesh_lib.replicated(mesh)
+  return jax.tree_util.tree_map(lambda x: x.sharding if isinstance(x, jax.Array) else rep, state)
+
+
+def init_state(trainable, t_sh, tx, seed: int, mesh) -> tuple[ts.TrainState, Any]:
+  """The train state created on device in its shardings, and those shardings."""
+  init = jax.jit(lambda t: ts.init_train_state(t, tx, seed), in_shardings=(t_sh,))
+  state = init(trainable)
+  return state, state_shardings(state, mesh)
+
+
+def make_sft_step(policy, config, mesh):
+  """(initial state, frozen params, jitted step) of SFT on `mesh` with explicit shardings."""
+  tc = config.train
+  tx, schedule = optim.sft_optimizer(tc)
+  trainable, frozen, t_sh, f_sh = split_trainable(policy)
+  state, s_sh = init_state(trainable, t_sh, tx, config.seed, mesh)
+  batch_sh = {k: mesh_lib.batch_sharding(mesh, 3 if k.endswith("feats") else 2, rows=config.data.batch_size)
+              for k in TRAIN_KEYS}
+  step_fn = jax.jit(ts.make_train_step(make_loss_fn(policy.model), tx, schedule, tc.grad_accum),
+                    in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
+                    donate_argnums=(0,))
+  return state, frozen, step_fn
+
+
+def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_prefix: str = "train/",
+              step_offset: int = 0) -> dict:
+  """Trains `config.train.steps` steps (resuming from `ckpt_dir`); returns trained params + stats."""
+  config, mesh, policy = ctx.config, ctx.mesh, ctx.policy
+  tc = config.train
+  state, frozen, step_fn = make_sft_step(policy, config, mesh)
+
+  iterator = datasets.make_train_iterator(config, samples, ctx.tokenizer, jax.process_index(),
+                                          jax.process_count())
+  ckpt = checkpointing.Checkpointer(ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
+  start = 0
+  latest = ckpt.latest_step()
+  if latest is not None:
+    state, meta = ckpt.restore(latest, checkpointing.abstract_like(state), iterator)
+    checkpointing.check_frozen_source(meta, policy.frozen_source, ckpt_dir)
+    start = int(latest)
+    ctx.writer.truncate_metrics(step_offset + start)
+    logging.info("resumed from %s/%d", ckpt_dir, start)
+
+  guard = checkpointing.PreemptionGuard()
+  bar = tqdm(total=tc.steps, initial=start, desc=metric_prefix.rstrip("/") or "train",
+             disable=not ctx.is_primary, dynamic_ncols=True)
+  last_metrics: dict = {}
+  time_since, logged_step = time.time(), start
+  step = start
+  try:
+    while step < tc.steps:
+      batch = next(iterator)
+      arrays, _ = datasets.split_meta(batch)
+      arrays = mesh_lib.put_global_batch({k: arrays[k] for k in TRAIN_KEYS}, mesh)
+      state, metrics = step_fn(state, frozen, arrays)
+      step += 1
+      bar.update(1)
+      if step % tc.log_every == 0 or step == tc.steps:
+        metrics = jax.device_get(metrics)
+        dt = time.time() - time_since
+        record = {f"{metric_prefix}{k}": float(v) for k, v in metrics.items()}
+        tokens_in = float(np.sum(batch["attention_mask"])) * jax.process_count()
+        steps_done = step - logged_step
+        record[f"{metric_prefix}step_time_s"] = dt / steps_done
+        record[f"{metric_prefix}tokens_per_s"] = tokens_in * steps_done / max(dt, 1e-9)
+        ctx.writer.write_metrics(step_offset + step, record)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        last_metrics = record
+        time_since, logged_step = time.time(), step
+      stop = guard.should_stop()
+      if ckpt.should_save(step) or stop or step == tc.steps:
+        ckpt.save(step, state, iterator, meta={"frozen_source": policy.frozen_source}, force=True)
+      if stop:
+        logging.warning("stopping at step %d after SIGTERM (checkpoint saved)", step)
+        break
+  finally:
+    bar.close()
+    ckpt.close()
+    guard.restore()
+  params = lora_lib.combine_params(state.trainable, frozen)
+  return {"params": params, "step": step, "finished": step >= tc.steps, "last_metrics": last_metrics}
+
+
+def load_trained_params(ctx: context_lib.RunContext, step_dir: str) -> dict:
+  """Policy params with the trainable part restored from a checkpoint step directory."""
+  config = ctx.config
+  step_dir = os.path.abspath(step_dir.rstrip("/"))
+  parent, name = os.path.split(step_dir)
+  if not name.isdigit():
+    raise ValueError(f"{step_dir}: expected a checkpoint step directory such as .../checkpoints/300")
+  tx, _ = optim.sft_optimizer(config.train)
+  trainable, frozen, t_sh, _ = split_trainable(ctx.policy)
+  state, _ = init_state(trainable, t_sh, tx, config.seed, ctx.mesh)
+  ckpt = checkpointing.Checkpointer(parent, every_steps=0, keep=1000)
+  try:
+    restored, meta = ckpt.restore(int(name), checkpointing.abstract_like(state))
+  except Exception as e:  # noqa: BLE001 - a clear message instead of an Orbax stack trace
+    raise ValueError(f"cannot restore {step_dir}: {e}") from e
+  finally:
+    ckpt.close()
+  checkpointing.check_frozen_source(meta, ctx.policy.frozen_source, step_dir)
+  return lora_lib.combine_params(restored.trainable, frozen)
+
+
+def run(config, workdir: str, writer) -> dict:
+  """`mode=sft`: train on the coarse split, evaluate on the held-out split."""
+  ctx = context_lib.build_context(config, workdir, writer, roles=("sft", "eval"))
+  result = train_sft(ctx, samples=ctx.samples["sft"], ckpt_dir=os.path.join(workdir, "checkpoints"))
+  summary = {"steps": result["step"], **{k.split("/", 1)[1]: v for k, v in result["last_metrics"].items()}}
+  writer.update_summary("sft", summary)
+  if not result["finished"]:
+    return summary
+  eval_result = evaluation.evaluate(ctx, result["params"], ctx.samples["eval"], workdir,
+                                    max_samples=config.eval.num_samples)
+  writer.write_metrics(result["step"], {f"eval/{k}": v for k, v in eval_result.items()})
+  writer.update_summary("eval", eval_result)
+  return {"sft": summary, "eval": eval_result}
