@@ -228,7 +228,7 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = Non
   q: `[B, T, H, D]`; k, v: `[B, S, K, D]` with H % K == 0 (GQA groups share a kv head);
   mask: bool, broadcastable to `[B, T, S]` (True = attend). Returns `[B, T, H, D]`.
   `jax.nn.dot_product_attention` (equal to our einsum reference in fp32); `implementation`
-  ('xla' | 'cudnn' | None = best available) is the switch for fused kernels.
+  ('xla' | 'cudnn'; None is XLA in jax 0.10) is the switch for fused kernels.
   """
   if mask is not None:
     mask = mask[:, None]  # [B, 1, T, S]: same for every head
