@@ -59,8 +59,7 @@ def _prepare_hf(tokenizer):
   vocab = tokenizer.get_vocab()
   missing = [t for t in prompts.PLACEHOLDER_TOKENS if t not in vocab]
   if missing:
-    tokenizer.add_special_tokens({'additional_special_tokens': missing},
-                                 replace_additional_special_tokens=False)
+    tokenizer.add_tokens(missing, special_tokens=True)
   if BOS in vocab:
     tokenizer.bos_token = BOS
   if EOS in vocab:

@@ -96,3 +96,27 @@ def test_training_example_mask_exact(tokenizer):
   cut = tokenization.encode_training_example(tokenizer, prompt, target, len(expected) - 3)
   assert cut['truncated'] and len(cut['input_ids']) == len(expected) - 3
   assert cut['input_ids'].tolist() == expected[:-3]
+
+
+def test_hf_tokenizer_dir_gets_placeholders_and_qwen_specials(tmp_path):
+  """An HF tokenizer dir without placeholders (like Qwen2.5) is prepared as the released code does."""
+  from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+  from transformers import PreTrainedTokenizerFast
+  import ml_collections
+  tok = Tokenizer(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=['<|endoftext|>', '<|im_start|>', '<|im_end|>'],
+                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+  tok.train_from_iterator(['hello world, the subtitle of this video'], trainer=trainer)
+  base_size = tok.get_vocab_size()
+  # Qwen2.5-Instruct ships eos <|im_end|>, pad <|endoftext|> and no bos token.
+  PreTrainedTokenizerFast(tokenizer_object=tok, eos_token='<|im_end|>', pad_token='<|endoftext|>'
+                          ).save_pretrained(tmp_path / 'qwen_like')
+  config = ml_collections.ConfigDict({'data': {'tokenizer': str(tmp_path / 'qwen_like')}})
+  t = tokenization.get_tokenizer(config, str(tmp_path / 'work'))
+  assert (t.bos_token, t.eos_token, t.pad_token) == ('<|im_start|>', '<|im_end|>', '<|im_end|>')
+  ids = tokenization.placeholder_ids(t)
+  assert sorted(ids.values()) == list(range(base_size, base_size + 5))   # appended
+  enc = t(prompts.build_prompt('hello', 'labels', 'frame'), add_special_tokens=False)['input_ids']
+  assert enc.count(ids['<FrameHere>']) == enc.count(ids['<MultiHere>']) == enc.count(ids['<AudioHere>']) == 1
+  assert not (tmp_path / 'work' / 'tokenizer').exists()   # only the synthmer tokenizer is saved
