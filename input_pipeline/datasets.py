@@ -12,8 +12,9 @@ Batch (per host; the global batch is `config.data.batch_size`, each of the
   audio           float32 [B, C, L]        Wav2Vec2-normalized     } feature_cache_dir,
   vision_feats    float32 [B, F, Dv]                               } these two instead
   audio_feats     float32 [B, C, Da]                               }
-  meta            dict of host-only lists: name, labels, reason, subtitle, question,
-                  cues / probes (None when the sample has none), truncated, valid.
+  meta            dict of host-only lists: name, labels, valence, reason, subtitle,
+                  question, cues / probes / valence (None when the sample has none),
+                  truncated, valid.
 
 T is the smallest of `config.data.length_buckets` (plus max_length) that holds the
 longest row, so jit sees a handful of shapes.
@@ -29,7 +30,8 @@ import numpy as np
 
 from input_pipeline import decode, preprocess, prompts, tokenization
 
-META_KEYS = ('name', 'labels', 'reason', 'subtitle', 'question', 'cues', 'probes', 'truncated', 'valid')
+META_KEYS = ('name', 'labels', 'valence', 'reason', 'subtitle', 'question', 'cues', 'probes',
+             'truncated', 'valid')
 
 
 def _data(config: Any):
@@ -117,9 +119,9 @@ def media_arrays(sample: Mapping, data: Any) -> dict:
 
 def _meta(sample: Mapping, question: str, truncated: bool) -> dict:
   return dict(name=sample['name'], labels=list(sample.get('labels') or []),
-              reason=sample.get('reason') or '', subtitle=sample.get('subtitle') or '',
-              question=question, cues=sample.get('cues'), probes=sample.get('probes'),
-              truncated=truncated, valid=True)
+              valence=sample.get('valence'), reason=sample.get('reason') or '',
+              subtitle=sample.get('subtitle') or '', question=question, cues=sample.get('cues'),
+              probes=sample.get('probes'), truncated=truncated, valid=True)
 
 
 @dataclasses.dataclass

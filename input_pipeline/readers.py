@@ -1,7 +1,8 @@
 """Readers for the released data layouts and the `config.data.source` dispatcher.
 
 Released layout (design.md section 6), paths relative to `config.data.root`:
-  labels / eval labels csv  `name, openset` (stringified list, e.g. "['happy', 'calm']")
+  labels / eval labels csv  `name, openset` (stringified list, e.g. "['happy', 'calm']"),
+                            or a MER-UniBench gold npz (see `read_gold`)
   reasons csv (optional)    `name, reason`
   subtitles csv             `name, ..., english`
   video/{name}.mp4, audio/{name}.wav, openface_face/{name}/{name}.npy ([T, H, W, 3] uint8)
@@ -84,19 +85,34 @@ def iter_released(cfg: Any, split: str) -> Iterator[tuple[str, dict]]:
   labels_csv = _path(root, data.get(RELEASED_SPLITS[split]) or '')
   if not labels_csv or not os.path.exists(labels_csv):
     raise FileNotFoundError(f'config.data.{RELEASED_SPLITS[split]} not found: {labels_csv!r}')
-  labels = read_csv_column(labels_csv, 'openset')
+  gold = read_gold(labels_csv)
   reasons_csv = _path(root, data.get('reasons_csv') or '')
   reasons = read_csv_column(reasons_csv, 'reason') if reasons_csv else {}
   subtitles_csv = _path(root, data.get('subtitles_csv') or '')
   subtitles = read_csv_column(subtitles_csv, 'english') if subtitles_csv else {}
-  for name, openset in labels.items():
+  for name, fields in gold.items():
     try:
       media = _media(data, root, name)
     except decode.DecodeError as e:
       yield 'skip', {'name': name, 'reason': str(e)}
       continue
-    yield 'sample', dict(name=name, subtitle=subtitles.get(name, ''), labels=parse_openset(openset),
-                         reason=reasons.get(name, ''), **media)
+    yield 'sample', dict(name=name, subtitle=subtitles.get(name, ''), reason=reasons.get(name, ''),
+                         **fields, **media)
+
+
+def read_gold(path: str) -> dict[str, dict]:
+  """name -> {'labels': [...]} from a `name,openset` csv or a MER-UniBench npz.
+
+  npz corpora give `labels = [emo]` (basic-emotion sets) or, for sentiment sets,
+  `labels = []` plus `valence` (the gold float).
+  """
+  if path.endswith('.npz'):
+    out = {}
+    for name, value in read_unibench_gold(path).items():
+      out[name] = ({'labels': [], 'valence': value} if isinstance(value, float)
+                   else {'labels': parse_openset(value)})
+    return out
+  return {name: {'labels': parse_openset(v)} for name, v in read_csv_column(path, 'openset').items()}
 
 
 def read_released(cfg: Any, split: str) -> tuple[list[dict], list[dict]]:

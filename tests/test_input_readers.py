@@ -127,6 +127,18 @@ def test_released_batches_flow(released_root, tmp_path):
   assert [v for b in ev for v in b['meta']['valid']] == [True, True, True, False]
 
 
+def test_unibench_npz_as_eval_labels(released_root, tmp_path):
+  np.savez(tmp_path / 'mer2023.npz', test1_corpus={'sample_a': {'emo': 'Worried'}, 'sample_noaudio': {'emo': 'sad'}})
+  np.savez(tmp_path / 'sims.npz', test_corpus={'sample_b': {'val': -0.6}})
+  data = make_data(released_root, face_or_frame='face', eval_labels_csv=str(tmp_path / 'mer2023.npz'))
+  samples, skipped = readers.read_released(data, 'eval')
+  assert [(s['name'], s['labels']) for s in samples] == [('sample_a', ['worried'])]
+  assert [s['name'] for s in skipped] == ['sample_noaudio']
+  data = make_data(released_root, face_or_frame='face', eval_labels_csv=str(tmp_path / 'sims.npz'))
+  (b,), _ = readers.read_released(data, 'eval')
+  assert b['labels'] == [] and b['valence'] == -0.6
+
+
 def test_unibench_gold(tmp_path):
   np.savez(tmp_path / 'mer2023.npz', test1_corpus={'s1': {'emo': 'happy'}, 's2': {'emo': 'worried'}})
   np.savez(tmp_path / 'mosi.npz', test_corpus={'v1': {'val': -1.4}, 'v2': {'val': 0.0}})
