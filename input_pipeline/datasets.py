@@ -251,6 +251,28 @@ def make_train_iterator(config: Any, samples: Sequence[Mapping] | Any, tokenizer
   return iter(loader)
 
 
+def _resolve_eval_question(d: Any, question: str | None) -> str:
+  q = question or d.question
+  return 'labels' if q == 'hybrid' else q
+
+
+def make_batch(config: Any, samples: Sequence[Mapping], tokenizer, *, prompt_only: bool = True,
+               question: str | None = None, valid: Sequence[bool] | None = None) -> dict:
+  """One batch of exactly these samples, in order (left-padded prompts by default).
+
+  For generation outside the iterators (e.g. GRPO re-prompting, demos); `question`
+  defaults to config.data.question with 'hybrid' resolved to 'labels'.
+  """
+  d = _data(config)
+  encode = EncodeExample(d, tokenizer, prompt_only=prompt_only,
+                         question=_resolve_eval_question(d, question))
+  rng = np.random.default_rng(0)   # unused: the question is fixed
+  examples = [encode.random_map(s, rng) for s in samples]
+  for ex, ok in zip(examples, valid if valid is not None else [True] * len(examples)):
+    ex['meta']['valid'] = bool(ok)
+  return collate(examples, buckets(d), tokenizer.pad_token_id, prompt_only)
+
+
 def make_eval_batches(config: Any, samples: Sequence[Mapping], tokenizer,
                       process_index: int = 0, process_count: int = 1, *,
                       question: str | None = None, prompt_only: bool = True,
@@ -273,16 +295,7 @@ def make_eval_batches(config: Any, samples: Sequence[Mapping], tokenizer,
   padded = -(-n // global_batch) * global_batch
   per_proc = padded // process_count
   index = list(range(process_index * per_proc, (process_index + 1) * per_proc))
-  q = question or d.question
-  if q == 'hybrid':
-    q = 'labels'
-  encode = EncodeExample(d, tokenizer, prompt_only=prompt_only, question=q)
-  rng = np.random.default_rng(0)
-  coll = _Collate(buckets(d), tokenizer.pad_token_id, prompt_only)
   for start in range(0, len(index), per_host):
-    examples = []
-    for i in index[start:start + per_host]:
-      ex = encode.random_map(samples[min(i, n - 1)], rng)
-      ex['meta']['valid'] = i < n
-      examples.append(ex)
-    yield coll(examples)
+    chunk = index[start:start + per_host]
+    yield make_batch(d, [samples[min(i, n - 1)] for i in chunk], tokenizer, prompt_only=prompt_only,
+                     question=question, valid=[i < n for i in chunk])

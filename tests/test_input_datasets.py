@@ -141,6 +141,10 @@ def test_eval_batches_cover_once(tokenizer, samples):
   assert sum(valid) == 10 and len(valid) == 12
   assert all(q == 'labels' for b in datasets.make_eval_batches(data, ev, tokenizer)
              for q in b['meta']['question'])
+  one = datasets.make_batch(data, ev[:3], tokenizer, question='description')
+  assert one['meta']['name'] == [s['name'] for s in ev[:3]] and one['meta']['valid'] == [True] * 3
+  assert all(tokenizer.decode(row).endswith('provide your reasoning process. ###Assistant: ')
+             for row in one['input_ids'])
 
 
 def test_feature_cache_batches(tokenizer, samples, tmp_path):
