@@ -14,37 +14,14 @@ from __future__ import annotations
 
 import ml_collections
 
+from mer_jax.models.sharding import DEFAULT_LOGICAL_AXIS_RULES  # one table, shared
+
 PRESETS = ("demo", "test", "paper")
 
 # Packaged HF config.json files of the paper models (architecture only, no weights).
 PAPER_LLM_CONFIG = "mer_jax/models/configs/qwen2.5-7b-instruct.json"
 PAPER_VISION_CONFIG = "mer_jax/models/configs/clip-vit-large-patch14-vision.json"
 PAPER_AUDIO_CONFIG = "mer_jax/models/configs/hubert-large.json"
-
-# Logical axis -> mesh axis (None = replicated). Parameters and activations are annotated
-# with the logical names (docs/architecture.md); only this table names mesh axes.
-DEFAULT_LOGICAL_AXIS_RULES = (
-    ("batch", ("data", "fsdp")),
-    ("length", None),
-    ("act_embed", None),
-    ("act_heads", "tensor"),
-    ("act_kv", "tensor"),
-    ("act_mlp", "tensor"),
-    ("act_vocab", "tensor"),
-    ("vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("head_dim", None),
-    ("layers", None),
-    ("norm", None),
-    ("conv", None),
-    ("lora_rank", None),
-    ("q_len", None),
-    ("kv_len", None),
-)
-
 
 def parse_preset(arg: str | None) -> str:
     """Returns the preset named by the `--config=FILE:ARG` argument (default `demo`)."""
@@ -123,6 +100,10 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
         "hf_dir": "",  # e.g. /ckpt/Qwen2.5-7B-Instruct
         "arch_file": PAPER_LLM_CONFIG if paper else "",  # packaged config.json used when hf_dir is empty
         "arch": {} if paper else tiny_llm_arch(preset),
+        # What of the LLM trains: `lora` (the papers: frozen base + adapters) or `full`
+        # (every LLM weight; the demo's tiny LLM is random-init, so it has no pretrained
+        # language ability for adapters to steer). GRPO's KL reference needs `lora`.
+        "trainable": "lora" if paper else "full",
     })
     m.vision = ml_collections.ConfigDict({
         "hf_dir": "",  # e.g. /ckpt/clip-vit-large-patch14
@@ -182,8 +163,9 @@ def data_config(preset: str) -> ml_collections.ConfigDict:
     d.image_size = 224 if paper else 32  # CLIP input resolution
     d.question = "labels"  # hybrid | description | labels: which question the prompt asks
     d.target = "think_answer"  # think_answer | answer | hybrid: the supervised target text
-    d.max_length = 1024 if paper else (256 if preset == "demo" else 128)
-    d.length_buckets = (256, 512, 768, 1024) if paper else ((128, 192, 256) if preset == "demo" else (64, 128))
+    # synthmer: prompt ~105 tokens, think+answer target up to ~120.
+    d.max_length = 1024 if paper else 256
+    d.length_buckets = (256, 512, 768, 1024) if paper else ((128, 192, 256) if preset == "demo" else (128, 256))
     d.batch_size = 3 if paper else (16 if preset == "demo" else 4)  # global batch per step
     d.eval_batch_size = 8 if paper else (32 if preset == "demo" else 4)
     d.shuffle_seed = 0
@@ -251,7 +233,7 @@ def eval_config(preset: str) -> ml_collections.ConfigDict:
     e = ml_collections.ConfigDict()
     paper = preset == "paper"
     e.every_steps = 0  # also evaluate every N train steps (0 = only at the end)
-    e.max_new_tokens = 256 if paper else (48 if preset == "demo" else 16)
+    e.max_new_tokens = 256 if paper else (160 if preset == "demo" else 16)
     e.temperature = 0.0  # 0 = greedy
     e.num_samples = 0  # evaluate on the first N eval samples (0 = all)
     e.lexicon = "builtin"  # builtin | official:DIR (the released emotion-wheel files)

@@ -30,7 +30,7 @@ def grpo_config(preset: str) -> ml_collections.ConfigDict:
     g.temperature = 1.0
     g.top_p = 1.0
     g.top_k = 0  # 0 = off
-    g.max_new_tokens = 256 if paper else (48 if preset == "demo" else 16)
+    g.max_new_tokens = 256 if paper else (160 if preset == "demo" else 16)
     g.stop_strings = ("</answer>",)
     # Objective (AffectGPT-R1 eq. 1-5).
     g.clip_eps = 0.2

@@ -95,6 +95,7 @@ def _validate_model(config) -> None:
     if config.preset == "paper" and training and not config.model.llm.hf_dir:
         raise ConfigError("config.model.llm.hf_dir is required by the paper preset "
                           "(path to Qwen2.5-7B-Instruct in Hugging Face format)")
+    _one_of(config, "model.llm.trainable", ("lora", "full"))
     _int(config, "model.audio.num_last_layers", 1)
     _one_of(config, "model.fusion.type", ("attention", "qformer", "mean", "none"))
     _int(config, "model.fusion.qformer_layers", 1)
@@ -217,7 +218,10 @@ def _validate_grpo(config) -> None:
         raise ConfigError("config.grpo.top_p must be in (0, 1], got 0.0")
     _number(config, f"{g}.clip_eps", 0.0, 1.0)
     _number(config, f"{g}.clip_eps_high", 0.0, 1.0)
-    _number(config, f"{g}.beta", 0.0)
+    beta = _number(config, f"{g}.beta", 0.0)
+    if beta > 0 and config.model.llm.trainable != "lora":
+        raise ConfigError("config.grpo.beta > 0 needs config.model.llm.trainable='lora' (the KL reference "
+                          "is the base model with adapters off)")
     _one_of(config, f"{g}.kl_estimator", ("k3",))
     _one_of(config, f"{g}.loss_agg", ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"))
     _check(config, f"{g}.scale_rewards", lambda v: isinstance(v, bool), "a bool")

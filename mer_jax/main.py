@@ -12,6 +12,7 @@ and log.txt in the workdir (mer_jax/run_io.py).
 
 from __future__ import annotations
 
+import logging as logging_std
 import os
 import re
 import sys
@@ -59,6 +60,15 @@ def _init_jax() -> None:
         jax.distributed.initialize()  # cluster auto-detection (SLURM, Cloud TPU)
 
 
+class _QuietLibraries(logging_std.Filter):
+    """Keeps Orbax/XLA INFO chatter (dozens of lines per checkpoint) out of the console and log.txt."""
+
+    _NOISY = ("orbax", "jax/_src", "absl/logging")
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        return record.levelno >= logging_std.WARNING or not any(n in record.pathname for n in self._NOISY)
+
+
 def main(argv) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -73,6 +83,8 @@ def main(argv) -> int:
         return 2
     workdir = _WORKDIR.value or os.path.join("workdir", f"{config.mode}-{config.preset}")
 
+    for handler in (logging.get_absl_handler(),):
+        handler.addFilter(_QuietLibraries())
     _init_jax()
     import jax
 

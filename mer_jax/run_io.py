@@ -77,6 +77,8 @@ class RunWriter:
             self._tb = SummaryWriter(os.path.join(workdir, "tb"))
         self._log_handler = logging.FileHandler(os.path.join(workdir, "log.txt"))
         self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        for existing in absl_logging.get_absl_handler().filters:
+            self._log_handler.addFilter(existing)
         absl_logging.get_absl_logger().addHandler(self._log_handler)
 
     def write_config(self, config) -> None:
@@ -97,11 +99,21 @@ class RunWriter:
                     self._tb.add_scalar(key, value, int(step))
             self._tb.flush()
 
-    def truncate_metrics(self, after_step: int) -> None:
-        """Drops metrics lines with `step > after_step` (on resume, so steps are not logged twice)."""
+    def truncate_metrics(self, after_step: int, prefix: str | None = None) -> None:
+        """Drops metrics lines with `step > after_step` (on resume, so steps are not logged twice).
+
+        With `prefix`, only lines holding a key that starts with it are dropped (a phase
+        resuming must not erase the lines of the phases after it).
+        """
         if not self.is_primary or not os.path.exists(self.metrics_path):
             return
-        kept = [r for r in read_metrics(self.workdir) if r.get("step", 0) <= after_step]
+
+        def keep(r):
+            if r.get("step", 0) <= after_step:
+                return True
+            return prefix is not None and not any(k.startswith(prefix) for k in r)
+
+        kept = [r for r in read_metrics(self.workdir) if keep(r)]
         fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".tmp_", suffix=".jsonl")
         with os.fdopen(fd, "w") as f:
             for record in kept:

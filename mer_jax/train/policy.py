@@ -46,18 +46,20 @@ class Policy:
   encoder_params: dict  # {'vision': {'clip': ...}, 'audio': {'hubert': ...}}
   param_shardings: dict  # NamedShardings like `params`
   frozen_source: dict  # where frozen weights come from (checked on resume)
+  train_full_llm: bool = False  # config.model.llm.trainable == 'full'
 
   @property
   def config(self) -> affectgpt.AffectGPTConfig:
     return self.model.config
 
   def trainable_mask(self) -> dict:
-    return trainable_mask(self.params)
+    return trainable_mask(self.params, self.train_full_llm)
 
 
-def trainable_mask(params: dict) -> dict:
-  """LoRA leaves and the whole pre-fusion are trained; everything else is frozen."""
-  return lora_lib.trainable_mask(params, lambda path: path[0] == "fusion")
+def trainable_mask(params: dict, full_llm: bool = False) -> dict:
+  """LoRA leaves and the whole pre-fusion train (and every LLM weight with `full_llm`)."""
+  trained = ("fusion", "llm") if full_llm else ("fusion",)
+  return lora_lib.trainable_mask(params, lambda path: path[0] in trained)
 
 
 def _arch(section, name: str) -> tuple[dict, str]:
@@ -148,7 +150,8 @@ def build_policy(config, tokenizer, mesh: Mesh, *, with_encoders: bool = True) -
                                        jnp.zeros((1, 1), jnp.int32))
   params = {"fusion": fusion_params, "llm": llm_params}
   shardings = {"fusion": fusion_sh, "llm": llm_sh}
-  mask = trainable_mask(params)
+  full_llm = m.llm.trainable == "full"
+  mask = trainable_mask(params, full_llm)
   trainable, frozen = lora_lib.split_params(params, mask)
   params = lora_lib.combine_params(trainable, _cast(frozen, m.frozen_dtype))
   frozen_source = {"llm": llm_source, "seed": int(config.seed)}
@@ -165,7 +168,7 @@ def build_policy(config, tokenizer, mesh: Mesh, *, with_encoders: bool = True) -
         audio, m.audio, "audio", hubert.HubertModel, "hubert", mesh, rules, r_audio, jnp.zeros((1, 1, samples)))
     encoder_params = _cast(encoder_params, m.frozen_dtype)
   return Policy(model=model, vision=vision, audio=audio, params=params, encoder_params=encoder_params,
-                param_shardings=shardings, frozen_source=frozen_source)
+                param_shardings=shardings, frozen_source=frozen_source, train_full_llm=full_llm)
 
 
 def _encoder_params(module, section, name, hf_cls, attr, mesh, rules, rng, dummy):

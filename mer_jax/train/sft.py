@@ -95,7 +95,7 @@ def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_pre
     state, meta = ckpt.restore(latest, checkpointing.abstract_like(state), iterator)
     checkpointing.check_frozen_source(meta, policy.frozen_source, ckpt_dir)
     start = int(latest)
-    ctx.writer.truncate_metrics(step_offset + start)
+    ctx.writer.truncate_metrics(step_offset + start, prefix=metric_prefix)
     logging.info("resumed from %s/%d", ckpt_dir, start)
 
   guard = checkpointing.PreemptionGuard()

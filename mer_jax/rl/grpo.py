@@ -1,0 +1,301 @@
+"""AffectGPT-R1: cold-start SFT, then GRPO with emotion-wheel rewards; the main job.
+
+One GRPO step (AffectGPT-R1 section 3.3):
+  1. rollout: B prompts -> fused features once -> G samples each (jitted sampler, KV cache);
+  2. rewards on the host: the `grpo.rewards` registry, weighted (accuracy x length penalty,
+     format, ...); a reward failing on one sample scores that sample 0;
+  3. update (one jitted step): group advantages on the [B, G] grid, clipped-ratio loss
+     (optional k3 KL to the adapters-off reference), exact (sum, denominator)
+     accumulation, AdamW on the trainable subset; `num_iterations` > 1 reuses the
+     rollout with stored old logprobs.
+
+`run` (mode `grpo`) chains SFT (unless `grpo.init_checkpoint`), GRPO and the held-out
+evaluation of both, resumably: rerunning the command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from input_pipeline import datasets
+from mer_jax import run_io
+from mer_jax.models import lora as lora_lib
+from mer_jax.rl import advantages as adv_lib
+from mer_jax.rl import losses as losses_lib
+from mer_jax.rl import rewards as rewards_lib
+from mer_jax.train import checkpointing
+from mer_jax.train import context as context_lib
+from mer_jax.train import evaluation
+from mer_jax.train import generation
+from mer_jax.train import mesh as mesh_lib
+from mer_jax.train import optimizer as optim
+from mer_jax.train import sft as sft_lib
+from mer_jax.train import train_step as ts
+
+UPDATE_KEYS = ("prompt_ids", "prompt_mask", "vision_feats", "audio_feats", "completion", "completion_mask",
+               "rewards", "old_logprobs")
+REWARD_FIELDS = ("name", "labels", "reason", "cues")
+
+
+def completion_logprobs(model, params, batch: Mapping[str, jax.Array], temperature: float, *, lora: bool = True,
+                        deterministic: bool = True, rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """Per-token log pi(completion | prompt) `[N, L]` and policy entropy `[N, L]`.
+
+  Uses log_softmax(logits / T), the distribution the sampler drew from (T = 1 for greedy).
+  """
+  embed = lambda m, ids, v, a: m.embed_prompt(ids, v, a)
+  prompt = model.apply({"params": params}, batch["prompt_ids"], batch["vision_feats"], batch["audio_feats"],
+                       method=embed)
+  completion = model.apply({"params": params}, batch["completion"], method=lambda m, ids: m.llm.embed(ids))
+  embeds = jnp.concatenate([prompt, completion.astype(prompt.dtype)], axis=1)
+  mask = jnp.concatenate([batch["prompt_mask"], batch["completion_mask"]], axis=1)
+  rngs = {} if rng is None else {"dropout": rng}
+  logits, _ = model.apply({"params": params}, inputs_embeds=embeds, attention_mask=mask, lora=lora,
+                          deterministic=deterministic, rngs=rngs, method=lambda m, **kw: m.llm(**kw))
+  p, length = batch["prompt_ids"].shape[1], batch["completion"].shape[1]
+  logits = logits[:, p - 1:p + length - 1] / (temperature if temperature > 0 else 1.0)
+  logp_all = jax.nn.log_softmax(logits, axis=-1)
+  logp = jnp.take_along_axis(logp_all, batch["completion"][..., None], axis=-1)[..., 0]
+  entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
+  return logp, entropy
+
+
+def make_grpo_loss_fn(model, g):
+  """(trainable, frozen, micro-batch, rng) -> (loss_sum, denominator, metric sums)."""
+
+  def loss_fn(trainable, frozen, batch, rng):
+    params = lora_lib.combine_params(trainable, frozen)
+    logp, entropy = completion_logprobs(model, params, batch, g.temperature, deterministic=False, rng=rng)
+    ref = None
+    if g.beta > 0:
+      ref, _ = completion_logprobs(model, jax.lax.stop_gradient(params), batch, g.temperature, lora=False)
+      ref = jax.lax.stop_gradient(ref)
+    old = batch["old_logprobs"] if g.num_iterations > 1 else None
+    out = losses_lib.grpo_loss(logp, batch["advantages"], batch["completion_mask"], old, ref,
+                               jax.lax.stop_gradient(entropy), clip_eps=g.clip_eps, clip_eps_high=g.clip_eps_high,
+                               beta=g.beta, max_len=float(g.max_new_tokens), loss_agg=g.loss_agg)
+    return out.loss_sum, out.denominator, out.metrics
+
+  return loss_fn
+
+
+def grpo_optimizer(g, steps: int):
+  schedule = optim.learning_rate_schedule(steps=steps, init_lr=0.0 if g.warmup_steps else g.lr, peak_lr=g.lr,
+                                          warmup_steps=g.warmup_steps)
+  return optim.make_optimizer(lr=schedule, weight_decay=g.weight_decay, grad_clip=g.grad_clip), schedule
+
+
+def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh):
+  """(state, state shardings, jitted update step, jitted old-logprob fn)."""
+  g = config.grpo
+  tx, schedule = grpo_optimizer(g, g.steps)
+  state, s_sh = sft_lib.init_state(trainable, t_sh, tx, config.seed, mesh)
+  base = ts.make_train_step(make_grpo_loss_fn(policy.model, g), tx, schedule, g.grad_accum)
+  num_generations = g.num_generations
+
+  def step(state, frozen, batch):
+    grid = batch["rewards"].reshape(-1, num_generations)
+    advantages = adv_lib.group_advantages(grid, g.scale_rewards).reshape(-1)
+    inputs = {k: v for k, v in batch.items() if k != "rewards"}
+    inputs["advantages"] = advantages
+    new_state, metrics = base(state, frozen, inputs)
+    metrics["advantage_std"] = jnp.std(advantages)
+    metrics["zero_variance_groups"] = jnp.mean((jnp.max(grid, 1) == jnp.min(grid, 1)).astype(jnp.float32))
+    return new_state, metrics
+
+  rows = config.grpo.prompts_per_step * num_generations
+  batch_sh = {k: mesh_lib.batch_sharding(mesh, _ndim(k), rows=rows) for k in UPDATE_KEYS}
+  update = jax.jit(step, in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
+                   donate_argnums=(0,))
+  old_fn = jax.jit(lambda params, batch: completion_logprobs(policy.model, params, batch, g.temperature)[0])
+  return state, s_sh, update, old_fn
+
+
+def _ndim(key: str) -> int:
+  return {"vision_feats": 3, "audio_feats": 3, "rewards": 1}.get(key, 2)
+
+
+def _local_rows(array: np.ndarray, rows_per_process: int) -> np.ndarray:
+  """This process's block of a gathered batch (process-major order)."""
+  start = jax.process_index() * rows_per_process
+  return array[start:start + rows_per_process]
+
+
+def rollout(ctx, params, batch: dict, step_rng, sampling, stops) -> dict:
+  """Samples G completions per prompt, scores them; returns this process's update rows + stats."""
+  g = ctx.config.grpo
+  arrays, meta = datasets.split_meta(batch)
+  out = generation.generate(ctx.policy.model, params, arrays, step_rng, sampling, ctx.mesh, repeat=g.num_generations)
+  local = len(meta["name"]) * g.num_generations
+  tokens = _local_rows(out["tokens"], local)
+  lengths = _local_rows(out["lengths"], local)
+  cmask = _local_rows(out["completion_mask"], local)
+  texts = generation.decode_completions(ctx.tokenizer, tokens, lengths, stops)
+  samples = [{k: meta[k][i] for k in REWARD_FIELDS} for i in range(len(meta["name"]))
+             for _ in range(g.num_generations)]
+  total, components = rewards_lib.combine_rewards(texts, samples, ctx.config)
+  rep = lambda x: np.repeat(x, g.num_generations, axis=0)
+  update = {"prompt_ids": rep(arrays["input_ids"]), "prompt_mask": rep(arrays["attention_mask"]),
+            "vision_feats": rep(arrays["vision_feats"]), "audio_feats": rep(arrays["audio_feats"]),
+            "completion": tokens, "completion_mask": cmask, "rewards": total,
+            "old_logprobs": _local_rows(out["logprobs"], local)}
+  labels = [len(evaluation.predicted_labels(t)) for t in texts]
+  stats = {f"reward/{k}": float(np.mean(v)) for k, v in components.items()}
+  stats.update({"reward_mean": float(np.mean(total)), "reward_std": float(np.std(total)),
+                "completion_length": float(np.mean(lengths)), "answer_labels": float(np.mean(labels))})
+  return {"update": update, "stats": stats, "texts": texts}
+
+
+def train_grpo(ctx: context_lib.RunContext, init_params: dict, *, ckpt_dir: str, step_offset: int = 0,
+               metric_prefix: str = "grpo/") -> dict:
+  """`config.grpo.steps` GRPO steps from `init_params` (resuming from `ckpt_dir`)."""
+  config, mesh, policy = ctx.config, ctx.mesh, ctx.policy
+  g = config.grpo
+  mask = policy.trainable_mask()
+  trainable, frozen = lora_lib.split_params(init_params, mask)
+  t_sh, f_sh = lora_lib.split_params(policy.param_shardings, mask)
+  state, _, update, old_fn = make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh)
+
+  prompt_config = config.copy_and_resolve_references()
+  prompt_config.data.batch_size = g.prompts_per_step
+  prompts = datasets.make_train_iterator(prompt_config, ctx.samples["rl"], ctx.tokenizer, jax.process_index(),
+                                         jax.process_count(), prompt_only=True, question="labels")
+  ckpt = checkpointing.Checkpointer(ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
+  start = 0
+  latest = ckpt.latest_step()
+  if latest is not None:
+    state, meta = ckpt.restore(latest, checkpointing.abstract_like(state), prompts)
+    checkpointing.check_frozen_source(meta, policy.frozen_source, ckpt_dir)
+    start = int(latest)
+    ctx.writer.truncate_metrics(step_offset + start, prefix=metric_prefix)
+    logging.info("GRPO resumed from %s/%d", ckpt_dir, start)
+
+  stops = generation.stop_strings_for(config.data.target)
+  sampling = generation.sampling_config(ctx.tokenizer, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
+                                        top_p=g.top_p, top_k=g.top_k, stop_strings=tuple(g.stop_strings) or stops)
+  base_rng = jax.random.PRNGKey(config.seed + 1)
+  guard = checkpointing.PreemptionGuard()
+  bar = tqdm(total=g.steps, initial=start, desc="grpo", disable=not ctx.is_primary, dynamic_ncols=True)
+  step, last = start, {}
+  try:
+    while step < g.steps:
+      t0 = time.time()
+      batch = next(prompts)
+      params = lora_lib.combine_params(state.trainable, frozen)
+      ro = rollout(ctx, params, batch, jax.random.fold_in(base_rng, step), sampling, stops)
+      t_rollout = time.time() - t0
+      arrays = mesh_lib.put_global_batch(ro["update"], mesh)
+      if g.num_iterations > 1:
+        arrays["old_logprobs"] = old_fn(params, arrays)
+      for _ in range(g.num_iterations):
+        state, metrics = update(state, frozen, arrays)
+      step += 1
+      bar.update(1)
+      if step % g.log_every == 0 or step == g.steps:
+        metrics = jax.device_get(metrics)
+        tokens = max(float(metrics.pop("tokens")), 1.0)
+        record = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"]),
+                  "lr": float(metrics["lr"]), "advantage_std": float(metrics["advantage_std"]),
+                  "zero_variance_groups": float(metrics["zero_variance_groups"]),
+                  "clip_fraction": (float(metrics["clip_low"]) + float(metrics["clip_high"])) / tokens,
+                  "kl": float(metrics["kl"]) / tokens, "entropy": float(metrics["entropy"]) / tokens,
+                  "ratio": float(metrics["ratio"]) / tokens, "rollout_s": t_rollout,
+                  "step_time_s": time.time() - t0, **ro["stats"]}
+        record = {f"{metric_prefix}{k}": v for k, v in record.items()}
+        ctx.writer.write_metrics(step_offset + step, record)
+        bar.set_postfix(reward=f"{ro['stats']['reward_mean']:.3f}", length=f"{ro['stats']['completion_length']:.0f}")
+        last = record
+      stop = guard.should_stop()
+      if ckpt.should_save(step) or stop or step == g.steps:
+        ckpt.save(step, state, prompts, meta={"frozen_source": policy.frozen_source}, force=True)
+      if stop:
+        logging.warning("stopping GRPO at step %d after SIGTERM (checkpoint saved)", step)
+        break
+  finally:
+    bar.close()
+    ckpt.close()
+    guard.restore()
+  return {"params": lora_lib.combine_params(state.trainable, frozen), "step": step, "finished": step >= g.steps,
+          "last_metrics": last}
+
+
+def plot_curves(workdir: str, prefix: str = "grpo/") -> str | None:
+  """PNG of the reward and completion-length curves of the RL phase."""
+  records = [r for r in run_io.read_metrics(workdir) if f"{prefix}reward_mean" in r]
+  if not records:
+    return None
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  steps = [r["step"] for r in records]
+  fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+  axes[0].plot(steps, [r[f"{prefix}reward_mean"] for r in records], label="total")
+  for key in sorted(k for k in records[0] if k.startswith(f"{prefix}reward/")):
+    axes[0].plot(steps, [r[key] for r in records], label=key.split("/")[-1], alpha=0.7)
+  axes[0].set_title("reward")
+  axes[0].legend(fontsize=7)
+  axes[1].plot(steps, [r[f"{prefix}completion_length"] for r in records])
+  axes[1].set_title("completion length (tokens)")
+  axes[2].plot(steps, [r[f"{prefix}answer_labels"] for r in records])
+  axes[2].set_title("labels in the answer")
+  for ax in axes:
+    ax.set_xlabel("step")
+  fig.tight_layout()
+  path = os.path.join(workdir, "grpo_curves.png")
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def cold_start(ctx, workdir: str) -> tuple[dict, int]:
+  """The SFT checkpoint GRPO starts from: `grpo.init_checkpoint`, or SFT trained here."""
+  config = ctx.config
+  if config.grpo.init_checkpoint:
+    return sft_lib.load_trained_params(ctx, config.grpo.init_checkpoint), 0
+  result = sft_lib.train_sft(ctx, samples=ctx.samples["sft"], ckpt_dir=os.path.join(workdir, "sft", "checkpoints"),
+                             metric_prefix="sft/")
+  if not result["finished"]:
+    raise InterruptedError("SFT was interrupted; rerun the same command to resume")
+  return result["params"], result["step"]
+
+
+def evaluate_phase(ctx, params, workdir: str, name: str, step: int) -> dict:
+  """Held-out evaluation of one phase's policy, cached in summary.json across resumes."""
+  done = run_io.read_json(os.path.join(workdir, "summary.json"), {}).get(name, {})
+  if "ew_f1" in done:
+    return done
+  result = evaluation.evaluate(ctx, params, ctx.samples["eval"], os.path.join(workdir, name),
+                               max_samples=ctx.config.eval.num_samples, desc=f"eval {name}")
+  ctx.writer.write_metrics(step, {f"eval_{name}/{k}": v for k, v in result.items()})
+  ctx.writer.update_summary(name, result)
+  return result
+
+
+def run(config, workdir: str, writer, phase: str = "grpo") -> dict:
+  """Mode `grpo`: SFT cold start -> GRPO -> evaluation of both (summary keys `sft`, `grpo`)."""
+  ctx = context_lib.build_context(config, workdir, writer, roles=("sft", "rl", "eval"))
+  try:
+    sft_params, sft_steps = cold_start(ctx, workdir)
+  except InterruptedError as e:
+    logging.warning("%s", e)
+    return {}
+  sft_result = evaluate_phase(ctx, sft_params, workdir, "sft", sft_steps)
+  result = train_grpo(ctx, sft_params, ckpt_dir=os.path.join(workdir, "checkpoints"), step_offset=sft_steps,
+                      metric_prefix=f"{phase}/")
+  if not result["finished"]:
+    return {"sft": sft_result}
+  final = evaluate_phase(ctx, result["params"], workdir, phase, sft_steps + result["step"])
+  if ctx.is_primary:
+    path = plot_curves(workdir, prefix=f"{phase}/")
+    writer.update_summary(phase, {"curves_png": path, "steps": result["step"],
+                                  "train_reward_last": result["last_metrics"].get(f"{phase}/reward_mean")})
+  return {"sft": sft_result, phase: final}
