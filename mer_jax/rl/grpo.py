@@ -15,9 +15,10 @@ evaluation of both, resumably: rerunning the command continues where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -45,12 +46,9 @@ UPDATE_KEYS = ("prompt_ids", "prompt_mask", "vision_feats", "audio_feats", "comp
 REWARD_FIELDS = ("name", "labels", "reason", "cues")
 
 
-def completion_logprobs(model, params, batch: Mapping[str, jax.Array], temperature: float, *, lora: bool = True,
-                        deterministic: bool = True, rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-  """Per-token log pi(completion | prompt) `[N, L]` and policy entropy `[N, L]`.
-
-  Uses log_softmax(logits / T), the distribution the sampler drew from (T = 1 for greedy).
-  """
+def completion_logits(model, params, batch: Mapping[str, jax.Array], temperature: float, *, lora: bool = True,
+                      deterministic: bool = True, rng: jax.Array | None = None) -> jax.Array:
+  """Logits / T `[N, L, V]` of each completion token given the prompt and the tokens before it."""
   embed = lambda m, ids, v, a: m.embed_prompt(ids, v, a)
   prompt = model.apply({"params": params}, batch["prompt_ids"], batch["vision_feats"], batch["audio_feats"],
                        method=embed)
@@ -61,19 +59,51 @@ def completion_logprobs(model, params, batch: Mapping[str, jax.Array], temperatu
   logits, _ = model.apply({"params": params}, inputs_embeds=embeds, attention_mask=mask, lora=lora,
                           deterministic=deterministic, rngs=rngs, method=lambda m, **kw: m.llm(**kw))
   p, length = batch["prompt_ids"].shape[1], batch["completion"].shape[1]
-  logits = logits[:, p - 1:p + length - 1] / (temperature if temperature > 0 else 1.0)
+  return logits[:, p - 1:p + length - 1] / (temperature if temperature > 0 else 1.0)
+
+
+def logprobs_and_entropy(logits: jax.Array, completion: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """`[N, L, V]` completion logits -> log prob of each completion token and entropy, `[N, L]` each."""
   logp_all = jax.nn.log_softmax(logits, axis=-1)
-  logp = jnp.take_along_axis(logp_all, batch["completion"][..., None], axis=-1)[..., 0]
+  logp = jnp.take_along_axis(logp_all, completion[..., None], axis=-1)[..., 0]
   entropy = -jnp.sum(jnp.exp(logp_all) * logp_all, axis=-1)
   return logp, entropy
 
 
-def make_grpo_loss_fn(model, g):
+def completion_logprobs(model, params, batch: Mapping[str, jax.Array], temperature: float, *, lora: bool = True,
+                        deterministic: bool = True, rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """Per-token log pi(completion | prompt) `[N, L]` and policy entropy `[N, L]`.
+
+  Uses log_softmax(logits / T), the distribution the sampler drew from (T = 1 for greedy).
+  """
+  logits = completion_logits(model, params, batch, temperature, lora=lora, deterministic=deterministic, rng=rng)
+  return logprobs_and_entropy(logits, batch["completion"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+  """Extension points of the GRPO job for its variants (OPPO); the defaults are plain GRPO.
+
+  extra_loss: (params, micro-batch, completion logits [N, L, V], dropout rng) ->
+    (term added to the micro-batch's loss_sum, metric sums); inside the jitted update.
+  extra_keys: per-row `[N, L]` arrays that `extra_update` adds to the update batch.
+  extra_update: (texts, tokens [N, L], lengths [N], samples) -> ({key: [N, L]}, stats)
+    on the host after the rewards (this process's rows).
+  log_metrics: update metric sums (host floats) -> entries for the logged record.
+  """
+  extra_loss: Callable | None = None
+  extra_keys: tuple[str, ...] = ()
+  extra_update: Callable | None = None
+  log_metrics: Callable | None = None
+
+
+def make_grpo_loss_fn(model, g, extra_loss: Callable | None = None):
   """(trainable, frozen, micro-batch, rng) -> (loss_sum, denominator, metric sums)."""
 
   def loss_fn(trainable, frozen, batch, rng):
     params = lora_lib.combine_params(trainable, frozen)
-    logp, entropy = completion_logprobs(model, params, batch, g.temperature, deterministic=False, rng=rng)
+    logits = completion_logits(model, params, batch, g.temperature, deterministic=False, rng=rng)
+    logp, entropy = logprobs_and_entropy(logits, batch["completion"])
     ref = None
     if g.beta > 0:
       ref, _ = completion_logprobs(model, jax.lax.stop_gradient(params), batch, g.temperature, lora=False)
@@ -82,7 +112,10 @@ def make_grpo_loss_fn(model, g):
     out = losses_lib.grpo_loss(logp, batch["advantages"], batch["completion_mask"], old, ref,
                                jax.lax.stop_gradient(entropy), clip_eps=g.clip_eps, clip_eps_high=g.clip_eps_high,
                                beta=g.beta, max_len=float(g.max_new_tokens), loss_agg=g.loss_agg)
-    return out.loss_sum, out.denominator, out.metrics
+    if extra_loss is None:
+      return out.loss_sum, out.denominator, out.metrics
+    term, metrics = extra_loss(params, batch, logits, rng)
+    return out.loss_sum + term, out.denominator, {**out.metrics, **metrics}
 
   return loss_fn
 
@@ -93,12 +126,12 @@ def grpo_optimizer(g, steps: int):
   return optim.make_optimizer(lr=schedule, weight_decay=g.weight_decay, grad_clip=g.grad_clip), schedule
 
 
-def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh):
+def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks: Hooks = Hooks()):
   """(state, state shardings, jitted update step, jitted old-logprob fn)."""
   g = config.grpo
   tx, schedule = grpo_optimizer(g, g.steps)
   state, s_sh = sft_lib.init_state(trainable, t_sh, tx, config.seed, mesh)
-  base = ts.make_train_step(make_grpo_loss_fn(policy.model, g), tx, schedule, g.grad_accum)
+  base = ts.make_train_step(make_grpo_loss_fn(policy.model, g, hooks.extra_loss), tx, schedule, g.grad_accum)
   num_generations = g.num_generations
 
   def step(state, frozen, batch):
@@ -112,7 +145,7 @@ def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh):
     return new_state, metrics
 
   rows = config.grpo.prompts_per_step * num_generations
-  batch_sh = {k: mesh_lib.batch_sharding(mesh, _ndim(k), rows=rows) for k in UPDATE_KEYS}
+  batch_sh = {k: mesh_lib.batch_sharding(mesh, _ndim(k), rows=rows) for k in UPDATE_KEYS + tuple(hooks.extra_keys)}
   update = jax.jit(step, in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
                    donate_argnums=(0,))
   old_fn = jax.jit(lambda params, batch: completion_logprobs(policy.model, params, batch, g.temperature)[0])
@@ -123,21 +156,19 @@ def _ndim(key: str) -> int:
   return {"vision_feats": 3, "audio_feats": 3, "rewards": 1}.get(key, 2)
 
 
-def _local_rows(array: np.ndarray, rows_per_process: int) -> np.ndarray:
-  """This process's block of a gathered batch (process-major order)."""
-  start = jax.process_index() * rows_per_process
-  return array[start:start + rows_per_process]
+def _local_rows(array: np.ndarray, mesh) -> np.ndarray:
+  """This process's rows of a gathered batch: those its devices hold (`mesh_lib.process_rows`)."""
+  return array[mesh_lib.process_rows(mesh, len(array))]
 
 
-def rollout(ctx, params, batch: dict, step_rng, sampling, stops) -> dict:
+def rollout(ctx, params, batch: dict, step_rng, sampling, stops, extra_update: Callable | None = None) -> dict:
   """Samples G completions per prompt, scores them; returns this process's update rows + stats."""
   g = ctx.config.grpo
   arrays, meta = datasets.split_meta(batch)
   out = generation.generate(ctx.policy.model, params, arrays, step_rng, sampling, ctx.mesh, repeat=g.num_generations)
-  local = len(meta["name"]) * g.num_generations
-  tokens = _local_rows(out["tokens"], local)
-  lengths = _local_rows(out["lengths"], local)
-  cmask = _local_rows(out["completion_mask"], local)
+  tokens = _local_rows(out["tokens"], ctx.mesh)
+  lengths = _local_rows(out["lengths"], ctx.mesh)
+  cmask = _local_rows(out["completion_mask"], ctx.mesh)
   texts = generation.decode_completions(ctx.tokenizer, tokens, lengths, stops)
   samples = [{k: meta[k][i] for k in REWARD_FIELDS} for i in range(len(meta["name"]))
              for _ in range(g.num_generations)]
@@ -146,28 +177,33 @@ def rollout(ctx, params, batch: dict, step_rng, sampling, stops) -> dict:
   update = {"prompt_ids": rep(arrays["input_ids"]), "prompt_mask": rep(arrays["attention_mask"]),
             "vision_feats": rep(arrays["vision_feats"]), "audio_feats": rep(arrays["audio_feats"]),
             "completion": tokens, "completion_mask": cmask, "rewards": total,
-            "old_logprobs": _local_rows(out["logprobs"], local)}
+            "old_logprobs": _local_rows(out["logprobs"], ctx.mesh)}
   labels = [len(evaluation.predicted_labels(t)) for t in texts]
   stats = {f"reward/{k}": float(np.mean(v)) for k, v in components.items()}
+  if extra_update is not None:
+    arrays_extra, stats_extra = extra_update(texts, tokens, lengths, samples)
+    update.update(arrays_extra)
+    stats.update(stats_extra)
   stats.update({"reward_mean": float(np.mean(total)), "reward_std": float(np.std(total)),
                 "completion_length": float(np.mean(lengths)), "answer_labels": float(np.mean(labels))})
   return {"update": update, "stats": stats, "texts": texts}
 
 
 def train_grpo(ctx: context_lib.RunContext, init_params: dict, *, ckpt_dir: str, step_offset: int = 0,
-               metric_prefix: str = "grpo/") -> dict:
+               metric_prefix: str = "grpo/", hooks: Hooks = Hooks()) -> dict:
   """`config.grpo.steps` GRPO steps from `init_params` (resuming from `ckpt_dir`)."""
   config, mesh, policy = ctx.config, ctx.mesh, ctx.policy
   g = config.grpo
   mask = policy.trainable_mask()
   trainable, frozen = lora_lib.split_params(init_params, mask)
   t_sh, f_sh = lora_lib.split_params(policy.param_shardings, mask)
-  state, _, update, old_fn = make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh)
+  state, _, update, old_fn = make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks)
 
   prompt_config = config.copy_and_resolve_references()
   prompt_config.data.batch_size = g.prompts_per_step
   prompts = datasets.make_train_iterator(prompt_config, ctx.samples["rl"], ctx.tokenizer, jax.process_index(),
-                                         jax.process_count(), prompt_only=True, question="labels")
+                                         jax.process_count(), prompt_only=True, question="labels",
+                                         rows=mesh_lib.process_rows(mesh, g.prompts_per_step))
   ckpt = checkpointing.Checkpointer(ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
   start = 0
   latest = ckpt.latest_step()
@@ -188,9 +224,9 @@ def train_grpo(ctx: context_lib.RunContext, init_params: dict, *, ckpt_dir: str,
   try:
     while step < g.steps:
       t0 = time.time()
-      batch = next(prompts)
+      batch = mesh_lib.common_length(next(prompts), ctx.tokenizer.pad_token_id, left_pad=True)
       params = lora_lib.combine_params(state.trainable, frozen)
-      ro = rollout(ctx, params, batch, jax.random.fold_in(base_rng, step), sampling, stops)
+      ro = rollout(ctx, params, batch, jax.random.fold_in(base_rng, step), sampling, stops, hooks.extra_update)
       t_rollout = time.time() - t0
       arrays = mesh_lib.put_global_batch(ro["update"], mesh)
       if g.num_iterations > 1:
@@ -209,6 +245,8 @@ def train_grpo(ctx: context_lib.RunContext, init_params: dict, *, ckpt_dir: str,
                   "kl": float(metrics["kl"]) / tokens, "entropy": float(metrics["entropy"]) / tokens,
                   "ratio": float(metrics["ratio"]) / tokens, "rollout_s": t_rollout,
                   "step_time_s": time.time() - t0, **ro["stats"]}
+        if hooks.log_metrics is not None:
+          record.update(hooks.log_metrics(metrics))
         record = {f"{metric_prefix}{k}": v for k, v in record.items()}
         ctx.writer.write_metrics(step_offset + step, record)
         bar.set_postfix(reward=f"{ro['stats']['reward_mean']:.3f}", length=f"{ro['stats']['completion_length']:.0f}")
