@@ -57,11 +57,17 @@ def question_text(question: str) -> str:
 
 def build_prompt(subtitle: str, question: str, face_or_frame: str,
                  tokens_per_modality: Mapping[str, int] | None = None) -> str:
+  """The user prompt (design.md section 2), ending with `###Assistant: `; see `_prompt`."""
+  return _prompt(subtitle, question_text(question), face_or_frame, tokens_per_modality)
+
+
+def _prompt(subtitle: str, question: str, face_or_frame: str,
+            tokens_per_modality: Mapping[str, int] | None = None) -> str:
   """The user prompt (design.md section 2), ending with `###Assistant: `.
 
   Args:
     subtitle: the English subtitle of the clip.
-    question: 'description' or 'labels' (a key of QUESTIONS).
+    question: the question sentence (build_prompt: QUESTIONS[key]).
     face_or_frame: 'face' or 'frame'; selects the video sentence and placeholder.
     tokens_per_modality: copies of each placeholder ({'multi','audio','video'} -> int);
       the model overwrites these positions, in order, with its fused features.
@@ -76,7 +82,14 @@ def build_prompt(subtitle: str, question: str, face_or_frame: str,
   video_sentence = _VIDEO_SENTENCE[face_or_frame].format(video=placeholder * counts['video'])
   return _PROMPT.format(multi=MULTI_TOKEN * counts['multi'], audio=AUDIO_TOKEN * counts['audio'],
                         video_sentence=video_sentence, subtitle=subtitle,
-                        question=question_text(question))
+                        question=question)
+
+
+def build_probe_prompt(subtitle: str, probe_question: str, face_or_frame: str,
+                       tokens_per_modality: Mapping[str, int] | None = None) -> str:
+  """The released prompt with a free yes/no question (MEP-Bench-style probes, OPPO 4.2)."""
+  return _prompt(subtitle, f'{probe_question.strip()} Please answer yes or no.', face_or_frame,
+                 tokens_per_modality)
 
 
 def format_labels(labels: Sequence[str]) -> str:
