@@ -1,7 +1,8 @@
 """grain datasets: sample dicts -> padded, bucketed model batches.
 
 Batch (per host; the global batch is `config.data.batch_size`, each of the
-`process_count` hosts gets `batch_size // process_count` rows):
+`process_count` hosts gets `batch_size // process_count` rows of it, see
+`GlobalBatchSampler`):
 
   input_ids       int32   [B, T]  training: right-padded; prompt-only: left-padded
   attention_mask  int32   [B, T]  1 on real tokens (eos included), 0 on padding
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from typing import Any, Iterator, Mapping, Sequence
 
 import grain
@@ -77,7 +79,9 @@ def feature_path(cache_dir: str, name: str) -> str:
 def save_features(cache_dir: str, name: str, vision_feats: np.ndarray, audio_feats: np.ndarray) -> None:
   """Frozen-encoder features of one clip: vision [F, Dv], audio [C, Da] (float32)."""
   os.makedirs(cache_dir, exist_ok=True)
-  tmp = feature_path(cache_dir, f'.{name}.tmp{os.getpid()}')
+  # Several processes (one machine or hosts sharing a file system) may write the same
+  # clip: each writes its own temp file, and the rename is atomic.
+  tmp = feature_path(cache_dir, f'.{name}.tmp-{socket.gethostname()}-{os.getpid()}')
   np.savez(tmp, vision_feats=np.asarray(vision_feats, np.float32),
            audio_feats=np.asarray(audio_feats, np.float32))
   os.replace(tmp, feature_path(cache_dir, name))
@@ -194,6 +198,24 @@ class _Collate:
     return collate(examples, self.bucket_lengths, self.pad_id, self.left_pad)
 
 
+def pad_tokens(batch: dict, length: int, pad_id: int, left_pad: bool) -> dict:
+  """The batch with its token arrays padded to `length` (>= their length); media and meta as is.
+
+  Multi-host runs use it to give every host the same T: each host buckets its own rows.
+  """
+  t = batch['input_ids'].shape[1]
+  if length == t:
+    return batch
+  if length < t:
+    raise ValueError(f'cannot pad a batch of length {t} to {length}')
+  out = dict(batch)
+  for key, value in (('input_ids', pad_id), ('attention_mask', 0), ('loss_mask', 0)):
+    if key in batch:
+      widths = ((0, 0), (length - t, 0) if left_pad else (0, length - t))
+      out[key] = np.pad(batch[key], widths, constant_values=value)
+  return out
+
+
 def split_meta(batch: dict) -> tuple[dict, dict]:
   """(device arrays, host-only metadata) of a batch."""
   arrays = {k: v for k, v in batch.items() if k != 'meta'}
@@ -209,10 +231,53 @@ def per_process_batch_size(global_batch: int, process_count: int) -> int:
 
 # ----------------------------------------------------------------------------- loaders
 
+class GlobalBatchSampler:
+  """A grain sampler under which every host reads its own rows of the same global batches.
+
+  All hosts walk one shuffled order of the records (a `grain.samplers.IndexSampler`
+  without sharding, so one process reads exactly what it always read). Global batch t
+  holds records `t * B ... t * B + B - 1` of that order; this host reads rows `rows` of
+  each (its rows in the device layout, `mer_jax.train.mesh.process_rows`). So the global
+  batch at every step, and each record's rng (the hybrid question), are the same for any
+  number of processes; sharding by record index would give each host other records.
+
+  The data loader asks for position `j * shard_count + shard_index` for its local item j
+  (grain's sharded index space); local item j is row `rows[j % b]` of global batch
+  `j // b`, with b = len(rows).
+  """
+
+  def __init__(self, num_records: int, global_batch: int, rows: Sequence[int],
+               shard_options: grain.sharding.ShardOptions, seed: int, num_epochs: int | None):
+    self._inner = grain.samplers.IndexSampler(num_records=num_records, shuffle=True, seed=seed,
+                                              num_epochs=num_epochs)
+    self._global_batch = int(global_batch)
+    self._rows = tuple(int(r) for r in rows)
+    self._shard_count = shard_options.shard_count
+    self._repr = (f'GlobalBatchSampler(num_records={num_records}, global_batch={global_batch}, '
+                  f'rows={self._rows}, seed={seed}, num_epochs={num_epochs})')
+    steps = len(self._inner) // self._global_batch
+    self._len = steps * len(self._rows) * self._shard_count
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __repr__(self) -> str:
+    return self._repr
+
+  def __getitem__(self, index: int) -> grain.RecordMetadata:
+    if index < 0 or index >= self._len:
+      raise IndexError(f'sampler index {index} out of range [0, {self._len})')
+    step, row = divmod(index // self._shard_count, len(self._rows))
+    record = self._inner[step * self._global_batch + self._rows[row]]
+    return grain.RecordMetadata(index=index, record_key=record.record_key, rng=record.rng)
+
+
+
 def make_train_iterator(config: Any, samples: Sequence[Mapping] | Any, tokenizer,
                         process_index: int = 0, process_count: int = 1, *,
                         prompt_only: bool = False, question: str | None = None,
-                        num_epochs: int | None = None) -> grain.DataLoaderIterator:
+                        num_epochs: int | None = None,
+                        rows: Sequence[int] | None = None) -> grain.DataLoaderIterator:
   """Shuffled, sharded, infinitely repeating batches; checkpointable.
 
   Args:
@@ -221,10 +286,15 @@ def make_train_iterator(config: Any, samples: Sequence[Mapping] | Any, tokenizer
       `array_record.SampleArrayRecordSource`).
     tokenizer: from `tokenization.get_tokenizer`.
     process_index, process_count: this host's shard (`jax.process_index()`,
-      `jax.process_count()`); each host reads a disjoint 1/process_count of the records.
+      `jax.process_count()`). Every host reads its rows of the same global batches
+      (`GlobalBatchSampler`), so the global batch at each step does not depend on the
+      number of processes.
     prompt_only: left-padded prompts without targets (GRPO sampling).
     question: overrides config.data.question.
     num_epochs: None repeats forever.
+    rows: which rows of each global batch this host reads (the rows its devices hold,
+      `mer_jax.train.mesh.process_rows`); default the process-major block
+      `process_index * b ... (process_index + 1) * b - 1`.
 
   With `config.data.worker_count > 0` grain runs the per-example work in worker
   processes; absl flags must be parsed first (true under `absl.app.run`).
@@ -239,15 +309,20 @@ def make_train_iterator(config: Any, samples: Sequence[Mapping] | Any, tokenizer
   if len(source) == 0:
     raise ValueError('make_train_iterator got no samples')
   batch = per_process_batch_size(int(d.batch_size), process_count)
-  sampler = grain.samplers.IndexSampler(
-      num_records=len(source), shuffle=True, seed=int(d.shuffle_seed), num_epochs=num_epochs,
-      shard_options=grain.sharding.ShardOptions(shard_index=process_index, shard_count=process_count,
-                                                drop_remainder=True))
+  if rows is None:
+    rows = range(process_index * batch, (process_index + 1) * batch)
+  if len(rows) != batch:
+    raise ValueError(f'rows: {len(rows)} rows given, but each of the {process_count} processes '
+                     f'reads {batch} rows of the global batch of {d.batch_size}')
+  shard_options = grain.sharding.ShardOptions(shard_index=process_index, shard_count=process_count,
+                                              drop_remainder=True)
+  sampler = GlobalBatchSampler(len(source), int(d.batch_size), rows, shard_options,
+                               seed=int(d.shuffle_seed), num_epochs=num_epochs)
   ops = [EncodeExample(d, tokenizer, prompt_only=prompt_only, question=question),
          grain.transforms.Batch(batch, drop_remainder=True,
                                 batch_fn=_Collate(buckets(d), tokenizer.pad_token_id, prompt_only))]
   loader = grain.DataLoader(data_source=source, sampler=sampler, operations=ops,
-                            worker_count=int(d.get('worker_count') or 0))
+                            shard_options=shard_options, worker_count=int(d.get('worker_count') or 0))
   return iter(loader)
 
 

@@ -21,6 +21,7 @@ from input_pipeline import datasets
 from mer_jax import metrics
 from mer_jax.rl import rewards as rewards_lib
 from mer_jax.train import generation
+from mer_jax.train import mesh as mesh_lib
 
 
 def predicted_labels(completion: str) -> list[str]:
@@ -68,11 +69,12 @@ def evaluate(ctx, params: Any, samples: Sequence[dict], out_dir: str, *, lora: b
   batches = datasets.make_eval_batches(config, samples, ctx.tokenizer, jax.process_index(), jax.process_count())
   num_batches = -(-len(samples) // int(config.data.eval_batch_size))
   for batch in tqdm(batches, total=num_batches, desc=desc, disable=not ctx.is_primary, leave=False):
+    batch = mesh_lib.common_length(batch, ctx.tokenizer.pad_token_id, left_pad=True)
     arrays, meta = datasets.split_meta(batch)
     rng, step_rng = jax.random.split(rng)
     out = generation.generate(ctx.policy.model, params, arrays, step_rng, cfg, ctx.mesh, lora=lora)
     texts = generation.decode_completions(ctx.tokenizer, out["tokens"], out["lengths"], stops)
-    all_names = _gathered_names(meta["name"], meta["valid"], len(texts))
+    all_names = _gathered_names(meta["name"], meta["valid"], mesh_lib.process_rows(ctx.mesh, len(texts)))
     for name, text, n in zip(all_names, texts, out["lengths"]):
       if name is not None:
         names.append(name)
@@ -98,21 +100,26 @@ def evaluate(ctx, params: Any, samples: Sequence[dict], out_dir: str, *, lora: b
   return result
 
 
-def _gathered_names(local_names: Sequence[str], local_valid: Sequence[bool], total: int) -> list[str | None]:
-  """Names of all rows of a gathered eval batch, None for padding rows (process-major order)."""
-  rows = [n if v else None for n, v in zip(local_names, local_valid)]
+def _gathered_names(local_names: Sequence[str], local_valid: Sequence[bool], rows: np.ndarray) -> list[str | None]:
+  """Names of all rows of a gathered eval batch, None for padding rows.
+
+  `rows`: the global rows this host's names fill (`mesh_lib.process_rows`).
+  """
+  names = [n if v else None for n, v in zip(local_names, local_valid)]
   if jax.process_count() == 1:
-    return rows
+    return names
   from jax.experimental import multihost_utils
-  encoded = np.zeros((len(rows), 256), np.uint8)
-  for i, name in enumerate(rows):
+  encoded = np.zeros((len(names), 256), np.uint8)
+  for i, name in enumerate(names):
     if name is not None:
       raw = name.encode()[:255]
       encoded[i, 0] = len(raw)
       encoded[i, 1:1 + len(raw)] = np.frombuffer(raw, np.uint8)
   allnames = np.asarray(multihost_utils.process_allgather(encoded, tiled=True))
-  out = [bytes(r[1:1 + r[0]]).decode() if r[0] else None for r in allnames]
-  assert len(out) == total, (len(out), total)
+  allrows = np.asarray(multihost_utils.process_allgather(np.asarray(rows, np.int32), tiled=True))
+  out: list[str | None] = [None] * len(allrows)
+  for row, r in zip(allrows, allnames):
+    out[row] = bytes(r[1:1 + r[0]]).decode() if r[0] else None
   return out
 
 

@@ -19,9 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from input_pipeline import datasets
+from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import policy as policy_lib
 
 
@@ -59,6 +61,11 @@ def precompute_features(config, policy: policy_lib.Policy, samples: Sequence[Map
   """Writes `<out_dir>/<name>.npz` for every sample that lacks one; returns `out_dir`."""
   names = [s["name"] for s in samples]
   todo = set(datasets.missing_features(out_dir, names))
+  if jax.process_count() > 1:
+    # The encoders run on the global mesh: every process must make the same calls, but
+    # each sees the cache at its own moment (another process may be writing to it).
+    missing = np.asarray([n in todo for n in names], np.int32)
+    todo = {n for n, m in zip(names, multihost_utils.process_allgather(missing).any(axis=0)) if m}
   pending = [s for s in samples if s["name"] in todo]
   if not pending:
     return out_dir
@@ -73,7 +80,7 @@ def precompute_features(config, policy: policy_lib.Policy, samples: Sequence[Map
     media += [media[-1]] * (batch_size - n)
     frames = jnp.asarray(np.stack([m["frames"] for m in media]))
     clips = jnp.asarray(np.stack([m["audio"] for m in media]))
-    v, a = jax.device_get(_encode(policy.vision, policy.audio, policy.encoder_params, frames, clips))
+    v, a = map(mesh_lib.to_host, _encode(policy.vision, policy.audio, policy.encoder_params, frames, clips))
     for i, s in enumerate(chunk):
       datasets.save_features(out_dir, s["name"], v[i], a[i])
     bar.update(n)

@@ -13,19 +13,11 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 
 from mer_jax.rl import sampler as sampler_lib
 from mer_jax.train import mesh as mesh_lib
 
 DEVICE_KEYS = ("input_ids", "attention_mask", "vision_feats", "audio_feats")
-
-
-def _to_host(x: jax.Array) -> np.ndarray:
-  """The full value of a (possibly multi-host) global array on every host."""
-  if x.is_fully_addressable:
-    return np.asarray(jax.device_get(x))
-  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def _generate_fn(model, cfg: sampler_lib.SamplingConfig, repeat: int, lora: bool):
@@ -66,7 +58,7 @@ def generate(model, params, batch: Mapping[str, np.ndarray], rng: jax.Array, cfg
   """
   arrays = mesh_lib.put_global_batch({k: batch[k] for k in DEVICE_KEYS}, mesh)
   out = _generate_fn(model, cfg, repeat, lora)(params, arrays, rng)
-  return {k: _to_host(getattr(out, k)) for k in ("tokens", "logprobs", "completion_mask", "lengths")}
+  return {k: mesh_lib.to_host(getattr(out, k)) for k in ("tokens", "logprobs", "completion_mask", "lengths")}
 
 
 def decode_completions(tokenizer, tokens: np.ndarray, lengths: np.ndarray, stop_strings=()) -> list[str]:

@@ -12,7 +12,10 @@ from typing import Any, Mapping
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from input_pipeline import datasets
 
 AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -77,12 +80,46 @@ def batch_divisor(mesh: Mesh) -> int:
     return mesh.shape["data"] * mesh.shape["fsdp"]
 
 
+def process_rows(mesh: Mesh, rows: int) -> np.ndarray:
+    """Indices of the global batch rows this process feeds, in the order it feeds them.
+
+    `jax.make_array_from_process_local_data` fills this process's devices from its local
+    rows in ascending global order, so a host's local batch must hold exactly these rows.
+    They are the process-major block `[i * rows / n, (i + 1) * rows / n)` when the mesh
+    lists each host's devices together (CPU, GPU nodes); on TPU slices the physical
+    device order can interleave hosts.
+    """
+    sharding = batch_sharding(mesh, 1, rows=rows)
+    blocks = sorted({(s[0].start or 0, rows if s[0].stop is None else s[0].stop)
+                     for s in sharding.addressable_devices_indices_map((rows,)).values()})
+    return np.concatenate([np.arange(a, b) for a, b in blocks])
+
+
+def common_length(batch: dict, pad_id: int, left_pad: bool) -> dict:
+    """This host's batch with its tokens padded to the longest length over all processes.
+
+    Every host buckets its own rows to a length, but the rows of a global array need
+    one; the bucket of the longest global row is what a single process would pick.
+    """
+    if jax.process_count() == 1:
+        return batch
+    lengths = multihost_utils.process_allgather(np.asarray(batch["input_ids"].shape[1], np.int32))
+    return datasets.pad_tokens(batch, int(np.max(lengths)), pad_id, left_pad)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """The full value of a (possibly multi-host) global array, on every host."""
+    if x.is_fully_addressable:
+        return np.asarray(jax.device_get(x))
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
 def put_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
     """Places a host batch on the mesh.
 
     Single process: `batch` is the global batch. Multi-process: `batch` is this process's
-    rows (a contiguous slice of the global batch, process-major), assembled with
-    `jax.make_array_from_process_local_data`.
+    rows (`process_rows`; all hosts at the same token length, `common_length`), assembled
+    with `jax.make_array_from_process_local_data`.
     """
     out = {}
     for key, value in batch.items():

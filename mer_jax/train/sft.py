@@ -87,7 +87,8 @@ def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_pre
   state, frozen, step_fn = make_sft_step(policy, config, mesh)
 
   iterator = datasets.make_train_iterator(config, samples, ctx.tokenizer, jax.process_index(),
-                                          jax.process_count())
+                                          jax.process_count(),
+                                          rows=mesh_lib.process_rows(mesh, config.data.batch_size))
   ckpt = checkpointing.Checkpointer(ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
   start = 0
   latest = ckpt.latest_step()
@@ -106,7 +107,7 @@ def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_pre
   step = start
   try:
     while step < tc.steps:
-      batch = next(iterator)
+      batch = mesh_lib.common_length(next(iterator), ctx.tokenizer.pad_token_id, left_pad=False)
       arrays, _ = datasets.split_meta(batch)
       arrays = mesh_lib.put_global_batch({k: arrays[k] for k in TRAIN_KEYS}, mesh)
       state, metrics = step_fn(state, frozen, arrays)
