@@ -25,6 +25,9 @@ def oppo_config(preset: str) -> ml_collections.ConfigDict:
     # package, or a BERT HF checkpoint directory.
     o.embedding_model = "minilm"
     o.utilization_threshold = 0.6  # MEP utilization: a cue is recalled above this cosine
+    # MEP faithfulness answerer: reasoning (does the reasoning under masking state the probed
+    # evidence; for policies never taught yes/no) | ask (probe question, parse yes/no).
+    o.probe_answerer = "reasoning"
     return o
 
 

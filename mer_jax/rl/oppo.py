@@ -1,0 +1,90 @@
+"""OPPO (mode `oppo`): the GRPO job with the omni-perception reward and loss, plus MEP.
+
+    cold start (SFT or grpo.init_checkpoint) -> eval + MEP of the SFT policy
+    -> OPPO-GRPO -> eval + MEP of the OPPO policy
+
+On top of `mer_jax.rl.grpo`: reward `omni` with weight `oppo.alpha` joins
+`grpo.rewards` (eq. 5); the rollout adds the routed-token weights of each completion
+(eq. 9) to the update batch; the jitted update adds `-oppo.loss_beta * KL` of the
+video- and audio-masked forwards (eq. 6-11; `oppo.loss_scope='all'` = PAPO). Cue
+embeddings of the rl and eval splits are computed once and cached on disk. summary.json:
+`sft` and `oppo`, each with `ew_f1` (and the other eval figures) and `mep`
+{utilization_recall, faithfulness_video, faithfulness_audio, ...}. Resumable like GRPO.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import logging
+
+from mer_jax.rl import grpo
+from mer_jax.rl import mep
+from mer_jax.rl import omni
+from mer_jax.train import context as context_lib
+
+PHASE = "oppo"
+
+
+def with_omni_reward(config):
+  """The run config with `grpo.rewards['omni'] = oppo.alpha` (OPPO eq. 5)."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    rewards = dict(config.grpo.rewards)
+    rewards["omni"] = float(config.oppo.alpha)
+    config.grpo.rewards = rewards
+  return config
+
+
+def make_hooks(ctx) -> grpo.Hooks:
+  """GRPO extension points of OPPO (omni loss in the update, routed-token weights)."""
+  config = ctx.config
+  o = config.oppo
+  if o.loss_beta <= 0:
+    return grpo.Hooks()
+  extra_update = None
+  keys = ()
+  if o.loss_scope == "routed":
+    keys = tuple(omni.WEIGHT_KEYS.values())
+    extra_update = lambda texts, tokens, lengths, samples: omni.routed_token_weights(
+        ctx.tokenizer, texts, tokens, lengths, samples, config)
+  return grpo.Hooks(extra_loss=omni.make_omni_loss(ctx.policy.model, config.grpo, o), extra_keys=keys,
+                    extra_update=extra_update, log_metrics=omni.log_metrics)
+
+
+def evaluate_with_mep(ctx, params, workdir: str, name: str, step: int) -> dict:
+  """`grpo.evaluate_phase` + the MEP diagnostics of the same policy (cached in summary.json)."""
+  result = dict(grpo.evaluate_phase(ctx, params, workdir, name, step))
+  if "mep" not in result:
+    result["mep"] = mep.evaluate_mep(ctx, params, ctx.samples["eval"][:ctx.config.eval.num_samples or None],
+                                     os.path.join(workdir, name, "predictions.csv"))
+    ctx.writer.write_metrics(step, {f"mep_{name}/{k}": v for k, v in result["mep"].items()})
+    ctx.writer.update_summary(name, {"mep": result["mep"]})
+    logging.info("MEP %s: %s", name, result["mep"])
+  return result
+
+
+def run(config, workdir: str, writer) -> dict:
+  """Mode `oppo`: SFT cold start -> OPPO-GRPO -> evaluation + MEP of both (summary `sft`, `oppo`)."""
+  config = with_omni_reward(config)
+  ctx = context_lib.build_context(config, workdir, writer, roles=("sft", "rl", "eval"))
+  cache_dir = os.path.join(os.path.dirname(os.path.abspath(ctx.config.data.feature_cache_dir)), "cue_embeddings")
+  for role in ("rl", "eval"):
+    n = omni.precompute_cue_embeddings(ctx.samples[role], ctx.config, cache_dir, f"{config.data.source}-{role}")
+    logging.info("OPPO: %d distinct cues in the %s split", n, role)
+  try:
+    sft_params, sft_steps = grpo.cold_start(ctx, workdir)
+  except InterruptedError as e:
+    logging.warning("%s", e)
+    return {}
+  sft_result = evaluate_with_mep(ctx, sft_params, workdir, "sft", sft_steps)
+  result = grpo.train_grpo(ctx, sft_params, ckpt_dir=os.path.join(workdir, "checkpoints"), step_offset=sft_steps,
+                           metric_prefix=f"{PHASE}/", hooks=make_hooks(ctx))
+  if not result["finished"]:
+    return {"sft": sft_result}
+  final = evaluate_with_mep(ctx, result["params"], workdir, PHASE, sft_steps + result["step"])
+  if ctx.is_primary:
+    path = grpo.plot_curves(workdir, prefix=f"{PHASE}/")
+    writer.update_summary(PHASE, {"curves_png": path, "steps": result["step"],
+                                  "train_reward_last": result["last_metrics"].get(f"{PHASE}/reward_mean")})
+  return {"sft": sft_result, PHASE: final}
