@@ -132,8 +132,13 @@ def generate_texts(ctx, params, samples: Sequence[Mapping], questions: Sequence[
   return out
 
 
-def faithfulness(ctx, params, samples: Sequence[Mapping], cfg) -> dict:
-  """Probe accuracy under unimodal masking per modality (module doc), plus unmasked yes rates."""
+def faithfulness(ctx, params, samples: Sequence[Mapping], cfg,
+                 unmasked: Mapping[str, str] | None = None) -> dict:
+  """Probe accuracy under unimodal masking per modality (module doc), plus unmasked yes rates.
+
+  `unmasked` (name -> completion of the label question on the full input, e.g. the
+  evaluation's greedy completions) saves regenerating them for the `reasoning` answerer.
+  """
   answerer = _opt(cfg, "probe_answerer", "reasoning")
   embedder = emb_lib.get_embedder(_opt(cfg, "embedding_model", "minilm"))
   threshold = float(_opt(cfg, "utilization_threshold", 0.6))
@@ -152,8 +157,11 @@ def faithfulness(ctx, params, samples: Sequence[Mapping], cfg) -> dict:
         texts = generate_texts(ctx, params, probe_samples, [p["question"] for _, p in probes], masked, 32)
         answers = [parse_yes_no(t) for t in texts]
       elif answerer == "reasoning":
-        texts = generate_texts(ctx, params, probe_samples, [None] * len(probes), masked,
-                               int(ctx.config.eval.max_new_tokens))
+        if masked is None and unmasked is not None and all(s["name"] in unmasked for s in probe_samples):
+          texts = [unmasked[s["name"]] for s in probe_samples]
+        else:
+          texts = generate_texts(ctx, params, probe_samples, [None] * len(probes), masked,
+                                 int(ctx.config.eval.max_new_tokens))
         answers = []
         for (s, p), text in zip(probes, texts):
           evidence = probe_evidence(p, s, embedder, method)
@@ -178,6 +186,7 @@ def read_completions(predictions_csv: str) -> dict[str, str]:
 def evaluate_mep(ctx, params, samples: Sequence[Mapping], predictions_csv: str) -> dict:
   """Utilization (from the evaluation's completions) + faithfulness (masked generations)."""
   samples = [s for s in samples if s.get("cues") or s.get("reason")]
-  result = utilization(read_completions(predictions_csv), samples, ctx.config)
-  result.update(faithfulness(ctx, params, samples, ctx.config))
+  completions = read_completions(predictions_csv)
+  result = utilization(completions, samples, ctx.config)
+  result.update(faithfulness(ctx, params, samples, ctx.config, unmasked=completions))
   return result
