@@ -3,10 +3,21 @@
 LoRA is merged first (`W + alpha/r * A @ B`), scanned stacks are split into per-layer
 keys, kernels go back to the torch layout, and `config.json` gets the right
 `architectures` / `model_type`.
+
+`run` is mode `export_hf`: the policy of any SFT/GRPO/OPPO checkpoint step
+(`config.checkpoint.init_from`) becomes
+
+  <workdir>/hf/llm/               merged LLM: config.json, safetensors, tokenizer
+                                  (`transformers.AutoModelForCausalLM.from_pretrained`)
+  <workdir>/hf/fusion.safetensors pre-fusion/projection weights, flat keys (`a.b.kernel`)
+  <workdir>/hf/affectgpt.json     what else rebuilds AffectGPT: fusion settings, placeholder
+                                  ids, media settings, where the frozen encoders came from
+  <workdir>/hf/README.md          the loader note
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -30,7 +41,7 @@ def hf_state_dict(params: Params, config: Any, dtype: Any = None) -> dict[str, n
     params = lora_lib.merge_lora(params, config.lora_scale)
   tensors = {}
   for path, value in traverse_util.flatten_dict(params).items():
-    arr = np.asarray(jax.device_get(value))
+    arr = _host_value(value)
     if dtype is not None:
       arr = arr.astype(dtype)
     layer_paths = keymaps.unscanned_paths(path, spec, arr.shape[0] if arr.ndim else None)
@@ -38,6 +49,14 @@ def hf_state_dict(params: Params, config: Any, dtype: Any = None) -> dict[str, n
     for p, a in pieces:
       tensors[keymaps.hf_key_candidates(p, spec)[0]] = np.ascontiguousarray(keymaps.to_hf_layout(a, p))
   return tensors
+
+
+def _host_value(x: Any) -> np.ndarray:
+  """The full value of a parameter on this host (gathered from the others when sharded across hosts)."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
 
 
 def export_hf(params: Params, config: Any, out_dir: str, arch: str | None = None,
@@ -62,3 +81,124 @@ def export_hf(params: Params, config: Any, out_dir: str, arch: str | None = None
   with open(os.path.join(out_dir, "config.json"), "w") as f:
     json.dump(hf_config, f, indent=2, sort_keys=True)
   return out_dir
+
+
+_LOADER_NOTE = """# AffectGPT exported by mer-jax
+
+Exported from `{checkpoint}` (LoRA rank {rank}, alpha {alpha}, merged into the weights).
+
+| file | holds |
+|---|---|
+| `llm/` | the LLM with LoRA merged: a `transformers` Qwen2 checkpoint and its tokenizer (placeholder tokens included) |
+| `fusion.safetensors` | the trained pre-fusion and projections (`{fusion_type}` fusion), flat keys = our Flax param paths joined by `.` |
+| `affectgpt.json` | fusion settings, placeholder token ids, media settings, the frozen encoders' sources |
+
+The LLM alone (text in, text out):
+
+```python
+import transformers
+tok = transformers.AutoTokenizer.from_pretrained("hf/llm")
+llm = transformers.AutoModelForCausalLM.from_pretrained("hf/llm")
+```
+
+The whole model in mer-jax (video/audio features in):
+
+```python
+import json
+from flax import traverse_util
+from safetensors.numpy import load_file
+from mer_jax.hf import config_from_hf_dir, load_hf_params
+from mer_jax.models import affectgpt, fusion, qwen2
+
+meta = json.load(open("hf/affectgpt.json"))
+llm_cfg = config_from_hf_dir("hf/llm")
+llm = load_hf_params("hf/llm", qwen2.Qwen2ForCausalLM, llm_cfg)["params"]
+flat = load_file("hf/fusion.safetensors")
+fused = traverse_util.unflatten_dict({{tuple(k.split(".")): v for k, v in flat.items()}})
+config = affectgpt.AffectGPTConfig(llm=llm_cfg, fusion=fusion.FusionConfig(**meta["fusion"]),
+                                   placeholders=tuple(map(tuple, meta["placeholders"])))
+model = affectgpt.AffectGPT(config)
+params = {{"llm": llm, "fusion": fused}}
+# model.apply({{"params": params}}, input_ids, vision_feats, audio_feats, attention_mask)
+```
+
+`vision_feats` `[B, {num_frames}, Dv]` and `audio_feats` `[B, {num_audio_clips}, Da]` come from the frozen
+encoders, unchanged by training: vision `{vision}`, audio `{audio}` (mean of the last
+{num_last_layers} HuBERT layers; `mer_jax.models.affectgpt.VisionEncoder` / `AudioEncoder`).
+Prompts are built by `input_pipeline.prompts.build_prompt` with the settings in `affectgpt.json`.
+"""
+
+
+def _checkpoint_workdir(step_dir: str) -> str | None:
+  """The run directory above a checkpoint step dir that holds its tokenizer (synthmer runs)."""
+  d = os.path.dirname(os.path.abspath(step_dir.rstrip("/")))
+  while d and d != os.path.dirname(d):
+    if os.path.exists(os.path.join(d, "tokenizer", "tokenizer.json")):
+      return d
+    d = os.path.dirname(d)
+  return None
+
+
+def run(config, workdir: str, writer) -> dict:
+  """Mode `export_hf`: the checkpoint in `config.checkpoint.init_from` -> `<workdir>/hf/`."""
+  from input_pipeline import tokenization
+  from mer_jax.models import affectgpt
+  from mer_jax.train import context as context_lib
+  from mer_jax.train import mesh as mesh_lib
+  from mer_jax.train import policy as policy_lib
+  from mer_jax.train import sft as sft_lib
+  from mer_jax.hf.safetensors_io import save_safetensors
+
+  step_dir = config.checkpoint.init_from
+  if not step_dir:
+    raise ValueError("config.checkpoint.init_from: mode export_hf needs a checkpoint step directory "
+                     "(e.g. W/checkpoints/300)")
+  mesh = mesh_lib.make_mesh(config.mesh)
+  # A generated (synthmer) tokenizer lives in the training run's workdir: reuse it.
+  tokenizer_dir = _checkpoint_workdir(step_dir) if config.data.tokenizer == "synthmer" else None
+  tokenizer = tokenization.get_tokenizer(config, tokenizer_dir or workdir)
+  # The encoders too: their sources are part of the checkpoint's identity (checked on restore).
+  policy = policy_lib.build_policy(config, tokenizer, mesh)
+  ctx = context_lib.RunContext(config=config, workdir=workdir, writer=writer, mesh=mesh, tokenizer=tokenizer,
+                               policy=policy, samples={})
+  params = sft_lib.load_trained_params(ctx, step_dir)
+  llm_cfg = policy.config.llm
+  out = os.path.join(workdir, "hf")
+  llm_dir = os.path.join(out, "llm")
+  # Every process takes part in gathering sharded weights; process 0 writes.
+  tensors = hf_state_dict(params["llm"], llm_cfg)
+  fusion = {".".join(p): _host_value(v) for p, v in traverse_util.flatten_dict(params["fusion"]).items()}
+  summary = {"dir": out, "llm_tensors": len(tensors), "fusion_tensors": len(fusion),
+             "llm_params": int(sum(t.size for t in tensors.values())),
+             "fusion_params": int(sum(t.size for t in fusion.values()))}
+  if not ctx.is_primary:
+    return summary
+  os.makedirs(llm_dir, exist_ok=True)
+  save_safetensors(tensors, os.path.join(llm_dir, SINGLE_FILE))
+  hf_config = dict(llm_cfg.to_hf_dict(), dtype=str(next(iter(tensors.values())).dtype))
+  with open(os.path.join(llm_dir, "config.json"), "w") as f:
+    json.dump(hf_config, f, indent=2, sort_keys=True)
+  tokenizer.save_pretrained(llm_dir)
+  save_safetensors(fusion, os.path.join(out, "fusion.safetensors"))
+  d = config.data
+  fusion_cfg = dataclasses.asdict(policy.config.fusion)
+  meta = {
+      "checkpoint": os.path.abspath(step_dir), "llm": "llm", "fusion_weights": "fusion.safetensors",
+      "fusion": fusion_cfg, "placeholders": [list(p) for p in affectgpt.placeholder_ids(tokenizer)],
+      "lora_merged": {"rank": llm_cfg.lora_rank, "alpha": llm_cfg.lora_alpha},
+      "data": {k: d[k] for k in ("num_frames", "num_audio_clips", "audio_clip_seconds", "sample_rate",
+                                 "image_size", "face_or_frame", "question", "target")},
+      "tokens_per_modality": dict(d.tokens_per_modality),
+      "encoders": {"vision": policy.frozen_source["vision"], "audio": policy.frozen_source["audio"],
+                   "audio_num_last_layers": int(config.model.audio.num_last_layers), "seed": int(config.seed)},
+  }
+  with open(os.path.join(out, "affectgpt.json"), "w") as f:
+    json.dump(meta, f, indent=2, sort_keys=True)
+  with open(os.path.join(out, "README.md"), "w") as f:
+    f.write(_LOADER_NOTE.format(checkpoint=meta["checkpoint"], rank=llm_cfg.lora_rank, alpha=llm_cfg.lora_alpha,
+                                fusion_type=fusion_cfg["fusion_type"], num_frames=d.num_frames,
+                                num_audio_clips=d.num_audio_clips, vision=meta["encoders"]["vision"],
+                                audio=meta["encoders"]["audio"], num_last_layers=config.model.audio.num_last_layers))
+  writer.update_summary("export_hf", summary)
+  return summary
+
