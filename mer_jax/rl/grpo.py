@@ -129,9 +129,22 @@ def grpo_optimizer(g, steps: int):
 def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks: Hooks = Hooks()):
   """(state, state shardings, jitted update step, jitted old-logprob fn)."""
   g = config.grpo
-  tx, schedule = grpo_optimizer(g, g.steps)
+  tx, _ = grpo_optimizer(g, g.steps)
   state, s_sh = sft_lib.init_state(trainable, t_sh, tx, config.seed, mesh)
-  base = ts.make_train_step(make_grpo_loss_fn(policy.model, g, hooks.extra_loss), tx, schedule, g.grad_accum)
+  update = grpo_update_fn(policy.model, config, mesh, s_sh, f_sh, hooks)
+  old_fn = jax.jit(lambda params, batch: completion_logprobs(policy.model, params, batch, g.temperature)[0])
+  return state, s_sh, update, old_fn
+
+
+def grpo_update_fn(model, config, mesh, s_sh, f_sh, hooks: Hooks = Hooks()):
+  """The jitted GRPO update `(state, frozen, batch) -> (state, metrics)` with explicit shardings.
+
+  Built from shardings only, so the memory planner (mer_jax/tools/plan.py) lowers it on
+  abstract inputs.
+  """
+  g = config.grpo
+  tx, schedule = grpo_optimizer(g, g.steps)
+  base = ts.make_train_step(make_grpo_loss_fn(model, g, hooks.extra_loss), tx, schedule, g.grad_accum)
   num_generations = g.num_generations
 
   def step(state, frozen, batch):
@@ -146,10 +159,8 @@ def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks: H
 
   rows = config.grpo.prompts_per_step * num_generations
   batch_sh = {k: mesh_lib.batch_sharding(mesh, _ndim(k), rows=rows) for k in UPDATE_KEYS + tuple(hooks.extra_keys)}
-  update = jax.jit(step, in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
-                   donate_argnums=(0,))
-  old_fn = jax.jit(lambda params, batch: completion_logprobs(policy.model, params, batch, g.temperature)[0])
-  return state, s_sh, update, old_fn
+  return jax.jit(step, in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
+                 donate_argnums=(0,))
 
 
 def _ndim(key: str) -> int:
