@@ -338,6 +338,8 @@ def run(config, workdir: str, writer, phase: str = "grpo") -> dict:
     logging.warning("%s", e)
     return {}
   sft_result = evaluate_phase(ctx, sft_params, workdir, "sft", sft_steps)
+  writer.update_summary("sft", evaluation.majority_baseline(ctx.samples["sft"], ctx.samples["eval"],
+                                                            config.eval.lexicon, config.eval.level))
   result = train_grpo(ctx, sft_params, ckpt_dir=os.path.join(workdir, "checkpoints"), step_offset=sft_steps,
                       metric_prefix=f"{phase}/")
   if not result["finished"]:

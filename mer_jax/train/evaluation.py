@@ -100,6 +100,19 @@ def evaluate(ctx, params: Any, samples: Sequence[dict], out_dir: str, *, lora: b
   return result
 
 
+def majority_baseline(train_samples: Sequence[dict], eval_samples: Sequence[dict], lexicon: str,
+                      level: str = "level1") -> dict:
+  """EW F1 of answering every eval clip with the training split's most frequent label."""
+  counts: dict[str, int] = {}
+  for s in train_samples:
+    for label in s.get("labels") or []:
+      counts[label] = counts.get(label, 0) + 1
+  label = max(sorted(counts), key=counts.get) if counts else "neutral"
+  gold = {s["name"]: list(s.get("labels") or []) for s in eval_samples}
+  scores = metrics.ew_scores(gold, {name: [label] for name in gold}, lexicon, level=level)
+  return {"majority_label": label, "majority_baseline_f1": scores["f1"]}
+
+
 def _gathered_names(local_names: Sequence[str], local_valid: Sequence[bool], rows: np.ndarray) -> list[str | None]:
   """Names of all rows of a gathered eval batch, None for padding rows.
 

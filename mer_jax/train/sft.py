@@ -99,6 +99,7 @@ def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_pre
     ctx.writer.truncate_metrics(step_offset + start, prefix=metric_prefix)
     logging.info("resumed from %s/%d", ckpt_dir, start)
 
+  mesh_lib.wait_for_processes(f"{metric_prefix}start")
   guard = checkpointing.PreemptionGuard()
   bar = tqdm(total=tc.steps, initial=start, desc=metric_prefix.rstrip("/") or "train",
              disable=not ctx.is_primary, dynamic_ncols=True)
@@ -170,6 +171,8 @@ def run(config, workdir: str, writer) -> dict:
     return summary
   eval_result = evaluation.evaluate(ctx, result["params"], ctx.samples["eval"], workdir,
                                     max_samples=config.eval.num_samples)
+  eval_result.update(evaluation.majority_baseline(ctx.samples["sft"], ctx.samples["eval"], config.eval.lexicon,
+                                                  config.eval.level))
   writer.write_metrics(result["step"], {f"eval/{k}": v for k, v in eval_result.items()})
   writer.update_summary("eval", eval_result)
   return {"sft": summary, "eval": eval_result}
