@@ -55,6 +55,7 @@ def build_context(config, workdir: str, writer: run_io.RunWriter, roles=("sft", 
 
   policy = policy_lib.build_policy(config, tokenizer, mesh)
   logging.info("policy parameters: %s", policy_lib.describe(policy))
+  mesh_lib.wait_for_processes("policy_built")
   cache_dir = features_lib.feature_dir(config, policy)
   seen = set()
   unique = [s for role in roles for s in samples[role] if not (s["name"] in seen or seen.add(s["name"]))]

@@ -107,6 +107,19 @@ def common_length(batch: dict, pad_id: int, left_pad: bool) -> dict:
     return datasets.pad_tokens(batch, int(np.max(lengths)), pad_id, left_pad)
 
 
+def wait_for_processes(name: str, timeout_s: int = 3600) -> None:
+    """Blocks until every process reaches the barrier `name` (no-op with one process).
+
+    Goes through the coordination service, not a collective: gloo gives up on a
+    collective when the processes arrive more than 30 s apart, which uneven setup work
+    (weights, compilation) easily exceeds on a loaded machine.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed  # the runtime's client; JAX's own multi-process tests use it too
+    distributed.global_state.client.wait_at_barrier(name, timeout_s * 1000)
+
+
 def to_host(x: jax.Array) -> np.ndarray:
     """The full value of a (possibly multi-host) global array, on every host."""
     if x.is_fully_addressable:
