@@ -26,6 +26,7 @@ from mer_jax.models import bert
 
 LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
 MIN_ROWS = 8
+MAX_MEMO = 500_000  # remembered embeddings per process (384 floats each: ~0.8 GB at the cap)
 
 
 def minilm_dir() -> str:
@@ -99,6 +100,10 @@ class SentenceEmbedder:
     """`[N, E]` float32 unit vectors; repeated texts are embedded once per process."""
     texts = list(texts)
     missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
+    if missing and len(self._memo) + len(missing) > MAX_MEMO:
+      # Generated clauses are mostly one-off: forget the older half (cues re-embed on demand).
+      for key in list(self._memo)[:len(self._memo) // 2]:
+        del self._memo[key]
     if missing:
       for t, e in zip(missing, self._encode_uncached(missing)):
         self._memo[t] = e
