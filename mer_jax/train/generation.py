@@ -8,7 +8,7 @@ so the encoders and the fusion run B times, not B*G times.
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
