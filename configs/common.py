@@ -175,7 +175,8 @@ def data_config(preset: str) -> ml_collections.ConfigDict:
     d.tokenizer = "" if paper else "synthmer"
     d.tokens_per_modality = {"multi": 1, "audio": 1, "video": 1}
     # Cache of frozen-encoder features, keyed by encoder + preprocessing + data identity
-    # ('' = ~/.cache/mer_jax/features, shared by runs, so reruns skip the encoders).
+    # ('' = $MER_JAX_CACHE/features, default ~/.cache/mer_jax/features, shared by runs,
+    # so reruns skip the encoders).
     d.feature_cache_dir = ""
     d.synthmer = ml_collections.ConfigDict({
         "seed": 0,

@@ -141,10 +141,6 @@ def _validate_data(config) -> None:
         _existing_path(config, "data.eval_labels_csv", required=config.mode != "export_hf", base=root)
         _existing_path(config, "data.reasons_csv",
                        required=needs_train and target in ("think_answer", "hybrid"), base=root)
-        tokenizer = _get(config, "data.tokenizer")
-        if tokenizer == "synthmer":
-            raise ConfigError("config.data.tokenizer='synthmer' only works with data.source=synthmer; "
-                              "give the LLM's tokenizer directory (or leave it empty to use model.llm.hf_dir)")
     else:
         s = "data.synthmer"
         for field in ("num_sft", "num_rl", "num_eval", "frame_size"):

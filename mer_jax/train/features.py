@@ -23,6 +23,7 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from input_pipeline import datasets
+from input_pipeline import synthmer
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import policy as policy_lib
 
@@ -45,7 +46,7 @@ def cache_key(config, policy: policy_lib.Policy) -> str:
 
 
 def feature_dir(config, policy: policy_lib.Policy) -> str:
-  root = config.data.feature_cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "mer_jax", "features")
+  root = config.data.feature_cache_dir or os.path.join(synthmer.default_cache_dir(), "features")
   return os.path.join(root, cache_key(config, policy))
 
 
