@@ -137,11 +137,10 @@ def abstract_policy(config, mesh) -> dict:
           "frozen": _with_sharding(frozen, f_sh), "t_sh": t_sh, "f_sh": f_sh}
 
 
-def abstract_state(trainable, t_sh, tx, seed: int):
-  """The train state's ShapeDtypeStructs with the shardings `sft.init_state` gives on device."""
-  init = jax.jit(lambda t: ts.init_train_state(t, tx, seed), in_shardings=(t_sh,))
-  s_sh = init.lower(trainable).compile().output_shardings
-  return _with_sharding(jax.eval_shape(lambda t: ts.init_train_state(t, tx, seed), trainable), s_sh), s_sh
+def abstract_state(trainable, t_sh, tx, seed: int, mesh):
+  """The train state's ShapeDtypeStructs with the shardings `sft.init_state` gives it on device."""
+  state, s_sh = sft.abstract_state(trainable, t_sh, tx, seed, mesh)
+  return _with_sharding(state, s_sh), s_sh
 
 
 def _batch(mesh, rows: int, arrays: dict) -> dict:
@@ -172,7 +171,7 @@ def plan_train_step(config, mesh, policy: dict, prompt_len: int) -> dict:
     g = config.grpo
     rows = g.prompts_per_step * g.num_generations
     tx, _ = grpo.grpo_optimizer(g, g.steps)
-    state, s_sh = abstract_state(policy["trainable"], policy["t_sh"], tx, config.seed)
+    state, s_sh = abstract_state(policy["trainable"], policy["t_sh"], tx, config.seed, mesh)
     step = grpo.grpo_update_fn(policy["model"], config, mesh, s_sh, policy["f_sh"])
     length = g.max_new_tokens
     batch = _batch(mesh, rows, {
@@ -184,7 +183,7 @@ def plan_train_step(config, mesh, policy: dict, prompt_len: int) -> dict:
   else:
     rows = d.batch_size
     tx, _ = optim.sft_optimizer(config.train)
-    state, s_sh = abstract_state(policy["trainable"], policy["t_sh"], tx, config.seed)
+    state, s_sh = abstract_state(policy["trainable"], policy["t_sh"], tx, config.seed, mesh)
     batch_sh = {k: mesh_lib.batch_sharding(mesh, 3 if k.endswith("feats") else 2, rows=rows)
                 for k in sft.TRAIN_KEYS}
     step = jax.jit(ts.make_train_step(sft.make_loss_fn(policy["model"]), tx, None, config.train.grad_accum),

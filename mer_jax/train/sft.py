@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 from absl import logging
 from tqdm import tqdm
 
@@ -51,17 +52,23 @@ def split_trainable(policy) -> tuple[dict, dict, dict, dict]:
   return trainable, frozen, t_sh, f_sh
 
 
-def state_shardings(state: ts.TrainState, mesh) -> Any:
-  """Shardings of a train state built on device (optimizer moments follow their params)."""
+def abstract_state(trainable, t_sh, tx, seed: int, mesh) -> tuple[ts.TrainState, Any]:
+  """(ShapeDtypeStructs, shardings) of the train state of `trainable` (arrays or abstract).
+
+  Optimizer moments take their params' shardings; counts, step and rng are replicated.
+  (Left to XLA, freshly zeroed moments come out replicated: every device would hold all.)
+  """
   rep = mesh_lib.replicated(mesh)
-  return jax.tree_util.tree_map(lambda x: x.sharding if isinstance(x, jax.Array) else rep, state)
+  abstract = jax.eval_shape(lambda t: ts.init_train_state(t, tx, seed), trainable)
+  opt_sh = optax.tree_map_params(tx, lambda _, sh: sh, abstract.opt_state, t_sh, transform_non_params=lambda _: rep)
+  return abstract, ts.TrainState(step=rep, trainable=t_sh, opt_state=opt_sh, rng=rep)
 
 
 def init_state(trainable, t_sh, tx, seed: int, mesh) -> tuple[ts.TrainState, Any]:
   """The train state created on device in its shardings, and those shardings."""
-  init = jax.jit(lambda t: ts.init_train_state(t, tx, seed), in_shardings=(t_sh,))
-  state = init(trainable)
-  return state, state_shardings(state, mesh)
+  _, s_sh = abstract_state(trainable, t_sh, tx, seed, mesh)
+  state = jax.jit(lambda t: ts.init_train_state(t, tx, seed), in_shardings=(t_sh,), out_shardings=s_sh)(trainable)
+  return state, s_sh
 
 
 def make_sft_step(policy, config, mesh):
