@@ -216,12 +216,8 @@ def train_grpo(ctx: context_lib.RunContext, init_params: dict, *, ckpt_dir: str,
                                          jax.process_count(), prompt_only=True, question="labels",
                                          rows=mesh_lib.process_rows(mesh, g.prompts_per_step))
   ckpt = checkpointing.Checkpointer(ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
-  start = 0
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, meta = ckpt.restore(latest, checkpointing.abstract_like(state), prompts)
-    checkpointing.check_frozen_source(meta, policy.frozen_source, ckpt_dir)
-    start = int(latest)
+  state, start = checkpointing.resume_or_start(ckpt, state, prompts, policy.frozen_source)
+  if start:
     ctx.writer.truncate_metrics(step_offset + start, prefix=metric_prefix)
     logging.info("GRPO resumed from %s/%d", ckpt_dir, start)
 
@@ -262,11 +258,7 @@ def train_grpo(ctx: context_lib.RunContext, init_params: dict, *, ckpt_dir: str,
         ctx.writer.write_metrics(step_offset + step, record)
         bar.set_postfix(reward=f"{ro['stats']['reward_mean']:.3f}", length=f"{ro['stats']['completion_length']:.0f}")
         last = record
-      stop = guard.should_stop()
-      if ckpt.should_save(step) or stop or step == g.steps:
-        ckpt.save(step, state, prompts, meta={"frozen_source": policy.frozen_source}, force=True)
-      if stop:
-        logging.warning("stopping GRPO at step %d after SIGTERM (checkpoint saved)", step)
+      if checkpointing.save_when_due(ckpt, guard, step, g.steps, state, prompts, policy.frozen_source):
         break
   finally:
     bar.close()
@@ -320,11 +312,12 @@ def cold_start(ctx, workdir: str) -> tuple[dict, int]:
 def evaluate_phase(ctx, params, workdir: str, name: str, step: int) -> dict:
   """Held-out evaluation of one phase's policy, cached in summary.json across resumes."""
   done = run_io.read_json(os.path.join(workdir, "summary.json"), {}).get(name, {})
-  if "ew_f1" in done:
+  if "ew_f1" in done and done.get("eval_step") == step:
     return done
   result = evaluation.evaluate(ctx, params, ctx.samples["eval"], os.path.join(workdir, name),
                                max_samples=ctx.config.eval.num_samples, desc=f"eval {name}")
   ctx.writer.write_metrics(step, {f"eval_{name}/{k}": v for k, v in result.items()})
+  result["eval_step"] = step
   ctx.writer.update_summary(name, result)
   return result
 

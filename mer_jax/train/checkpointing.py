@@ -66,6 +66,27 @@ class Checkpointer:
         self.manager.close()
 
 
+def resume_or_start(ckpt: "Checkpointer", state: Any, data_iterator: Any, frozen_source: dict) -> tuple[Any, int]:
+    """(state, first step): restored from the latest complete checkpoint, or as given at step 0."""
+    latest = ckpt.latest_step()
+    if latest is None:
+        return state, 0
+    state, meta = ckpt.restore(latest, abstract_like(state), data_iterator)
+    check_frozen_source(meta, frozen_source, ckpt.directory)
+    return state, int(latest)
+
+
+def save_when_due(ckpt: "Checkpointer", guard: "PreemptionGuard", step: int, last_step: int, state: Any,
+                  data_iterator: Any, frozen_source: dict) -> bool:
+    """Saves on schedule, at the last step, or on SIGTERM; True when the loop must stop now."""
+    stop = guard.should_stop()
+    if ckpt.should_save(step) or stop or step == last_step:
+        ckpt.save(step, state, data_iterator, meta={"frozen_source": frozen_source}, force=True)
+    if stop:
+        logging.warning("stopping at step %d after SIGTERM (checkpoint saved)", step)
+    return stop
+
+
 def abstract_like(tree: Any) -> Any:
     """ShapeDtypeStructs (with shardings) of a pytree of arrays, for restoring onto it."""
     def to_abstract(x):

@@ -96,12 +96,8 @@ def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_pre
                                           jax.process_count(),
                                           rows=mesh_lib.process_rows(mesh, config.data.batch_size))
   ckpt = checkpointing.Checkpointer(ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
-  start = 0
-  latest = ckpt.latest_step()
-  if latest is not None:
-    state, meta = ckpt.restore(latest, checkpointing.abstract_like(state), iterator)
-    checkpointing.check_frozen_source(meta, policy.frozen_source, ckpt_dir)
-    start = int(latest)
+  state, start = checkpointing.resume_or_start(ckpt, state, iterator, policy.frozen_source)
+  if start:
     ctx.writer.truncate_metrics(step_offset + start, prefix=metric_prefix)
     logging.info("resumed from %s/%d", ckpt_dir, start)
 
@@ -132,11 +128,7 @@ def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_pre
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         last_metrics = record
         time_since, logged_step = time.time(), step
-      stop = guard.should_stop()
-      if ckpt.should_save(step) or stop or step == tc.steps:
-        ckpt.save(step, state, iterator, meta={"frozen_source": policy.frozen_source}, force=True)
-      if stop:
-        logging.warning("stopping at step %d after SIGTERM (checkpoint saved)", step)
+      if checkpointing.save_when_due(ckpt, guard, step, tc.steps, state, iterator, policy.frozen_source):
         break
   finally:
     bar.close()
