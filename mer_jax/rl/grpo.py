@@ -159,7 +159,8 @@ def grpo_update_fn(model, config, mesh, s_sh, f_sh, hooks: Hooks = Hooks()):
 
   rows = config.grpo.prompts_per_step * num_generations
   batch_sh = {k: mesh_lib.batch_sharding(mesh, _ndim(k), rows=rows) for k in UPDATE_KEYS + tuple(hooks.extra_keys)}
-  return jax.jit(step, in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
+  return jax.jit(mesh_lib.with_activation_rules(step, mesh, config.mesh.logical_axis_rules),
+                 in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
                  donate_argnums=(0,))
 
 

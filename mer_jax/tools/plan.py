@@ -5,8 +5,8 @@ r"""Memory and FLOPs of the real train steps on a mesh, before renting it.
 Builds the configured model from shapes only (no weights: `jax.eval_shape`, shardings
 from the logical-axis rules), then ahead-of-time lowers and compiles, for a mesh of
 that many fake CPU devices (set before JAX starts), the GRPO update step exactly as
-`mer_jax.rl.grpo` jits it, and the sampler program (`mer_jax.train.generation`: prompt
-embedding, KV cache, the `while_loop` decode). XLA's memory analysis of the compiled
+`mer_jax.rl.grpo.grpo_update_fn` jits it, and the sampler program
+(`mer_jax.train.generation`: prompt embedding, KV cache, the `while_loop` decode). XLA's memory analysis of the compiled
 per-device program gives the bytes one chip needs; its cost analysis the FLOPs. Recipes
 without a `grpo` section (SFT) plan the SFT step instead of the GRPO update.
 
@@ -76,7 +76,6 @@ from mer_jax.train import mesh as mesh_lib  # noqa: E402
 from mer_jax.train import optimizer as optim  # noqa: E402
 from mer_jax.train import policy as policy_lib  # noqa: E402
 from mer_jax.train import sft  # noqa: E402
-from mer_jax.train import train_step as ts  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config, e.g. configs/grpo.py:paper.")
 _MESH = flags.DEFINE_string("mesh", "data:1,fsdp:1,tensor:1", "Mesh sizes, e.g. data:8,fsdp:8,tensor:1.")
@@ -184,11 +183,7 @@ def plan_train_step(config, mesh, policy: dict, prompt_len: int) -> dict:
     rows = d.batch_size
     tx, _ = optim.sft_optimizer(config.train)
     state, s_sh = abstract_state(policy["trainable"], policy["t_sh"], tx, config.seed, mesh)
-    batch_sh = {k: mesh_lib.batch_sharding(mesh, 3 if k.endswith("feats") else 2, rows=rows)
-                for k in sft.TRAIN_KEYS}
-    step = jax.jit(ts.make_train_step(sft.make_loss_fn(policy["model"]), tx, None, config.train.grad_accum),
-                   in_shardings=(s_sh, policy["f_sh"], batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
-                   donate_argnums=(0,))
+    step = sft.sft_step_fn(policy["model"], config, mesh, s_sh, policy["f_sh"])
     batch = _batch(mesh, rows, {
         "input_ids": ((rows, prompt_len), jnp.int32), "attention_mask": ((rows, prompt_len), jnp.int32),
         "loss_mask": ((rows, prompt_len), jnp.float32), "vision_feats": ((rows, f, dv), jnp.float32),

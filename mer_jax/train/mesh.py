@@ -7,9 +7,11 @@ and still consumes its own slice of the batch); `tensor` splits heads/MLP column
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+import flax.linen as nn
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
@@ -78,6 +80,24 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_divisor(mesh: Mesh) -> int:
     """How many ways the batch dimension is split."""
     return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def with_activation_rules(fn: Callable, mesh: Mesh, rules) -> Callable:
+    """`fn` traced with the models' activation constraints in force.
+
+    `nn.with_logical_constraint` (batch over data x fsdp, heads over tensor, ...) is a
+    no-op unless logical-axis rules and a mesh are in context while a step is traced.
+    Without them XLA follows the fsdp-sharded weights and may replicate activations: the
+    planner measured 108 GiB per chip instead of 5.7 for 64 GRPO rows on fsdp 64.
+    """
+    rules = tuple(tuple(r) for r in rules)
+
+    @functools.wraps(fn)
+    def traced(*args, **kwargs):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), nn.logical_axis_rules(rules):
+            return fn(*args, **kwargs)
+
+    return traced
 
 
 def process_rows(mesh: Mesh, rows: int) -> np.ndarray:

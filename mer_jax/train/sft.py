@@ -73,16 +73,22 @@ def init_state(trainable, t_sh, tx, seed: int, mesh) -> tuple[ts.TrainState, Any
 
 def make_sft_step(policy, config, mesh):
   """(initial state, frozen params, jitted step) of SFT on `mesh` with explicit shardings."""
-  tc = config.train
-  tx, schedule = optim.sft_optimizer(tc)
+  tx, _ = optim.sft_optimizer(config.train)
   trainable, frozen, t_sh, f_sh = split_trainable(policy)
   state, s_sh = init_state(trainable, t_sh, tx, config.seed, mesh)
+  return state, frozen, sft_step_fn(policy.model, config, mesh, s_sh, f_sh)
+
+
+def sft_step_fn(model, config, mesh, s_sh, f_sh):
+  """The jitted SFT step `(state, frozen, batch) -> (state, metrics)` from shardings alone."""
+  tc = config.train
+  tx, schedule = optim.sft_optimizer(tc)
   batch_sh = {k: mesh_lib.batch_sharding(mesh, 3 if k.endswith("feats") else 2, rows=config.data.batch_size)
               for k in TRAIN_KEYS}
-  step_fn = jax.jit(ts.make_train_step(make_loss_fn(policy.model), tx, schedule, tc.grad_accum),
-                    in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
-                    donate_argnums=(0,))
-  return state, frozen, step_fn
+  step = ts.make_train_step(make_loss_fn(model), tx, schedule, tc.grad_accum)
+  return jax.jit(mesh_lib.with_activation_rules(step, mesh, config.mesh.logical_axis_rules),
+                 in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
+                 donate_argnums=(0,))
 
 
 def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_prefix: str = "train/",
