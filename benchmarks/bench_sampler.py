@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
