@@ -52,7 +52,6 @@ if __name__ == "__main__":
                if not f.startswith("--xla_force_host_platform_device_count")]
   os.environ["XLA_FLAGS"] = " ".join(flags_env + [f"--xla_force_host_platform_device_count={_device_count(sys.argv)}"])
 
-import functools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
@@ -212,8 +211,7 @@ def plan_decode(config, mesh, policy: dict, prompt_len: int) -> dict:
       "input_ids": ((rows, prompt_len), jnp.int32), "attention_mask": ((rows, prompt_len), jnp.int32),
       "vision_feats": ((rows, d.num_frames, policy["vision"].projection_dim), jnp.float32),
       "audio_feats": ((rows, d.num_audio_clips, policy["audio"].hidden_size), jnp.float32)})
-  fn = jax.jit(functools.partial(generation._generate, policy["model"], cfg=cfg, repeat=g.num_generations,
-                                 lora=True))
+  fn = generation._generate_fn(policy["model"], cfg, g.num_generations, True, mesh, config.mesh.logical_axis_rules)
   t0 = time.time()
   compiled = fn.lower(params, batch, jax.random.key(0)).compile()
   out = _analyse(compiled, mesh.size)

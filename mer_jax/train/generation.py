@@ -14,17 +14,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mer_jax.models import sharding as sharding_lib
 from mer_jax.rl import sampler as sampler_lib
 from mer_jax.train import mesh as mesh_lib
 
 DEVICE_KEYS = ("input_ids", "attention_mask", "vision_feats", "audio_feats")
 
 
-def _generate_fn(model, cfg: sampler_lib.SamplingConfig, repeat: int, lora: bool):
+def _generate_fn(model, cfg: sampler_lib.SamplingConfig, repeat: int, lora: bool, mesh,
+                 rules=sharding_lib.DEFAULT_LOGICAL_AXIS_RULES):
   """The jitted generation program of one model and setting (cached: compiled once per shape)."""
-  key = (id(model), cfg, repeat, lora)
+  rules = tuple(tuple(r) for r in rules)
+  key = (id(model), cfg, repeat, lora, mesh, rules)
   if key not in _COMPILED:
-    _COMPILED[key] = jax.jit(functools.partial(_generate, model, cfg=cfg, repeat=repeat, lora=lora))
+    program = functools.partial(_generate, model, cfg=cfg, repeat=repeat, lora=lora)
+    _COMPILED[key] = jax.jit(mesh_lib.with_activation_rules(program, mesh, rules))
   return _COMPILED[key]
 
 
@@ -49,15 +53,17 @@ def _generate(model, params, batch: Mapping[str, jax.Array], rng: jax.Array, *, 
 
 
 def generate(model, params, batch: Mapping[str, np.ndarray], rng: jax.Array, cfg: sampler_lib.SamplingConfig,
-             mesh, *, repeat: int = 1, lora: bool = True) -> dict:
+             mesh, *, repeat: int = 1, lora: bool = True, rules=sharding_lib.DEFAULT_LOGICAL_AXIS_RULES) -> dict:
   """Samples completions for a left-padded prompt batch (this host's rows).
+
+  `rules`: the logical-axis rules of the activation constraints (config.mesh.logical_axis_rules).
 
   Returns host numpy arrays for ALL rows of the global batch (every host gets them):
   `tokens`, `logprobs`, `completion_mask` `[B*repeat, max_new]`, `lengths` `[B*repeat]`;
   row `i*repeat + g` is the g-th sample of prompt i.
   """
   arrays = mesh_lib.put_global_batch({k: batch[k] for k in DEVICE_KEYS}, mesh)
-  out = _generate_fn(model, cfg, repeat, lora)(params, arrays, rng)
+  out = _generate_fn(model, cfg, repeat, lora, mesh, rules)(params, arrays, rng)
   return {k: mesh_lib.to_host(getattr(out, k)) for k in ("tokens", "logprobs", "completion_mask", "lengths")}
 
 
