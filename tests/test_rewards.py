@@ -279,9 +279,9 @@ def test_combine_rewards_weighted_sum(cfg):
         metrics.reference_reward(["happy"], ["happy", "sad"], cfg.eval.lexicon) * math.log(2) / math.log(3), rel=1e-5)
 
 
-def test_omni_is_reserved_not_registered(cfg):
-    cfg.grpo.rewards = {"accuracy": 1.0, "omni": 0.5}
-    with pytest.raises(KeyError, match="OPPO"):
-        rewards.combine_rewards(["x"], [sample()], cfg)
-    with pytest.raises(KeyError, match="registered: accuracy, alignment, dual, format, perception"):
+def test_omni_is_registered_by_the_oppo_code_and_unknown_names_raise(cfg):
+    import mer_jax.rl.omni  # noqa: F401 - registers OPPO's reward
+
+    assert "omni" in rewards.REWARDS
+    with pytest.raises(KeyError, match="registered: accuracy, alignment, dual, format, omni, perception"):
         rewards.score_reward("acc", ["x"], [sample()], cfg)
