@@ -6,18 +6,19 @@
 #   launch/tpu_pod.sh run     NAME ZONE -- MAIN_FLAGS...        # python -m mer_jax.main on all workers
 #   launch/tpu_pod.sh delete  NAME ZONE
 #
-# Example (the paper recipe on a v5e-64 slice, outputs in a bucket):
+# Example (the paper recipe on a v5e-64 slice, outputs in a bucket mounted with gcsfuse
+# at /gcs/my-bucket on every worker; the run writers use plain file I/O):
 #   launch/tpu_pod.sh create mer us-west4-a v5litepod-64
 #   launch/tpu_pod.sh install mer us-west4-a
 #   launch/tpu_pod.sh run mer us-west4-a -- --config=configs/grpo.py:paper \
-#       --workdir=gs://my-bucket/mer/run1 --config.mesh.data=8 --config.mesh.fsdp=8 \
+#       --workdir=/gcs/my-bucket/mer/run1 --config.mesh.data=4 --config.mesh.fsdp=16 \
 #       --config.model.llm.hf_dir=/ckpt/Qwen2.5-7B-Instruct ...
 #
 # Every worker runs the same command: JAX finds the other workers itself (Cloud TPU
 # metadata, `TPU_WORKER_HOSTNAMES`; mer_jax.main calls jax.distributed.initialize()), each
 # worker loads its own rows of every global batch, and process 0 writes the run outputs.
-# Checkpoints, data and HF weights must be readable by every worker (a gs:// bucket, or
-# the same path copied to each worker). Mesh choices per slice: docs/scaling.md.
+# The workdir, data and HF weights must be readable by every worker (a gcsfuse-mounted
+# bucket, or the same path copied to each worker). Mesh choices per slice: docs/scaling.md.
 set -euo pipefail
 
 cmd=${1:?usage: launch/tpu_pod.sh create|install|run|delete NAME ZONE ...}
@@ -51,7 +52,7 @@ case "$cmd" in
     [[ "${1:-}" == "--" ]] && shift
     # Quote each flag for the remote shell; all workers start together and log to ~/mer_jax.log.
     args=$(printf ' %q' "$@")
-    ssh_all "cd $remote_dir && python3 -m mer_jax.main$args 2>&1 | tee ~/mer_jax.log"
+    ssh_all "cd $remote_dir && MER_JAX_DISTRIBUTED=1 python3 -m mer_jax.main$args 2>&1 | tee ~/mer_jax.log"
     ;;
   delete)
     gcloud compute tpus tpu-vm delete "$name" --zone="$zone" $project_flag --quiet

@@ -56,8 +56,11 @@ def _init_jax() -> None:
         jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                    num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
-    elif os.environ.get("SLURM_JOB_ID") or os.environ.get("TPU_WORKER_HOSTNAMES"):
-        jax.distributed.initialize()  # cluster auto-detection (SLURM, Cloud TPU)
+    elif (os.environ.get("SLURM_JOB_ID") or os.environ.get("TPU_WORKER_HOSTNAMES")
+          or os.environ.get("MER_JAX_DISTRIBUTED") == "1"):
+        # Cluster auto-detection (SLURM, Cloud TPU; launch/tpu_pod.sh sets MER_JAX_DISTRIBUTED
+        # because ssh sessions on TPU VM workers need not export TPU_WORKER_HOSTNAMES).
+        jax.distributed.initialize()
 
 
 class _QuietLibraries(logging_std.Filter):
