@@ -243,6 +243,7 @@ def _validate_oppo(config) -> None:
     _number(config, f"{o}.loss_beta", 0.0)
     _one_of(config, f"{o}.loss_scope", ("routed", "all"))
     _one_of(config, f"{o}.cue_extractor", ("rules", "llm"))
+    _one_of(config, f"{o}.probe_answerer", ("reasoning", "ask"))
     _number(config, f"{o}.utilization_threshold", -1.0, 1.0)
     model = _get(config, f"{o}.embedding_model")
     if model != "minilm":
