@@ -1,5 +1,6 @@
 """Test setup: 8 fake CPU devices, a persistent compile cache, the shared reference data."""
 
+import importlib.util
 import os
 import pathlib
 
@@ -43,3 +44,16 @@ def reference_dir() -> pathlib.Path:
         pytest.skip("../shared/reference (official emotion-wheel files, OV-MERD labels) is not present "
                     "next to this checkout; set MER_JAX_REFERENCE to its path to run this test")
     return ref
+
+
+@pytest.fixture(scope="session")
+def recipe():
+    """`recipe(name, preset)`: the ConfigDict of `configs/<name>.py:<preset>`, loaded as main.py does."""
+
+    def load(name: str, preset: str | None = None):
+        spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO_ROOT / "configs" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.get_config(preset)
+
+    return load

@@ -1,7 +1,5 @@
 """GRPO update on the real policy: sharded == single device; zero-variance groups give no gradient."""
 
-import importlib.util
-
 import jax
 import numpy as np
 import pytest
@@ -17,11 +15,8 @@ from mer_jax.train import policy as policy_lib
 G = 4
 
 
-def _config(repo_root):
-    spec = importlib.util.spec_from_file_location("grpo_recipe", repo_root / "configs" / "grpo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("test")
+def _config(recipe):
+    config = recipe("grpo", "test")
     config.data.synthmer.num_sft = 8
     config.data.synthmer.num_rl = 8
     config.data.synthmer.num_eval = 4
@@ -32,10 +27,10 @@ def _config(repo_root):
 
 
 @pytest.fixture(scope="module")
-def ctx(repo_root, tmp_path_factory):
+def ctx(recipe, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("grpo_ctx"))
     writer = run_io.RunWriter(workdir, tensorboard=False)
-    yield context_lib.build_context(_config(repo_root), workdir, writer, roles=("rl", "eval"))
+    yield context_lib.build_context(_config(recipe), workdir, writer, roles=("rl", "eval"))
     writer.close()
 
 

@@ -1,37 +1,18 @@
 """Released-layout reader on a small dataset written here (real mp4/wav/npy files)."""
-import csv
 
 import numpy as np
 import pytest
 
 from input_pipeline import datasets, readers, tokenization
 from input_pipeline.config import default_data_config
+from released_data import write_csv as _write_csv
+from released_data import write_mp4 as _write_mp4
 
 av = pytest.importorskip('av')
 sf = pytest.importorskip('soundfile')
 pytest.importorskip('transformers')
 
 NAMES = ['sample_a', 'sample_b', 'sample_corrupt', 'sample_noaudio', 'sample_c']
-
-
-def _write_mp4(path, n, h=40, w=56, seed=0):
-  rng = np.random.default_rng(seed)
-  with av.open(str(path), 'w') as container:
-    stream = container.add_stream('mpeg4', rate=10)
-    stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
-    for i in range(n):
-      img = np.full((h, w, 3), 10 + 8 * i, np.uint8) + rng.integers(0, 5, (h, w, 3), dtype=np.uint8)
-      for packet in stream.encode(av.VideoFrame.from_ndarray(img, format='rgb24')):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
-
-
-def _write_csv(path, header, rows):
-  with open(path, 'w', newline='', encoding='utf-8') as f:
-    w = csv.writer(f)
-    w.writerow(header)
-    w.writerows(rows)
 
 
 @pytest.fixture(scope='module')

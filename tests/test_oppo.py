@@ -1,6 +1,5 @@
 """OPPO: routing matrix and omni reward on hand-made embeddings, masked KL on the real policy."""
 
-import importlib.util
 
 import jax
 import jax.numpy as jnp
@@ -86,13 +85,10 @@ def test_modality_keep_mask():
 
 
 @pytest.fixture(scope="module")
-def ctx(repo_root, tmp_path_factory):
+def ctx(recipe, tmp_path_factory):
   from mer_jax import run_io
   from mer_jax.train import context as context_lib
-  spec = importlib.util.spec_from_file_location("oppo_recipe", repo_root / "configs" / "oppo.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("test")
+  config = recipe("oppo", "test")
   config.data.synthmer.num_sft = 4
   config.data.synthmer.num_rl = 4
   config.data.synthmer.num_eval = 2

@@ -1,7 +1,5 @@
 """SFT on the real AffectGPT policy: sharded == single device, accumulation, exact resume."""
 
-import importlib.util
-
 import jax
 import numpy as np
 import pytest
@@ -14,11 +12,8 @@ from mer_jax.train import policy as policy_lib
 from mer_jax.train import sft
 
 
-def _config(repo_root, **train):
-    spec = importlib.util.spec_from_file_location("sft_recipe", repo_root / "configs" / "sft.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("test")
+def _config(recipe, **train):
+    config = recipe("sft", "test")
     config.data.batch_size = 8
     config.data.synthmer.num_sft = 16
     config.data.synthmer.num_eval = 4
@@ -29,10 +24,10 @@ def _config(repo_root, **train):
 
 
 @pytest.fixture(scope="module")
-def ctx(repo_root, tmp_path_factory):
+def ctx(recipe, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("sft_ctx"))
     writer = run_io.RunWriter(workdir, tensorboard=False)
-    yield context_lib.build_context(_config(repo_root), workdir, writer)
+    yield context_lib.build_context(_config(recipe), workdir, writer)
     writer.close()
 
 
