@@ -34,7 +34,7 @@ def default_data_config(**overrides) -> ml_collections.ConfigDict:
       tokens_per_modality=dict(multi=1, audio=1, video=1),
       feature_cache_dir='',
       synthmer=dict(seed=0, num_sft=2000, num_rl=200, num_eval=200, frame_size=48,
-                    audio_seconds=2.0, sft_label_noise=0.3, conflict_rate=0.3, cache_dir=''),
+                    audio_seconds=2.0, sft_label_noise=0.3, sft_face_only_rate=0.0, conflict_rate=0.3, cache_dir=''),
   ))
   for key, value in overrides.items():
     if isinstance(value, dict) and key in data and isinstance(data[key], ml_collections.ConfigDict):

@@ -18,7 +18,8 @@ clip follows one of CONFLICTS, whose gold label set depends on more than one mod
   emotion (the `<think>` target); `cues` holds the same phrases per set (OPPO's cue
   sets) and `probes` yes/no questions on visual / audio evidence (MEP-Bench style).
 
-Splits: 'sft' (large, coarse: noisy / incomplete labels, truncated reasons), 'rl'
+Splits: 'sft' (large, coarse: face-only annotations, noisy / incomplete labels,
+truncated reasons), 'rl'
 (small, clean), 'eval' (held out, clean). Every clip is generated from its own
 `np.random.default_rng([seed, split, index])`, so a clip does not depend on the split
 size and reruns are identical. Generated splits are cached (npy + json) keyed by a hash
@@ -35,7 +36,7 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, ImageDraw
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SPLITS = ('sft', 'rl', 'eval')
 EMOTIONS = ('happy', 'sad', 'angry', 'fearful', 'surprised', 'disgusted', 'neutral')
 
@@ -222,6 +223,7 @@ def settings(cfg: Any) -> dict:
       frame_size=int(_get(syn, 'frame_size', 48)),
       audio_seconds=float(_get(syn, 'audio_seconds', 2.0)),
       sft_label_noise=float(_get(syn, 'sft_label_noise', 0.3)),
+      sft_face_only_rate=float(_get(syn, 'sft_face_only_rate', 0.0)),
       conflict_rate=float(_get(syn, 'conflict_rate', 0.3)),
       num_frames=int(_get(data, 'num_frames', 8)),
       sample_rate=int(_get(data, 'sample_rate', 16000)),
@@ -397,8 +399,25 @@ def make_probes(latent: Mapping, rng) -> list[dict]:
   return probes
 
 
-def _coarsen(labels, latent, reason, noise, rng):
-  """SFT split: noisy or incomplete labels, truncated descriptions (MER-Caption-like)."""
+def face_only_annotation(latent: Mapping, cues: Mapping, pron: Mapping, rng) -> tuple[list[str], str]:
+  """What a coarse annotator who reads only the face writes: its basic emotion and cues.
+
+  MER-Caption-like automatic annotations name the most visible cue and a basic emotion
+  and miss what the voice and words add (a smile over a trembling voice becomes 'happy').
+  """
+  face = latent['visual']
+  labels = draw_labels([EMOTION_CONCEPTS[face][0]], rng)
+  reason = (f"In the video, {' and '.join(cues['visual'])}. "
+            f"{_sentence('the facial expression suggests ' + EMOTION_NOUN[face])}. "
+            f"Therefore, it is inferred that {pron['his']} emotional state is {', '.join(labels)}.")
+  return labels, reason
+
+
+def _coarsen(labels, latent, reason, cues, pron, s, rng):
+  """SFT split: face-only annotations, noisy or incomplete labels, truncated descriptions."""
+  if rng.random() < s['sft_face_only_rate']:    # systematic: the annotator reads the face only
+    return face_only_annotation(latent, cues, pron, rng)
+  noise = s['sft_label_noise']
   labels = list(labels)
   if rng.random() < noise:
     kind = int(rng.integers(3))
@@ -431,7 +450,7 @@ def generate_clip(s: Mapping, split: str, index: int) -> dict:
   labels = draw_labels(latent['concepts'], rng)
   reason, cues = describe(latent, subtitle, labels, pron, rng)
   if split == 'sft':
-    labels, reason = _coarsen(labels, latent, reason, s['sft_label_noise'], rng)
+    labels, reason = _coarsen(labels, latent, reason, cues, pron, s, rng)
   return dict(
       name=f'synthmer_{split}_{index:06d}', frames=frames, audio=audio, subtitle=subtitle,
       labels=labels, reason=reason, cues=cues, probes=make_probes(latent, rng),
@@ -484,7 +503,7 @@ def generate_split(cfg: Any, split: str, cache_dir: str | None = None) -> list[d
   Args:
     cfg: config.data (or the whole config); reads num_frames, sample_rate and the
       `synthmer` sub-dict (seed, num_sft, num_rl, num_eval, frame_size, audio_seconds,
-      sft_label_noise, conflict_rate, optional cache_dir).
+      sft_label_noise, sft_face_only_rate, conflict_rate, optional cache_dir).
     split: 'sft', 'rl' or 'eval'.
     cache_dir: overrides config.data.synthmer.cache_dir and $MER_JAX_CACHE; '' disables.
   """

@@ -147,6 +147,7 @@ def _validate_data(config) -> None:
             _int(config, f"{s}.{field}", 1)
         _number(config, f"{s}.audio_seconds", 0.5)
         _number(config, f"{s}.sft_label_noise", 0.0, 1.0)
+        _number(config, f"{s}.sft_face_only_rate", 0.0, 1.0)
         _number(config, f"{s}.conflict_rate", 0.0, 1.0)
 
 

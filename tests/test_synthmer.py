@@ -111,3 +111,24 @@ def test_label_forms_are_wheel_synonyms():
                    lex.map_label(form, f'wheel{w}_level1') == lex.map_label(forms[0], f'wheel{w}_level1')
                    for w in range(1, 6))
         assert same >= 3, (lex_name, concept, form, same)
+
+
+def test_sft_face_only_annotations():
+  """sft_face_only_rate: the face's basic emotion and visual cues only, at that rate."""
+  s = dict(synthmer.settings(CFG), sft_label_noise=0.0, sft_face_only_rate=0.6)
+  sft = [synthmer.generate_clip(s, 'sft', i) for i in range(300)]
+  face_only = [c for c in sft if 'In the audio' not in c['reason']]
+  assert 0.5 < len(face_only) / len(sft) < 0.7
+  for c in face_only:
+    face = c['latent']['visual']
+    assert c['labels'][0] in synthmer.CONCEPT_FORMS[synthmer.EMOTION_CONCEPTS[face][0]]
+    assert len(c['labels']) == 1
+    assert all(cue in c['reason'] for cue in c['cues']['visual'])
+    assert not any(cue in c['reason'] for cue in c['cues']['audio'])
+    assert c['reason'].endswith('emotional state is ' + c['labels'][0] + '.')
+  # A conflict clip annotated from the face misses what the voice adds.
+  assert any(c['latent']['conflict'] == 'forced_smile_nervous' and c['labels'][0] in
+             synthmer.CONCEPT_FORMS['happy'] for c in face_only)
+  # The other clips keep the clean annotation (no label noise here).
+  rest = [c for c in sft if 'In the audio' in c['reason']]
+  assert all(c['reason'].endswith('emotional state is ' + ', '.join(c['labels']) + '.') for c in rest)
