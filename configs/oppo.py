@@ -45,5 +45,10 @@ def get_config(arg=None):
     c.grpo.steps = 60 if preset == "demo" else c.grpo.steps
     c.grpo.beta = 0.04 if preset == "paper" else c.grpo.beta  # OPPO uses KL 0.04
     c.grpo.grad_accum = 2 if preset == "paper" else c.grpo.grad_accum
+    # OPPO measures how the think text uses each modality, so its cold start must make
+    # claims about all of them: no face-only annotations (a policy that never mentions the
+    # voice scores a vacuous audio faithfulness of 1.0; docs/oppo.md).
+    if "synthmer" in c.data:
+        c.data.synthmer.sft_face_only_rate = 0.0
     c.oppo = oppo_config(preset)
     return c

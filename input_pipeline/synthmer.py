@@ -19,8 +19,7 @@ clip follows one of CONFLICTS, whose gold label set depends on more than one mod
   sets) and `probes` yes/no questions on visual / audio evidence (MEP-Bench style).
 
 Splits: 'sft' (large, coarse: face-only annotations, noisy / incomplete labels,
-truncated reasons), 'rl'
-(small, clean), 'eval' (held out, clean). Every clip is generated from its own
+truncated reasons), 'rl' (small, clean), 'eval' (held out, clean). Every clip is generated from its own
 `np.random.default_rng([seed, split, index])`, so a clip does not depend on the split
 size and reruns are identical. Generated splits are cached (npy + json) keyed by a hash
 of the generator settings.
@@ -415,7 +414,9 @@ def face_only_annotation(latent: Mapping, cues: Mapping, pron: Mapping, rng) -> 
 
 def _coarsen(labels, latent, reason, cues, pron, s, rng):
   """SFT split: face-only annotations, noisy or incomplete labels, truncated descriptions."""
-  if rng.random() < s['sft_face_only_rate']:    # systematic: the annotator reads the face only
+  # Systematic: the annotator reads the face only. (No draw at rate 0: the generator-v2
+  # random stream, so v2 coarse data is reproduced exactly.)
+  if s['sft_face_only_rate'] > 0 and rng.random() < s['sft_face_only_rate']:
     return face_only_annotation(latent, cues, pron, rng)
   noise = s['sft_label_noise']
   labels = list(labels)
