@@ -77,6 +77,19 @@ def test_inputs_embeds_equals_input_ids(ckpt):
   assert hidden.shape == (*ids.shape, config.hidden_size)
 
 
+def test_logits_range_matches_transformers_slice(ckpt):
+  """logits_range projects only positions start:stop; they equal transformers' logits there."""
+  hf_dir, ref = ckpt
+  config = config_from_hf_dir(hf_dir)
+  params = load_hf_params(hf_dir, config=config)
+  ids, mask, pos = _batch()
+  part, _ = Qwen2ForCausalLM(config).apply(params, jnp.asarray(ids), positions=pos, attention_mask=mask,
+                                           logits_range=(4, 8))
+  assert part.shape == (ids.shape[0], 4, config.vocab_size)
+  valid = mask[:, 4:8].astype(bool)
+  assert fx.rel_max_diff(np.asarray(part)[valid], ref[:, 4:8][valid]) <= TOL
+
+
 @pytest.mark.parametrize("scan", [False, True], ids=["loop", "scan"])
 def test_kv_cache_decoding_equals_full_forward(ckpt, scan):
   """Prefill 5 tokens of a left-padded batch, then decode 4 single steps."""

@@ -191,7 +191,7 @@ class Qwen2ForCausalLM(nn.Module):
   def __call__(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
                positions: Array | None = None, attention_mask: Array | None = None,
                cache: Cache | None = None, lora: bool = True, deterministic: bool = True,
-               return_hidden: bool = False):
+               return_hidden: bool = False, logits_range: tuple[int, int] | None = None):
     """Causal LM forward (prefill, full sequence, or a decode step with T=1).
 
     Args:
@@ -205,6 +205,9 @@ class Qwen2ForCausalLM(nn.Module):
       lora: False runs the frozen base (adapters skipped).
       deterministic: False enables LoRA dropout (needs the `dropout` rng).
       return_hidden: also return the final-norm hidden states `[B, T, E]`.
+      logits_range: static `(start, stop)`: project only positions `start:stop` to the
+        vocabulary (logits `[B, stop - start, V]`), e.g. the completion of a
+        prompt + completion forward; saves the `[B, T, V]` logits of the prompt.
 
     Returns:
       `(logits [B, T, V] float32, new_cache)` (new_cache None without a cache), or
@@ -226,10 +229,11 @@ class Qwen2ForCausalLM(nn.Module):
     causal = key_slots[None, :] <= query_slots[:, None]  # [T, S]
     mask = causal[None] & (attention_mask[:, None, :] > 0)  # [B, T, S]
     hidden, new_cache = self.model(inputs_embeds, positions, mask, cache, lora, deterministic)
+    projected = hidden if logits_range is None else hidden[:, logits_range[0]:logits_range[1]]
     if self.config.tie_word_embeddings:
-      logits = self.model.embed_tokens.attend(hidden)
+      logits = self.model.embed_tokens.attend(projected)
     else:
-      logits = self.lm_head(hidden)
+      logits = self.lm_head(projected)
     logits = nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "act_vocab"))
     if return_hidden:
       return logits, new_cache, hidden

@@ -56,10 +56,12 @@ def completion_logits(model, params, batch: Mapping[str, jax.Array], temperature
   embeds = jnp.concatenate([prompt, completion.astype(prompt.dtype)], axis=1)
   mask = jnp.concatenate([batch["prompt_mask"], batch["completion_mask"]], axis=1)
   rngs = {} if rng is None else {"dropout": rng}
-  logits, _ = model.apply({"params": params}, inputs_embeds=embeds, attention_mask=mask, lora=lora,
-                          deterministic=deterministic, rngs=rngs, method=lambda m, **kw: m.llm(**kw))
   p, length = batch["prompt_ids"].shape[1], batch["completion"].shape[1]
-  return logits[:, p - 1:p + length - 1] / (temperature if temperature > 0 else 1.0)
+  # Only the positions that predict completion tokens are projected to the vocabulary.
+  logits, _ = model.apply({"params": params}, inputs_embeds=embeds, attention_mask=mask, lora=lora,
+                          deterministic=deterministic, rngs=rngs, logits_range=(p - 1, p + length - 1),
+                          method=lambda m, **kw: m.llm(**kw))
+  return logits / (temperature if temperature > 0 else 1.0)
 
 
 def logprobs_and_entropy(logits: jax.Array, completion: jax.Array) -> tuple[jax.Array, jax.Array]:
