@@ -19,9 +19,9 @@ clip follows one of CONFLICTS, whose gold label set depends on more than one mod
   sets) and `probes` yes/no questions on visual / audio evidence (MEP-Bench style).
 
 Splits: 'sft' (large, coarse: face-only annotations, noisy / incomplete labels,
-truncated reasons), 'rl' (small, clean), 'eval' (held out, clean). Every clip is generated from its own
-`np.random.default_rng([seed, split, index])`, so a clip does not depend on the split
-size and reruns are identical. Generated splits are cached (npy + json) keyed by a hash
+truncated reasons), 'rl' (small, clean), 'eval' (held out, clean). Every clip is
+generated from its own `np.random.default_rng([seed, split, index])`, so a clip does
+not depend on the split size and reruns are identical. Generated splits are cached (npy + json) keyed by a hash
 of the generator settings.
 """
 from __future__ import annotations
