@@ -229,7 +229,10 @@ class Qwen2ForCausalLM(nn.Module):
     causal = key_slots[None, :] <= query_slots[:, None]  # [T, S]
     mask = causal[None] & (attention_mask[:, None, :] > 0)  # [B, T, S]
     hidden, new_cache = self.model(inputs_embeds, positions, mask, cache, lora, deterministic)
-    projected = hidden if logits_range is None else hidden[:, logits_range[0]:logits_range[1]]
+    projected = hidden
+    if logits_range is not None:
+      projected = nn.with_logical_constraint(hidden[:, logits_range[0]:logits_range[1]],
+                                             ("batch", "length", "act_embed"))
     if self.config.tie_word_embeddings:
       logits = self.model.embed_tokens.attend(projected)
     else:
