@@ -48,7 +48,6 @@ def get_config(arg=None):
     # OPPO measures how the think text uses each modality, so its cold start must make
     # claims about all of them: no face-only annotations (a policy that never mentions the
     # voice scores a vacuous audio faithfulness of 1.0; docs/oppo.md).
-    if "synthmer" in c.data:
-        c.data.synthmer.sft_face_only_rate = 0.0
+    c.data.synthmer.sft_face_only_rate = 0.0
     c.oppo = oppo_config(preset)
     return c
