@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterable
 
 import ml_collections
 
-MODES = ("sft", "grpo", "oppo", "eval", "export_hf")
+from mer_jax.modes import MODES
+
 PRESETS = ("demo", "test", "paper")
 REWARD_NAMES = ("format", "accuracy", "alignment", "dual", "perception", "omni")
 
@@ -83,7 +84,6 @@ def _existing_path(config, field: str, required: bool, base: str = "", is_dir: b
 
 
 def _validate_model(config) -> None:
-    training = config.mode in ("sft", "grpo", "oppo", "eval", "export_hf")
     for part in ("llm", "vision", "audio"):
         hf_dir = _existing_path(config, f"model.{part}.hf_dir", required=False, is_dir=True)
         if hf_dir and not os.path.exists(os.path.join(hf_dir, "config.json")):
@@ -92,7 +92,7 @@ def _validate_model(config) -> None:
         arch_file = _get(config, f"model.{part}.arch_file")
         if not hf_dir and not arch_file and not arch:
             raise ConfigError(f"config.model.{part}: set hf_dir, arch_file or arch")
-    if config.preset == "paper" and training and not config.model.llm.hf_dir:
+    if config.preset == "paper" and not config.model.llm.hf_dir:
         raise ConfigError("config.model.llm.hf_dir is required by the paper preset "
                           "(path to Qwen2.5-7B-Instruct in Hugging Face format)")
     _one_of(config, "model.llm.trainable", ("lora", "full"))

@@ -97,13 +97,7 @@ def main(argv) -> int:
         logging.info("mer-jax %s (%s preset) -> %s; %d process(es), %d device(s): %s",
                      config.mode, config.preset, workdir, jax.process_count(), jax.device_count(),
                      jax.devices()[0].platform)
-        try:
-            run = modes.get_mode(config.mode)
-        except modes.ModeNotBuiltError as e:
-            print(f"mer-jax: {e}. The config was validated and written to "
-                  f"{os.path.join(workdir, 'config.json')}.", file=sys.stderr)
-            return 3
-        run(config, workdir, writer)
+        modes.get_mode(config.mode)(config, workdir, writer)
     finally:
         writer.close()
     return 0

@@ -146,7 +146,7 @@ def run(config, workdir: str, writer) -> dict:
   from mer_jax.train import context as context_lib
   from mer_jax.train import mesh as mesh_lib
   from mer_jax.train import policy as policy_lib
-  from mer_jax.train import sft as sft_lib
+  from mer_jax.train import state as state_lib
   from mer_jax.hf.safetensors_io import save_safetensors
 
   step_dir = config.checkpoint.init_from
@@ -161,7 +161,7 @@ def run(config, workdir: str, writer) -> dict:
   policy = policy_lib.build_policy(config, tokenizer, mesh)
   ctx = context_lib.RunContext(config=config, workdir=workdir, writer=writer, mesh=mesh, tokenizer=tokenizer,
                                policy=policy, samples={})
-  params = sft_lib.load_trained_params(ctx, step_dir)
+  params = state_lib.load_trained_params(ctx, step_dir)
   llm_cfg = policy.config.llm
   out = os.path.join(workdir, "hf")
   llm_dir = os.path.join(out, "llm")

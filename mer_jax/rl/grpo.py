@@ -39,6 +39,7 @@ from mer_jax.train import generation
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import optimizer as optim
 from mer_jax.train import sft as sft_lib
+from mer_jax.train import state as state_lib
 from mer_jax.train import train_step as ts
 
 UPDATE_KEYS = ("prompt_ids", "prompt_mask", "vision_feats", "audio_feats", "completion", "completion_mask",
@@ -132,7 +133,7 @@ def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks: H
   """(state, state shardings, jitted update step, jitted old-logprob fn)."""
   g = config.grpo
   tx, _ = grpo_optimizer(g, g.steps)
-  state, s_sh = sft_lib.init_state(trainable, t_sh, tx, config.seed, mesh)
+  state, s_sh = state_lib.init_state(trainable, t_sh, tx, config.seed, mesh)
   update = grpo_update_fn(policy.model, config, mesh, s_sh, f_sh, hooks)
   old_fn = jax.jit(lambda params, batch: completion_logprobs(policy.model, params, batch, g.temperature)[0])
   return state, s_sh, update, old_fn
@@ -304,7 +305,7 @@ def cold_start(ctx, workdir: str) -> tuple[dict, int]:
   """The SFT checkpoint GRPO starts from: `grpo.init_checkpoint`, or SFT trained here."""
   config = ctx.config
   if config.grpo.init_checkpoint:
-    return sft_lib.load_trained_params(ctx, config.grpo.init_checkpoint), 0
+    return state_lib.load_trained_params(ctx, config.grpo.init_checkpoint), 0
   result = sft_lib.train_sft(ctx, samples=ctx.samples["sft"], ckpt_dir=os.path.join(workdir, "sft", "checkpoints"),
                              metric_prefix="sft/")
   if not result["finished"]:

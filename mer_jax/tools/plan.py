@@ -75,6 +75,7 @@ from mer_jax.train import mesh as mesh_lib  # noqa: E402
 from mer_jax.train import optimizer as optim  # noqa: E402
 from mer_jax.train import policy as policy_lib  # noqa: E402
 from mer_jax.train import sft  # noqa: E402
+from mer_jax.train import state as state_lib  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config, e.g. configs/grpo.py:paper.")
 _MESH = flags.DEFINE_string("mesh", "data:1,fsdp:1,tensor:1", "Mesh sizes, e.g. data:8,fsdp:8,tensor:1.")
@@ -136,8 +137,8 @@ def abstract_policy(config, mesh) -> dict:
 
 
 def abstract_state(trainable, t_sh, tx, seed: int, mesh):
-  """The train state's ShapeDtypeStructs with the shardings `sft.init_state` gives it on device."""
-  state, s_sh = sft.abstract_state(trainable, t_sh, tx, seed, mesh)
+  """The train state's ShapeDtypeStructs with the shardings `state.init_state` gives it on device."""
+  state, s_sh = state_lib.abstract_state(trainable, t_sh, tx, seed, mesh)
   return _with_sharding(state, s_sh), s_sh
 
 

@@ -21,7 +21,9 @@ from input_pipeline import datasets
 from mer_jax import metrics
 from mer_jax.rl import rewards as rewards_lib
 from mer_jax.train import generation
+from mer_jax.train import context as context_lib
 from mer_jax.train import mesh as mesh_lib
+from mer_jax.train import state as state_lib
 
 
 def predicted_labels(completion: str) -> list[str]:
@@ -138,13 +140,10 @@ def _gathered_names(local_names: Sequence[str], local_valid: Sequence[bool], row
 
 def run(config, workdir: str, writer) -> dict:
   """`mode=eval`: evaluate the checkpoint in `config.checkpoint.init_from` (or the base model)."""
-  from mer_jax.train import context as context_lib
-  from mer_jax.train import sft as sft_lib
-
   ctx = context_lib.build_context(config, workdir, writer, roles=("eval",))
   params = ctx.policy.params
   if config.checkpoint.init_from:
-    params = sft_lib.load_trained_params(ctx, config.checkpoint.init_from)
+    params = state_lib.load_trained_params(ctx, config.checkpoint.init_from)
   result = evaluate(ctx, params, ctx.samples["eval"], workdir, max_samples=config.eval.num_samples)
   writer.write_metrics(0, {f"eval/{k}": v for k, v in result.items()})
   writer.update_summary("eval", result)
