@@ -51,7 +51,9 @@ setuptools.setup(
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["mer_jax", "mer_jax.*", "input_pipeline", "input_pipeline.*", "configs"]),
+    packages=setuptools.find_packages(
+        include=["mer_jax", "mer_jax.*", "input_pipeline", "input_pipeline.*", "configs"]
+    ),
     package_data={
         "mer_jax": ["metrics/data/*.json", "models/configs/*.json"],
     },

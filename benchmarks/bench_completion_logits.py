@@ -18,7 +18,9 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+sys.path.insert(
+    0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)  # run from a checkout
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -35,9 +37,10 @@ def _fn(model, p: int, length: int, sliced: bool):
     kw = dict(logits_range=(p - 1, p + length - 1)) if sliced else {}
     logits, _ = model.apply(params, ids, attention_mask=mask, **kw)
     if not sliced:
-      logits = logits[:, p - 1:p + length - 1]
+      logits = logits[:, p - 1 : p + length - 1]
     logp, ent = logprobs_and_entropy(logits, ids[:, p:])
     return logp.sum(), (logp, ent)
+
   return logprob_sum
 
 
@@ -65,9 +68,15 @@ def main() -> None:
   ap.add_argument("--repeats", type=int, default=3)
   args = ap.parse_args()
 
-  config = Qwen2Config(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=2 * args.hidden,
-                       num_hidden_layers=args.layers, num_attention_heads=4, num_key_value_heads=2,
-                       max_position_embeddings=args.prompt + args.completion)
+  config = Qwen2Config(
+      vocab_size=args.vocab,
+      hidden_size=args.hidden,
+      intermediate_size=2 * args.hidden,
+      num_hidden_layers=args.layers,
+      num_attention_heads=4,
+      num_key_value_heads=2,
+      max_position_embeddings=args.prompt + args.completion,
+  )
   model = Qwen2ForCausalLM(config)
   rng = np.random.default_rng(0)
   n, p, length = args.batch, args.prompt, args.completion
@@ -75,19 +84,30 @@ def main() -> None:
   mask = jnp.ones((n, p + length), jnp.int32)
   params = model.init(jax.random.PRNGKey(0), ids[:, :2])
 
-  print(f"N={n} prompt={p} completion={length} vocab={args.vocab} hidden={args.hidden} layers={args.layers}")
-  print(f"{'computation':<22}{'full temp MiB':>15}{'sliced temp MiB':>17}{'ratio':>8}"
-        f"{'full ms':>10}{'sliced ms':>11}{'speedup':>9}")
-  for name, wrap in (("forward", lambda f: f), ("forward + backward", lambda f: jax.grad(f, has_aux=True))):
+  print(
+      f"N={n} prompt={p} completion={length} vocab={args.vocab} hidden={args.hidden} layers={args.layers}"
+  )
+  print(
+      f"{'computation':<22}{'full temp MiB':>15}{'sliced temp MiB':>17}{'ratio':>8}"
+      f"{'full ms':>10}{'sliced ms':>11}{'speedup':>9}"
+  )
+  for name, wrap in (
+      ("forward", lambda f: f),
+      ("forward + backward", lambda f: jax.grad(f, has_aux=True)),
+  ):
     results = []
     for sliced in (False, True):
-      results.append(_measure(wrap(_fn(model, p, length, sliced)), params, ids, mask, repeats=args.repeats))
+      results.append(
+          _measure(wrap(_fn(model, p, length, sliced)), params, ids, mask, repeats=args.repeats)
+      )
     (out_full, mem_full, ms_full), (out_sliced, mem_sliced, ms_sliced) = results
     if name == "forward":
       for a, b in zip(out_full[1], out_sliced[1]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
-    print(f"{name:<22}{mem_full:>15.1f}{mem_sliced:>17.1f}{mem_full / max(mem_sliced, 1e-9):>8.1f}"
-          f"{ms_full:>10.1f}{ms_sliced:>11.1f}{ms_full / ms_sliced:>9.2f}")
+    print(
+        f"{name:<22}{mem_full:>15.1f}{mem_sliced:>17.1f}{mem_full / max(mem_sliced, 1e-9):>8.1f}"
+        f"{ms_full:>10.1f}{ms_sliced:>11.1f}{ms_full / ms_sliced:>9.2f}"
+    )
   print("log-probs and entropies agree (rtol 1e-5)")
 
 

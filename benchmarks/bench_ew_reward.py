@@ -33,12 +33,13 @@ def make_batches(lexicon, n_batches, batch, group, seed):
   rng = random.Random(seed)
   vocab = sorted(lexicon.format2roots)
   junk = ['neutral', 'unknownish', 'calm-ish', 'meh', 'blah']
+
   def answer(k):
-    labels = [rng.choice(vocab) if rng.random() > 0.1 else rng.choice(junk)
-              for _ in range(k)]
+    labels = [rng.choice(vocab) if rng.random() > 0.1 else rng.choice(junk) for _ in range(k)]
     if rng.random() < 0.5:
       return ', '.join(labels)
     return str([x.capitalize() if rng.random() < 0.3 else x for x in labels])
+
   out = []
   for _ in range(n_batches):
     gts, preds = [], []
@@ -66,16 +67,15 @@ def main(argv=None) -> int:
   n = args.batch * args.group
 
   scorer = EWRewardScorer(lex)
-  scorer.reward(*data[0])                       # warm numpy, not the answer cache
+  scorer.reward(*data[0])  # warm numpy, not the answer cache
   t0 = time.perf_counter()
   ours = [scorer.reward(g, p) for g, p in data]
   t_ours = time.perf_counter() - t0
   rate_ours = n * len(data) / t_ours
 
-  ref_data = data[:args.reference_batches]
+  ref_data = data[: args.reference_batches]
   t0 = time.perf_counter()
-  ref = [np.array([reference_reward(g, p, lex) for g, p in zip(gs, ps)])
-         for gs, ps in ref_data]
+  ref = [np.array([reference_reward(g, p, lex) for g, p in zip(gs, ps)]) for gs, ps in ref_data]
   t_ref = time.perf_counter() - t0
   rate_ref = n * len(ref_data) / t_ref
 
@@ -83,8 +83,10 @@ def main(argv=None) -> int:
   print(f'lexicon: {lex.name}  workload: {len(data)} batches of B={args.batch} x G={args.group}')
   print(f'EWRewardScorer (int tables, numpy popcount): {rate_ours:12,.0f} rewards/s')
   print(f'plain Python (string lookups per call):     {rate_ref:12,.0f} rewards/s')
-  print(f'ratio: {rate_ours / rate_ref:.1f}x   max |diff| = {max_diff:.2e}   '
-        f'mean reward = {np.mean(np.concatenate(ours)):.4f}')
+  print(
+      f'ratio: {rate_ours / rate_ref:.1f}x   max |diff| = {max_diff:.2e}   '
+      f'mean reward = {np.mean(np.concatenate(ours)):.4f}'
+  )
   return 0 if max_diff < 1e-6 else 1
 
 

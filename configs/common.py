@@ -23,239 +23,256 @@ PAPER_LLM_CONFIG = "mer_jax/models/configs/qwen2.5-7b-instruct.json"
 PAPER_VISION_CONFIG = "mer_jax/models/configs/clip-vit-large-patch14-vision.json"
 PAPER_AUDIO_CONFIG = "mer_jax/models/configs/hubert-large.json"
 
+
 def parse_preset(arg: str | None) -> str:
-    """Returns the preset named by the `--config=FILE:ARG` argument (default `demo`)."""
-    preset = (arg or "demo").strip()
-    if preset not in PRESETS:
-        raise ValueError(f"unknown config preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return preset
+  """Returns the preset named by the `--config=FILE:ARG` argument (default `demo`)."""
+  preset = (arg or "demo").strip()
+  if preset not in PRESETS:
+    raise ValueError(f"unknown config preset {preset!r}; choose one of {', '.join(PRESETS)}")
+  return preset
 
 
 def tiny_llm_arch(preset: str) -> dict:
-    """HF `Qwen2Config` fields of the tiny demo/test LLM (vocab_size 0 = from tokenizer)."""
-    hidden, layers = (128, 2) if preset == "demo" else (32, 2)
-    return dict(
-        model_type="qwen2",
-        vocab_size=0,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        rope_theta=10000.0,
-        rms_norm_eps=1e-6,
-        tie_word_embeddings=True,
-    )
+  """HF `Qwen2Config` fields of the tiny demo/test LLM (vocab_size 0 = from tokenizer)."""
+  hidden, layers = (128, 2) if preset == "demo" else (32, 2)
+  return dict(
+      model_type="qwen2",
+      vocab_size=0,
+      hidden_size=hidden,
+      intermediate_size=2 * hidden,
+      num_hidden_layers=layers,
+      num_attention_heads=4,
+      num_key_value_heads=2,
+      max_position_embeddings=1024,
+      rope_theta=10000.0,
+      rms_norm_eps=1e-6,
+      tie_word_embeddings=True,
+  )
 
 
 def tiny_vision_arch(preset: str, image_size: int) -> dict:
-    """HF `CLIPVisionConfig` fields (+ projection_dim) of the tiny frozen vision tower."""
-    hidden = 64 if preset == "demo" else 32
-    return dict(
-        model_type="clip_vision_model",
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=image_size,
-        patch_size=8,
-        projection_dim=hidden,
-        hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
-    )
+  """HF `CLIPVisionConfig` fields (+ projection_dim) of the tiny frozen vision tower."""
+  hidden = 64 if preset == "demo" else 32
+  return dict(
+      model_type="clip_vision_model",
+      hidden_size=hidden,
+      intermediate_size=2 * hidden,
+      num_hidden_layers=2,
+      num_attention_heads=4,
+      image_size=image_size,
+      patch_size=8,
+      projection_dim=hidden,
+      hidden_act="quick_gelu",
+      layer_norm_eps=1e-5,
+  )
 
 
 def tiny_audio_arch(preset: str) -> dict:
-    """HF `HubertConfig` fields of the tiny frozen audio encoder (Large-style layout)."""
-    hidden = 64 if preset == "demo" else 32
-    return dict(
-        model_type="hubert",
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        # Total stride 320 like HuBERT (one frame per 20 ms), in 4 convs instead of 7.
-        conv_dim=[32, 32, 32, 32],
-        conv_kernel=[10, 8, 4, 4],
-        conv_stride=[5, 4, 4, 4],
-        conv_bias=True,
-        feat_extract_norm="layer",
-        do_stable_layer_norm=True,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-        layer_norm_eps=1e-5,
-    )
+  """HF `HubertConfig` fields of the tiny frozen audio encoder (Large-style layout)."""
+  hidden = 64 if preset == "demo" else 32
+  return dict(
+      model_type="hubert",
+      hidden_size=hidden,
+      intermediate_size=2 * hidden,
+      num_hidden_layers=4,
+      num_attention_heads=4,
+      # Total stride 320 like HuBERT (one frame per 20 ms), in 4 convs instead of 7.
+      conv_dim=[32, 32, 32, 32],
+      conv_kernel=[10, 8, 4, 4],
+      conv_stride=[5, 4, 4, 4],
+      conv_bias=True,
+      feat_extract_norm="layer",
+      do_stable_layer_norm=True,
+      num_conv_pos_embeddings=16,
+      num_conv_pos_embedding_groups=4,
+      layer_norm_eps=1e-5,
+  )
 
 
 def model_config(preset: str) -> ml_collections.ConfigDict:
-    """The AffectGPT policy: frozen encoders, pre-fusion, LoRA Qwen2."""
-    m = ml_collections.ConfigDict()
-    paper = preset == "paper"
-    image_size = 224 if paper else 32
-    # Each encoder/LLM: `hf_dir` = a Hugging Face checkpoint directory (architecture read
-    # from its config.json, weights loaded from its safetensors), or empty to build the
-    # architecture in `arch` (HF config.json field names) with random weights.
-    m.llm = ml_collections.ConfigDict({
-        "hf_dir": "",  # e.g. /ckpt/Qwen2.5-7B-Instruct
-        "arch_file": PAPER_LLM_CONFIG if paper else "",  # packaged config.json used when hf_dir is empty
-        "arch": {} if paper else tiny_llm_arch(preset),
-        # What of the LLM trains: `lora` (the papers: frozen base + adapters) or `full`
-        # (every LLM weight; the demo's tiny LLM is random-init, so it has no pretrained
-        # language ability for adapters to steer). GRPO's KL reference needs `lora`.
-        "trainable": "lora" if paper else "full",
-    })
-    m.vision = ml_collections.ConfigDict({
-        "hf_dir": "",  # e.g. /ckpt/clip-vit-large-patch14
-        "arch_file": PAPER_VISION_CONFIG if paper else "",
-        "arch": {} if paper else tiny_vision_arch(preset, image_size),
-    })
-    m.audio = ml_collections.ConfigDict({
-        "hf_dir": "",  # e.g. /ckpt/chinese-hubert-large
-        "arch_file": PAPER_AUDIO_CONFIG if paper else "",
-        "arch": {} if paper else tiny_audio_arch(preset),
-        # AffectGPT averages the last `num_last_layers` hidden states of HuBERT.
-        "num_last_layers": 4,
-    })
-    m.fusion = ml_collections.ConfigDict({
-        # attention: released per-modality Linear(d,1) temporal scores (no softmax) + the
-        # 2-way "multi" token; qformer: learned queries + BERT-style cross-attention;
-        # mean: time mean; none: every frame/clip feature becomes its own token.
-        # (The multi token's width is max(vision, audio feature width), as released.)
-        "type": "attention",
-        "qformer_layers": 2,
-        "qformer_hidden": 768 if paper else 64,
-        "qformer_heads": 12 if paper else 4,
-        "num_queries": {"video": 32, "audio": 8, "multi": 16},  # qformer query tokens
-    })
-    m.lora = ml_collections.ConfigDict({
-        "rank": 16 if paper else 8,
-        "alpha": 32.0 if paper else 16.0,
-        "dropout": 0.05 if paper else 0.0,
-        "targets": ("q", "k", "v", "o", "gate", "up", "down"),
-    })
-    # Compute dtype of activations (`float32` | `bfloat16`); trainable params are kept in
-    # `param_dtype` (fp32 master weights), frozen weights in `frozen_dtype`.
-    m.dtype = "bfloat16" if paper else "float32"
-    m.param_dtype = "float32"
-    m.frozen_dtype = "bfloat16" if paper else "float32"
-    m.scan_layers = True  # decoder layers under nn.scan (one compiled layer body)
-    m.remat_policy = "full" if paper else "none"  # none | full | dots
-    return m
+  """The AffectGPT policy: frozen encoders, pre-fusion, LoRA Qwen2."""
+  m = ml_collections.ConfigDict()
+  paper = preset == "paper"
+  image_size = 224 if paper else 32
+  # Each encoder/LLM: `hf_dir` = a Hugging Face checkpoint directory (architecture read
+  # from its config.json, weights loaded from its safetensors), or empty to build the
+  # architecture in `arch` (HF config.json field names) with random weights.
+  m.llm = ml_collections.ConfigDict(
+      {
+          "hf_dir": "",  # e.g. /ckpt/Qwen2.5-7B-Instruct
+          "arch_file": PAPER_LLM_CONFIG
+          if paper
+          else "",  # packaged config.json used when hf_dir is empty
+          "arch": {} if paper else tiny_llm_arch(preset),
+          # What of the LLM trains: `lora` (the papers: frozen base + adapters) or `full`
+          # (every LLM weight; the demo's tiny LLM is random-init, so it has no pretrained
+          # language ability for adapters to steer). GRPO's KL reference needs `lora`.
+          "trainable": "lora" if paper else "full",
+      }
+  )
+  m.vision = ml_collections.ConfigDict(
+      {
+          "hf_dir": "",  # e.g. /ckpt/clip-vit-large-patch14
+          "arch_file": PAPER_VISION_CONFIG if paper else "",
+          "arch": {} if paper else tiny_vision_arch(preset, image_size),
+      }
+  )
+  m.audio = ml_collections.ConfigDict(
+      {
+          "hf_dir": "",  # e.g. /ckpt/chinese-hubert-large
+          "arch_file": PAPER_AUDIO_CONFIG if paper else "",
+          "arch": {} if paper else tiny_audio_arch(preset),
+          # AffectGPT averages the last `num_last_layers` hidden states of HuBERT.
+          "num_last_layers": 4,
+      }
+  )
+  m.fusion = ml_collections.ConfigDict(
+      {
+          # attention: released per-modality Linear(d,1) temporal scores (no softmax) + the
+          # 2-way "multi" token; qformer: learned queries + BERT-style cross-attention;
+          # mean: time mean; none: every frame/clip feature becomes its own token.
+          # (The multi token's width is max(vision, audio feature width), as released.)
+          "type": "attention",
+          "qformer_layers": 2,
+          "qformer_hidden": 768 if paper else 64,
+          "qformer_heads": 12 if paper else 4,
+          "num_queries": {"video": 32, "audio": 8, "multi": 16},  # qformer query tokens
+      }
+  )
+  m.lora = ml_collections.ConfigDict(
+      {
+          "rank": 16 if paper else 8,
+          "alpha": 32.0 if paper else 16.0,
+          "dropout": 0.05 if paper else 0.0,
+          "targets": ("q", "k", "v", "o", "gate", "up", "down"),
+      }
+  )
+  # Compute dtype of activations (`float32` | `bfloat16`); trainable params are kept in
+  # `param_dtype` (fp32 master weights), frozen weights in `frozen_dtype`.
+  m.dtype = "bfloat16" if paper else "float32"
+  m.param_dtype = "float32"
+  m.frozen_dtype = "bfloat16" if paper else "float32"
+  m.scan_layers = True  # decoder layers under nn.scan (one compiled layer body)
+  m.remat_policy = "full" if paper else "none"  # none | full | dots
+  return m
 
 
 def data_config(preset: str) -> ml_collections.ConfigDict:
-    """Where samples come from and how they become token batches (docs/input_pipeline.md)."""
-    d = ml_collections.ConfigDict()
-    paper = preset == "paper"
-    d.source = "released" if paper else "synthmer"  # synthmer | released
-    # Released layout (design.md section 6); all paths may be absolute or relative to root.
-    d.root = ""  # dataset root holding video/, audio/, openface_face/
-    d.labels_csv = ""  # name,openset (stringified list) of the training split
-    d.reasons_csv = ""  # name,reason descriptions (optional; think text of the cold start)
-    d.subtitles_csv = ""  # name,...,english subtitles
-    d.eval_labels_csv = ""  # name,openset of the held-out split scored by evaluation
-    d.face_or_frame = "frame"  # face: openface_face/{name}/{name}.npy crops; frame: raw mp4 frames
-    d.num_frames = 8  # frames per clip at the released indices
-    d.num_audio_clips = 8  # evenly spaced audio clips per sample
-    d.audio_clip_seconds = 2.0
-    d.sample_rate = 16000
-    d.image_size = 224 if paper else 32  # CLIP input resolution
-    d.question = "labels"  # hybrid | description | labels: which question the prompt asks
-    d.target = "think_answer"  # think_answer | answer | hybrid: the supervised target text
-    # synthmer: prompt ~105 tokens, think+answer target up to ~120.
-    d.max_length = 1024 if paper else 256
-    d.length_buckets = (256, 512, 768, 1024) if paper else ((128, 192, 256) if preset == "demo" else (128, 256))
-    d.batch_size = 3 if paper else (16 if preset == "demo" else 4)  # global batch per step
-    d.eval_batch_size = 8 if paper else (32 if preset == "demo" else 4)
-    d.shuffle_seed = 0
-    d.worker_count = 0  # grain worker processes (0 = in the main process)
-    # HF tokenizer directory, or `synthmer` = a small tokenizer built from the synthmer
-    # corpus at run time and saved in <workdir>/tokenizer.
-    d.tokenizer = "" if paper else "synthmer"
-    d.tokens_per_modality = {"multi": 1, "audio": 1, "video": 1}
-    # Cache of frozen-encoder features, keyed by encoder + preprocessing + data identity
-    # ('' = $MER_JAX_CACHE/features, default ~/.cache/mer_jax/features, shared by runs,
-    # so reruns skip the encoders).
-    d.feature_cache_dir = ""
-    d.synthmer = ml_collections.ConfigDict({
-        "seed": 0,
-        "num_sft": 2000 if preset == "demo" else 24,
-        "num_rl": 256 if preset == "demo" else 8,
-        "num_eval": 400 if preset == "demo" else 8,  # 400: EW F1 standard error ~0.02
-        "frame_size": 32,
-        "audio_seconds": 2.0,
-        "sft_label_noise": 0.3,  # fraction of SFT samples with noisy/incomplete labels
-        # Fraction of SFT samples annotated from the face alone (its basic emotion and
-        # visual cues only): the systematic coarseness of automatic annotations that the
-        # clean RL split corrects (docs/synthmer.md).
-        "sft_face_only_rate": 0.6,
-        "conflict_rate": 0.3,  # fraction of clips whose modalities disagree
-    })
-    return d
+  """Where samples come from and how they become token batches (docs/input_pipeline.md)."""
+  d = ml_collections.ConfigDict()
+  paper = preset == "paper"
+  d.source = "released" if paper else "synthmer"  # synthmer | released
+  # Released layout (design.md section 6); all paths may be absolute or relative to root.
+  d.root = ""  # dataset root holding video/, audio/, openface_face/
+  d.labels_csv = ""  # name,openset (stringified list) of the training split
+  d.reasons_csv = ""  # name,reason descriptions (optional; think text of the cold start)
+  d.subtitles_csv = ""  # name,...,english subtitles
+  d.eval_labels_csv = ""  # name,openset of the held-out split scored by evaluation
+  d.face_or_frame = "frame"  # face: openface_face/{name}/{name}.npy crops; frame: raw mp4 frames
+  d.num_frames = 8  # frames per clip at the released indices
+  d.num_audio_clips = 8  # evenly spaced audio clips per sample
+  d.audio_clip_seconds = 2.0
+  d.sample_rate = 16000
+  d.image_size = 224 if paper else 32  # CLIP input resolution
+  d.question = "labels"  # hybrid | description | labels: which question the prompt asks
+  d.target = "think_answer"  # think_answer | answer | hybrid: the supervised target text
+  # synthmer: prompt ~105 tokens, think+answer target up to ~120.
+  d.max_length = 1024 if paper else 256
+  d.length_buckets = (
+      (256, 512, 768, 1024) if paper else ((128, 192, 256) if preset == "demo" else (128, 256))
+  )
+  d.batch_size = 3 if paper else (16 if preset == "demo" else 4)  # global batch per step
+  d.eval_batch_size = 8 if paper else (32 if preset == "demo" else 4)
+  d.shuffle_seed = 0
+  d.worker_count = 0  # grain worker processes (0 = in the main process)
+  # HF tokenizer directory, or `synthmer` = a small tokenizer built from the synthmer
+  # corpus at run time and saved in <workdir>/tokenizer.
+  d.tokenizer = "" if paper else "synthmer"
+  d.tokens_per_modality = {"multi": 1, "audio": 1, "video": 1}
+  # Cache of frozen-encoder features, keyed by encoder + preprocessing + data identity
+  # ('' = $MER_JAX_CACHE/features, default ~/.cache/mer_jax/features, shared by runs,
+  # so reruns skip the encoders).
+  d.feature_cache_dir = ""
+  d.synthmer = ml_collections.ConfigDict(
+      {
+          "seed": 0,
+          "num_sft": 2000 if preset == "demo" else 24,
+          "num_rl": 256 if preset == "demo" else 8,
+          "num_eval": 400 if preset == "demo" else 8,  # 400: EW F1 standard error ~0.02
+          "frame_size": 32,
+          "audio_seconds": 2.0,
+          "sft_label_noise": 0.3,  # fraction of SFT samples with noisy/incomplete labels
+          # Fraction of SFT samples annotated from the face alone (its basic emotion and
+          # visual cues only): the systematic coarseness of automatic annotations that the
+          # clean RL split corrects (docs/synthmer.md).
+          "sft_face_only_rate": 0.6,
+          "conflict_rate": 0.3,  # fraction of clips whose modalities disagree
+      }
+  )
+  return d
 
 
 def train_config(preset: str) -> ml_collections.ConfigDict:
-    """Supervised (cold-start) training: optimizer, schedule, steps."""
-    t = ml_collections.ConfigDict()
-    paper = preset == "paper"
-    t.steps = 20000 if paper else (300 if preset == "demo" else 4)
-    t.init_lr = 1e-6  # linear warmup starts here (released schedule)
-    t.peak_lr = 1e-5 if paper else (3e-3 if preset == "demo" else 1e-3)
-    t.warmup_steps = 1000 if paper else (20 if preset == "demo" else 1)
-    t.schedule = "constant"  # constant (released: min_lr = init_lr cosine == constant) | cosine
-    t.min_lr = 1e-6  # floor of the cosine schedule
-    t.weight_decay = 0.05  # AdamW, masked off 1-D params / biases / norms
-    t.b1 = 0.9
-    t.b2 = 0.999
-    t.grad_clip = 1.0  # global-norm clipping (0 = off)
-    t.grad_accum = 1  # micro-batches per optimizer step
-    t.log_every = 1 if preset == "test" else 10
-    return t
+  """Supervised (cold-start) training: optimizer, schedule, steps."""
+  t = ml_collections.ConfigDict()
+  paper = preset == "paper"
+  t.steps = 20000 if paper else (300 if preset == "demo" else 4)
+  t.init_lr = 1e-6  # linear warmup starts here (released schedule)
+  t.peak_lr = 1e-5 if paper else (3e-3 if preset == "demo" else 1e-3)
+  t.warmup_steps = 1000 if paper else (20 if preset == "demo" else 1)
+  t.schedule = "constant"  # constant (released: min_lr = init_lr cosine == constant) | cosine
+  t.min_lr = 1e-6  # floor of the cosine schedule
+  t.weight_decay = 0.05  # AdamW, masked off 1-D params / biases / norms
+  t.b1 = 0.9
+  t.b2 = 0.999
+  t.grad_clip = 1.0  # global-norm clipping (0 = off)
+  t.grad_accum = 1  # micro-batches per optimizer step
+  t.log_every = 1 if preset == "test" else 10
+  return t
 
 
 def checkpoint_config(preset: str) -> ml_collections.ConfigDict:
-    """Orbax checkpointing under <workdir>/checkpoints/<step> (async, keep-N, auto-resume)."""
-    c = ml_collections.ConfigDict()
-    c.every_steps = 1000 if preset == "paper" else (100 if preset == "demo" else 2)
-    c.keep = 3
-    c.init_from = ""  # a checkpoint dir to start from (a previous SFT run's step dir)
-    return c
+  """Orbax checkpointing under <workdir>/checkpoints/<step> (async, keep-N, auto-resume)."""
+  c = ml_collections.ConfigDict()
+  c.every_steps = 1000 if preset == "paper" else (100 if preset == "demo" else 2)
+  c.keep = 3
+  c.init_from = ""  # a checkpoint dir to start from (a previous SFT run's step dir)
+  return c
 
 
 def mesh_config() -> ml_collections.ConfigDict:
-    """Device mesh (sizes of the `data`, `fsdp`, `tensor` axes; -1 = all remaining)."""
-    m = ml_collections.ConfigDict()
-    m.data = 1
-    m.fsdp = -1
-    m.tensor = 1
-    m.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES
-    return m
+  """Device mesh (sizes of the `data`, `fsdp`, `tensor` axes; -1 = all remaining)."""
+  m = ml_collections.ConfigDict()
+  m.data = 1
+  m.fsdp = -1
+  m.tensor = 1
+  m.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES
+  return m
 
 
 def eval_config(preset: str) -> ml_collections.ConfigDict:
-    """Generation-based evaluation on the held-out split."""
-    e = ml_collections.ConfigDict()
-    paper = preset == "paper"
-    e.every_steps = 0  # also evaluate every N train steps (0 = only at the end)
-    e.max_new_tokens = 256 if paper else (160 if preset == "demo" else 16)
-    e.temperature = 0.0  # 0 = greedy
-    e.num_samples = 0  # evaluate on the first N eval samples (0 = all)
-    e.lexicon = "builtin"  # builtin | official:DIR (the released emotion-wheel files)
-    e.level = "level1"
-    return e
+  """Generation-based evaluation on the held-out split."""
+  e = ml_collections.ConfigDict()
+  paper = preset == "paper"
+  e.every_steps = 0  # also evaluate every N train steps (0 = only at the end)
+  e.max_new_tokens = 256 if paper else (160 if preset == "demo" else 16)
+  e.temperature = 0.0  # 0 = greedy
+  e.num_samples = 0  # evaluate on the first N eval samples (0 = all)
+  e.lexicon = "builtin"  # builtin | official:DIR (the released emotion-wheel files)
+  e.level = "level1"
+  return e
 
 
 def base_config(preset: str, mode: str) -> ml_collections.ConfigDict:
-    """The sections every recipe has."""
-    c = ml_collections.ConfigDict()
-    c.mode = mode  # sft | grpo | oppo | eval | export_hf
-    c.preset = preset
-    c.seed = 0
-    c.model = model_config(preset)
-    c.data = data_config(preset)
-    c.train = train_config(preset)
-    c.checkpoint = checkpoint_config(preset)
-    c.mesh = mesh_config()
-    c.eval = eval_config(preset)
-    return c
+  """The sections every recipe has."""
+  c = ml_collections.ConfigDict()
+  c.mode = mode  # sft | grpo | oppo | eval | export_hf
+  c.preset = preset
+  c.seed = 0
+  c.model = model_config(preset)
+  c.data = data_config(preset)
+  c.train = train_config(preset)
+  c.checkpoint = checkpoint_config(preset)
+  c.mesh = mesh_config()
+  c.eval = eval_config(preset)
+  return c

@@ -10,5 +10,5 @@ from configs import common
 
 
 def get_config(arg=None):
-    preset = common.parse_preset(arg)
-    return common.base_config(preset, mode="eval")
+  preset = common.parse_preset(arg)
+  return common.base_config(preset, mode="eval")

@@ -14,43 +14,43 @@ from configs import common
 
 
 def grpo_config(preset: str) -> ml_collections.ConfigDict:
-    g = ml_collections.ConfigDict()
-    paper = preset == "paper"
-    g.init_checkpoint = ""  # cold-start checkpoint; '' = run SFT first (required for paper)
-    g.steps = 1000 if paper else (120 if preset == "demo" else 2)
-    g.prompts_per_step = 1 if paper else (8 if preset == "demo" else 2)  # B: prompts per step
-    g.num_generations = 4  # G: completions per prompt (paper default; >= 4 is enough)
-    g.num_iterations = 1  # mu: policy updates per rollout (old logprobs stored)
-    g.grad_accum = 1
-    # AffectGPT-R1: 1e-5 (LoRA). Demo (full tiny LLM): 3e-4; 1e-3 collapsed the think text
-    # to empty in 40 steps and lost 0.10 EW F1 (docs/training.md).
-    g.lr = 1e-5 if paper else (3e-4 if preset == "demo" else 1e-4)
-    g.warmup_steps = 0
-    g.weight_decay = 0.05
-    g.grad_clip = 1.0
-    # Sampling (rollouts).
-    g.temperature = 1.0
-    g.top_p = 1.0
-    g.top_k = 0  # 0 = off
-    g.max_new_tokens = 256 if paper else (160 if preset == "demo" else 16)
-    g.stop_strings = ("</answer>",)
-    # Objective (AffectGPT-R1 eq. 1-5).
-    g.clip_eps = 0.2
-    g.clip_eps_high = 0.0  # > 0: asymmetric upper clip (DAPO); 0 = same as clip_eps
-    g.beta = 0.0  # KL weight to the reference (adapters off); 0 = no KL (paper default)
-    g.kl_estimator = "k3"
-    g.loss_agg = "token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum_norm
-    g.scale_rewards = True  # divide group-centred rewards by the group std (paper eq. 1)
-    # Rewards: name -> weight (registry in mer_jax/rl/rewards.py).
-    g.rewards = {"accuracy": 1.0, "format": 1.0}
-    g.length_penalty = "p3"  # none | p1 | p2 | p3 (AffectGPT-R1 eq. 11-13)
-    g.judge = "cue_overlap"  # perception reward judge: cue_overlap | llm (pluggable)
-    g.log_every = 1 if preset == "test" else 5
-    return g
+  g = ml_collections.ConfigDict()
+  paper = preset == "paper"
+  g.init_checkpoint = ""  # cold-start checkpoint; '' = run SFT first (required for paper)
+  g.steps = 1000 if paper else (120 if preset == "demo" else 2)
+  g.prompts_per_step = 1 if paper else (8 if preset == "demo" else 2)  # B: prompts per step
+  g.num_generations = 4  # G: completions per prompt (paper default; >= 4 is enough)
+  g.num_iterations = 1  # mu: policy updates per rollout (old logprobs stored)
+  g.grad_accum = 1
+  # AffectGPT-R1: 1e-5 (LoRA). Demo (full tiny LLM): 3e-4; 1e-3 collapsed the think text
+  # to empty in 40 steps and lost 0.10 EW F1 (docs/training.md).
+  g.lr = 1e-5 if paper else (3e-4 if preset == "demo" else 1e-4)
+  g.warmup_steps = 0
+  g.weight_decay = 0.05
+  g.grad_clip = 1.0
+  # Sampling (rollouts).
+  g.temperature = 1.0
+  g.top_p = 1.0
+  g.top_k = 0  # 0 = off
+  g.max_new_tokens = 256 if paper else (160 if preset == "demo" else 16)
+  g.stop_strings = ("</answer>",)
+  # Objective (AffectGPT-R1 eq. 1-5).
+  g.clip_eps = 0.2
+  g.clip_eps_high = 0.0  # > 0: asymmetric upper clip (DAPO); 0 = same as clip_eps
+  g.beta = 0.0  # KL weight to the reference (adapters off); 0 = no KL (paper default)
+  g.kl_estimator = "k3"
+  g.loss_agg = "token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum_norm
+  g.scale_rewards = True  # divide group-centred rewards by the group std (paper eq. 1)
+  # Rewards: name -> weight (registry in mer_jax/rl/rewards.py).
+  g.rewards = {"accuracy": 1.0, "format": 1.0}
+  g.length_penalty = "p3"  # none | p1 | p2 | p3 (AffectGPT-R1 eq. 11-13)
+  g.judge = "cue_overlap"  # perception reward judge: cue_overlap | llm (pluggable)
+  g.log_every = 1 if preset == "test" else 5
+  return g
 
 
 def get_config(arg=None):
-    preset = common.parse_preset(arg)
-    c = common.base_config(preset, mode="grpo")
-    c.grpo = grpo_config(preset)
-    return c
+  preset = common.parse_preset(arg)
+  c = common.base_config(preset, mode="grpo")
+  c.grpo = grpo_config(preset)
+  return c

@@ -11,5 +11,5 @@ from configs import common
 
 
 def get_config(arg=None):
-    preset = common.parse_preset(arg)
-    return common.base_config(preset, mode="sft")
+  preset = common.parse_preset(arg)
+  return common.base_config(preset, mode="sft")

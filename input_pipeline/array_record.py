@@ -10,6 +10,7 @@ docs/input_pipeline.md for why this uses `array_record` directly and not a TFDS 
 Record format: 4-byte little-endian header length, a JSON header (the sample's text
 fields plus dtype/shape of each array), then the raw array bytes in header order.
 """
+
 from __future__ import annotations
 
 import glob
@@ -33,7 +34,7 @@ def serialize_sample(sample: Mapping) -> bytes:
 
 def deserialize_sample(record: bytes) -> dict:
   (n,) = struct.unpack_from('<I', record, 0)
-  header = json.loads(record[4:4 + n].decode())
+  header = json.loads(record[4 : 4 + n].decode())
   offset = 4 + n
   sample = {k: None for k in ARRAY_KEYS}
   for key, dtype, shape in header.pop('__arrays__'):
@@ -51,8 +52,9 @@ def _writer(path: str):
   return ArrayRecordWriter(path, 'group_size:1')
 
 
-def write_samples(samples: Iterable[Mapping], out_dir: str, split: str,
-                  records_per_shard: int = 1000) -> list[str]:
+def write_samples(
+    samples: Iterable[Mapping], out_dir: str, split: str, records_per_shard: int = 1000
+) -> list[str]:
   """Write samples to `{out_dir}/{split}.array_record-XXXXX-of-NNNNN`; returns the paths."""
   os.makedirs(out_dir, exist_ok=True)
   for stale in glob.glob(os.path.join(out_dir, f'{split}.array_record-*')):
@@ -75,12 +77,15 @@ def write_samples(samples: Iterable[Mapping], out_dir: str, split: str,
   return paths
 
 
-def write_released_shards(cfg: Any, split: str, out_dir: str, records_per_shard: int = 1000) -> dict:
+def write_released_shards(
+    cfg: Any, split: str, out_dir: str, records_per_shard: int = 1000
+) -> dict:
   """Decode a released-layout split into shards; skips go to `{split}.skipped.json`.
 
   Returns {'paths', 'num_samples', 'skipped'}.
   """
   from input_pipeline import readers
+
   skipped, kept = [], [0]
 
   def samples():
@@ -114,6 +119,7 @@ class SampleArrayRecordSource:
 
   def __init__(self, paths: str | list[str], split: str | None = None):
     import grain
+
     if isinstance(paths, str):
       paths = shard_paths(paths, split) if split else [paths]
     if not paths:

@@ -20,6 +20,7 @@ Batch (per host; the global batch is `config.data.batch_size`, each of the
 T is the smallest of `config.data.length_buckets` (plus max_length) that holds the
 longest row, so jit sees a handful of shapes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,8 +33,18 @@ import numpy as np
 
 from input_pipeline import decode, preprocess, prompts, tokenization
 
-META_KEYS = ('name', 'labels', 'valence', 'reason', 'subtitle', 'question', 'cues', 'probes',
-             'truncated', 'valid')
+META_KEYS = (
+    'name',
+    'labels',
+    'valence',
+    'reason',
+    'subtitle',
+    'question',
+    'cues',
+    'probes',
+    'truncated',
+    'valid',
+)
 
 
 def _data(config: Any):
@@ -43,7 +54,9 @@ def _data(config: Any):
 def buckets(data: Any) -> list[int]:
   """Sorted bucket lengths, capped at and including max_length."""
   max_length = int(data.max_length)
-  b = sorted({int(x) for x in (data.get('length_buckets') or []) if int(x) <= max_length} | {max_length})
+  b = sorted(
+      {int(x) for x in (data.get('length_buckets') or []) if int(x) <= max_length} | {max_length}
+  )
   return b
 
 
@@ -55,6 +68,7 @@ def bucket_length(length: int, bucket_lengths: Sequence[int]) -> int:
 
 
 # ----------------------------------------------------------------------------- sources
+
 
 class SampleSource:
   """grain random-access source over in-memory sample dicts (short repr for grain logs)."""
@@ -76,14 +90,19 @@ def feature_path(cache_dir: str, name: str) -> str:
   return os.path.join(cache_dir, f'{name}.npz')
 
 
-def save_features(cache_dir: str, name: str, vision_feats: np.ndarray, audio_feats: np.ndarray) -> None:
+def save_features(
+    cache_dir: str, name: str, vision_feats: np.ndarray, audio_feats: np.ndarray
+) -> None:
   """Frozen-encoder features of one clip: vision [F, Dv], audio [C, Da] (float32)."""
   os.makedirs(cache_dir, exist_ok=True)
   # Several processes (one machine or hosts sharing a file system) may write the same
   # clip: each writes its own temp file, and the rename is atomic.
   tmp = feature_path(cache_dir, f'.{name}.tmp-{socket.gethostname()}-{os.getpid()}')
-  np.savez(tmp, vision_feats=np.asarray(vision_feats, np.float32),
-           audio_feats=np.asarray(audio_feats, np.float32))
+  np.savez(
+      tmp,
+      vision_feats=np.asarray(vision_feats, np.float32),
+      audio_feats=np.asarray(audio_feats, np.float32),
+  )
   os.replace(tmp, feature_path(cache_dir, name))
 
 
@@ -100,6 +119,7 @@ def missing_features(cache_dir: str, names: Sequence[str]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- per example
+
 
 def media_arrays(sample: Mapping, data: Any) -> dict:
   """The model-input media of one sample (see module docstring), numpy float32."""
@@ -122,10 +142,18 @@ def media_arrays(sample: Mapping, data: Any) -> dict:
 
 
 def _meta(sample: Mapping, question: str, truncated: bool) -> dict:
-  return dict(name=sample['name'], labels=list(sample.get('labels') or []),
-              valence=sample.get('valence'), reason=sample.get('reason') or '',
-              subtitle=sample.get('subtitle') or '', question=question, cues=sample.get('cues'),
-              probes=sample.get('probes'), truncated=truncated, valid=True)
+  return dict(
+      name=sample['name'],
+      labels=list(sample.get('labels') or []),
+      valence=sample.get('valence'),
+      reason=sample.get('reason') or '',
+      subtitle=sample.get('subtitle') or '',
+      question=question,
+      cues=sample.get('cues'),
+      probes=sample.get('probes'),
+      truncated=truncated,
+      valid=True,
+  )
 
 
 @dataclasses.dataclass
@@ -136,6 +164,7 @@ class EncodeExample(grain.transforms.RandomMap):
   epoch, as in the released SFT); grain derives the rng from the sampler seed and the
   record index, so it is reproducible and restored with the iterator state.
   """
+
   data: Any
   tokenizer: Any
   prompt_only: bool = False
@@ -145,12 +174,13 @@ class EncodeExample(grain.transforms.RandomMap):
     d = self.data
     reason = sample.get('reason') or ''
     question = prompts.choose_question(self.question or d.question, d.target, reason, rng)
-    prompt = prompts.build_prompt(sample.get('subtitle') or '', question, d.face_or_frame,
-                                  d.get('tokens_per_modality'))
+    prompt = prompts.build_prompt(
+        sample.get('subtitle') or '', question, d.face_or_frame, d.get('tokens_per_modality')
+    )
     if self.prompt_only:
       ids = tokenization.encode_prompt(self.tokenizer, prompt)
       truncated = len(ids) > int(d.max_length)
-      ids = ids[-int(d.max_length):]       # keep the end: the question and ###Assistant:
+      ids = ids[-int(d.max_length) :]  # keep the end: the question and ###Assistant:
       example = {'input_ids': ids}
     else:
       target = prompts.build_target(sample.get('labels') or [], reason, d.target, question)
@@ -162,8 +192,9 @@ class EncodeExample(grain.transforms.RandomMap):
     return example
 
 
-def collate(examples: Sequence[dict], bucket_lengths: Sequence[int], pad_id: int,
-            left_pad: bool) -> dict:
+def collate(
+    examples: Sequence[dict], bucket_lengths: Sequence[int], pad_id: int, left_pad: bool
+) -> dict:
   """Pad token arrays to the batch's bucket length and stack the rest."""
   lengths = [len(e['input_ids']) for e in examples]
   t = bucket_length(max(lengths), bucket_lengths)
@@ -224,12 +255,15 @@ def split_meta(batch: dict) -> tuple[dict, dict]:
 
 def per_process_batch_size(global_batch: int, process_count: int) -> int:
   if global_batch % process_count:
-    raise ValueError(f'config.data.batch_size={global_batch} is not divisible by the '
-                     f'{process_count} processes')
+    raise ValueError(
+        f'config.data.batch_size={global_batch} is not divisible by the '
+        f'{process_count} processes'
+    )
   return global_batch // process_count
 
 
 # ----------------------------------------------------------------------------- loaders
+
 
 class GlobalBatchSampler:
   """A grain sampler under which every host reads its own rows of the same global batches.
@@ -246,15 +280,25 @@ class GlobalBatchSampler:
   `j // b`, with b = len(rows).
   """
 
-  def __init__(self, num_records: int, global_batch: int, rows: Sequence[int],
-               shard_options: grain.sharding.ShardOptions, seed: int, num_epochs: int | None):
-    self._inner = grain.samplers.IndexSampler(num_records=num_records, shuffle=True, seed=seed,
-                                              num_epochs=num_epochs)
+  def __init__(
+      self,
+      num_records: int,
+      global_batch: int,
+      rows: Sequence[int],
+      shard_options: grain.sharding.ShardOptions,
+      seed: int,
+      num_epochs: int | None,
+  ):
+    self._inner = grain.samplers.IndexSampler(
+        num_records=num_records, shuffle=True, seed=seed, num_epochs=num_epochs
+    )
     self._global_batch = int(global_batch)
     self._rows = tuple(int(r) for r in rows)
     self._shard_count = shard_options.shard_count
-    self._repr = (f'GlobalBatchSampler(num_records={num_records}, global_batch={global_batch}, '
-                  f'rows={self._rows}, seed={seed}, num_epochs={num_epochs})')
+    self._repr = (
+        f'GlobalBatchSampler(num_records={num_records}, global_batch={global_batch}, '
+        f'rows={self._rows}, seed={seed}, num_epochs={num_epochs})'
+    )
     steps = len(self._inner) // self._global_batch
     self._len = steps * len(self._rows) * self._shard_count
 
@@ -272,12 +316,18 @@ class GlobalBatchSampler:
     return grain.RecordMetadata(index=index, record_key=record.record_key, rng=record.rng)
 
 
-
-def make_train_iterator(config: Any, samples: Sequence[Mapping] | Any, tokenizer,
-                        process_index: int = 0, process_count: int = 1, *,
-                        prompt_only: bool = False, question: str | None = None,
-                        num_epochs: int | None = None,
-                        rows: Sequence[int] | None = None) -> grain.DataLoaderIterator:
+def make_train_iterator(
+    config: Any,
+    samples: Sequence[Mapping] | Any,
+    tokenizer,
+    process_index: int = 0,
+    process_count: int = 1,
+    *,
+    prompt_only: bool = False,
+    question: str | None = None,
+    num_epochs: int | None = None,
+    rows: Sequence[int] | None = None,
+) -> grain.DataLoaderIterator:
   """Shuffled, sharded, infinitely repeating batches; checkpointable.
 
   Args:
@@ -312,17 +362,36 @@ def make_train_iterator(config: Any, samples: Sequence[Mapping] | Any, tokenizer
   if rows is None:
     rows = range(process_index * batch, (process_index + 1) * batch)
   if len(rows) != batch:
-    raise ValueError(f'rows: {len(rows)} rows given, but each of the {process_count} processes '
-                     f'reads {batch} rows of the global batch of {d.batch_size}')
-  shard_options = grain.sharding.ShardOptions(shard_index=process_index, shard_count=process_count,
-                                              drop_remainder=True)
-  sampler = GlobalBatchSampler(len(source), int(d.batch_size), rows, shard_options,
-                               seed=int(d.shuffle_seed), num_epochs=num_epochs)
-  ops = [EncodeExample(d, tokenizer, prompt_only=prompt_only, question=question),
-         grain.transforms.Batch(batch, drop_remainder=True,
-                                batch_fn=_Collate(buckets(d), tokenizer.pad_token_id, prompt_only))]
-  loader = grain.DataLoader(data_source=source, sampler=sampler, operations=ops,
-                            shard_options=shard_options, worker_count=int(d.get('worker_count') or 0))
+    raise ValueError(
+        f'rows: {len(rows)} rows given, but each of the {process_count} processes '
+        f'reads {batch} rows of the global batch of {d.batch_size}'
+    )
+  shard_options = grain.sharding.ShardOptions(
+      shard_index=process_index, shard_count=process_count, drop_remainder=True
+  )
+  sampler = GlobalBatchSampler(
+      len(source),
+      int(d.batch_size),
+      rows,
+      shard_options,
+      seed=int(d.shuffle_seed),
+      num_epochs=num_epochs,
+  )
+  ops = [
+      EncodeExample(d, tokenizer, prompt_only=prompt_only, question=question),
+      grain.transforms.Batch(
+          batch,
+          drop_remainder=True,
+          batch_fn=_Collate(buckets(d), tokenizer.pad_token_id, prompt_only),
+      ),
+  ]
+  loader = grain.DataLoader(
+      data_source=source,
+      sampler=sampler,
+      operations=ops,
+      shard_options=shard_options,
+      worker_count=int(d.get('worker_count') or 0),
+  )
   return iter(loader)
 
 
@@ -331,27 +400,42 @@ def _resolve_eval_question(d: Any, question: str | None) -> str:
   return 'labels' if q == 'hybrid' else q
 
 
-def make_batch(config: Any, samples: Sequence[Mapping], tokenizer, *, prompt_only: bool = True,
-               question: str | None = None, valid: Sequence[bool] | None = None) -> dict:
+def make_batch(
+    config: Any,
+    samples: Sequence[Mapping],
+    tokenizer,
+    *,
+    prompt_only: bool = True,
+    question: str | None = None,
+    valid: Sequence[bool] | None = None,
+) -> dict:
   """One batch of exactly these samples, in order (left-padded prompts by default).
 
   For generation outside the iterators (e.g. GRPO re-prompting, demos); `question`
   defaults to config.data.question with 'hybrid' resolved to 'labels'.
   """
   d = _data(config)
-  encode = EncodeExample(d, tokenizer, prompt_only=prompt_only,
-                         question=_resolve_eval_question(d, question))
-  rng = np.random.default_rng(0)   # unused: the question is fixed
+  encode = EncodeExample(
+      d, tokenizer, prompt_only=prompt_only, question=_resolve_eval_question(d, question)
+  )
+  rng = np.random.default_rng(0)  # unused: the question is fixed
   examples = [encode.random_map(s, rng) for s in samples]
   for ex, ok in zip(examples, valid if valid is not None else [True] * len(examples)):
     ex['meta']['valid'] = bool(ok)
   return collate(examples, buckets(d), tokenizer.pad_token_id, prompt_only)
 
 
-def make_eval_batches(config: Any, samples: Sequence[Mapping], tokenizer,
-                      process_index: int = 0, process_count: int = 1, *,
-                      question: str | None = None, prompt_only: bool = True,
-                      batch_size: int | None = None) -> Iterator[dict]:
+def make_eval_batches(
+    config: Any,
+    samples: Sequence[Mapping],
+    tokenizer,
+    process_index: int = 0,
+    process_count: int = 1,
+    *,
+    question: str | None = None,
+    prompt_only: bool = True,
+    batch_size: int | None = None,
+) -> Iterator[dict]:
   """Every sample once, in order, as left-padded prompt batches (generation/eval).
 
   The global eval batch is `config.data.eval_batch_size`; all hosts yield the same
@@ -371,6 +455,12 @@ def make_eval_batches(config: Any, samples: Sequence[Mapping], tokenizer,
   per_proc = padded // process_count
   index = list(range(process_index * per_proc, (process_index + 1) * per_proc))
   for start in range(0, len(index), per_host):
-    chunk = index[start:start + per_host]
-    yield make_batch(d, [samples[min(i, n - 1)] for i in chunk], tokenizer, prompt_only=prompt_only,
-                     question=question, valid=[i < n for i in chunk])
+    chunk = index[start : start + per_host]
+    yield make_batch(
+        d,
+        [samples[min(i, n - 1)] for i in chunk],
+        tokenizer,
+        prompt_only=prompt_only,
+        question=question,
+        valid=[i < n for i in chunk],
+    )

@@ -7,6 +7,7 @@ Frame indices and audio clips follow the released AffectGPT code (design.md sect
   they overlap for short audio).
 Decoders raise `DecodeError` with a human-readable reason; readers turn it into a skip.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,6 +31,7 @@ def frame_indices(n: int, num_frames: int) -> np.ndarray:
 
 def _count_video_packets(path: str) -> int:
   import av
+
   with av.open(path) as container:
     stream = container.streams.video[0]
     return sum(1 for p in container.demux(stream) if p.size > 0)
@@ -37,6 +39,7 @@ def _count_video_packets(path: str) -> int:
 
 def _decode_selected(path: str, wanted: np.ndarray) -> tuple[list[np.ndarray], int]:
   import av
+
   want = {}
   for slot, i in enumerate(wanted):
     want.setdefault(int(i), []).append(slot)
@@ -92,6 +95,7 @@ def read_face_frames(npy_path: str, num_frames: int = 8) -> np.ndarray:
 def load_audio(path: str, sr: int = 16000) -> np.ndarray:
   """float32 [N] mono waveform resampled to `sr` (librosa: soundfile + soxr)."""
   import librosa
+
   if not os.path.exists(path):
     raise DecodeError(f'missing audio {path}')
   try:
@@ -109,18 +113,20 @@ def clip_starts(num_samples: int, clip_samples: int, num_clips: int) -> np.ndarr
   return np.array([i * span // max(num_clips - 1, 1) for i in range(num_clips)], np.int64)
 
 
-def clip_audio(wave: np.ndarray, sr: int = 16000, num_clips: int = 8,
-               clip_seconds: float = 2.0) -> np.ndarray:
+def clip_audio(
+    wave: np.ndarray, sr: int = 16000, num_clips: int = 8, clip_seconds: float = 2.0
+) -> np.ndarray:
   """float32 [N] -> float32 [num_clips, clip_seconds * sr]: zero-pad, evenly spaced clips."""
   s = int(round(clip_seconds * sr))
   wave = np.asarray(wave, np.float32)
   if wave.shape[0] < s:
     wave = np.pad(wave, (0, s - wave.shape[0]))
   starts = clip_starts(wave.shape[0], s, num_clips)
-  return np.stack([wave[a:a + s] for a in starts])
+  return np.stack([wave[a : a + s] for a in starts])
 
 
-def load_audio_clips(path: str, sr: int = 16000, num_clips: int = 8,
-                     clip_seconds: float = 2.0) -> np.ndarray:
+def load_audio_clips(
+    path: str, sr: int = 16000, num_clips: int = 8, clip_seconds: float = 2.0
+) -> np.ndarray:
   """float32 [num_clips, clip_seconds * sr] raw (unnormalized) clips of an audio file."""
   return clip_audio(load_audio(path, sr), sr, num_clips, clip_seconds)

@@ -5,6 +5,7 @@
 - `wav2vec2_normalize` = `Wav2Vec2FeatureExtractor(do_normalize=True)` on one clip.
 tests/test_input_preprocess.py checks both against `transformers` to 1e-5.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
   if h < size or w < size:
     raise ValueError(f'cannot center-crop {h}x{w} to {size}')
   top, left = (h - size) // 2, (w - size) // 2
-  return image[top:top + size, left:left + size]
+  return image[top : top + size, left : left + size]
 
 
 def resize_and_crop(frames: np.ndarray, size: int) -> np.ndarray:
@@ -40,8 +41,9 @@ def resize_and_crop(frames: np.ndarray, size: int) -> np.ndarray:
   Readers store frames in this form; `clip_preprocess` on its output is exact because
   resizing a size x size image to size x size is the identity.
   """
-  return np.stack([center_crop(resize_shortest_side(np.ascontiguousarray(f), size), size)
-                   for f in frames])
+  return np.stack(
+      [center_crop(resize_shortest_side(np.ascontiguousarray(f), size), size) for f in frames]
+  )
 
 
 def clip_preprocess(frames_uint8: np.ndarray, size: int) -> np.ndarray:

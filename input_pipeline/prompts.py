@@ -4,6 +4,7 @@ The released code has no chat template: the prompt is one `###Human: ... ###Assi
 string holding placeholder tokens whose embeddings the model overwrites with fused
 audio/video features (design.md section 2).
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -23,18 +24,22 @@ QUESTIONS = {
 }
 
 _VIDEO_SENTENCE = {
-    'face': ('Meanwhile, we uniformly sample raw frames from the video and extract faces '
-             'from these frames: <Video>{video}</Video>. '),
+    'face': (
+        'Meanwhile, we uniformly sample raw frames from the video and extract faces '
+        'from these frames: <Video>{video}</Video>. '
+    ),
     'frame': 'Meanwhile, we uniformly sample raw frames from the video: <Video>{video}</Video>. ',
 }
 
 # The released 'multiface_audio_face_text' / 'multiframe_audio_frame_text' prompts.
-_PROMPT = ('###Human: The audio and video merged info is: <Multi>{multi}</Multi>. '
-           'The audio content is as follows: <Audio>{audio}</Audio>. '
-           '{video_sentence}'
-           'The subtitle of this video is: <Subtitle>{subtitle}</Subtitle>. '
-           'Now, please answer my question based on all the provided information. '
-           '{question} ###Assistant: ')
+_PROMPT = (
+    '###Human: The audio and video merged info is: <Multi>{multi}</Multi>. '
+    'The audio content is as follows: <Audio>{audio}</Audio>. '
+    '{video_sentence}'
+    'The subtitle of this video is: <Subtitle>{subtitle}</Subtitle>. '
+    'Now, please answer my question based on all the provided information. '
+    '{question} ###Assistant: '
+)
 
 DEFAULT_TOKENS_PER_MODALITY = {'multi': 1, 'audio': 1, 'video': 1}
 
@@ -51,18 +56,26 @@ def video_token(face_or_frame: str) -> str:
 def question_text(question: str) -> str:
   """Question key ('description' | 'labels') -> the verbatim question sentence."""
   if question not in QUESTIONS:
-    raise ValueError(f"question must be one of {sorted(QUESTIONS)}, got {question!r}")
+    raise ValueError(f'question must be one of {sorted(QUESTIONS)}, got {question!r}')
   return QUESTIONS[question]
 
 
-def build_prompt(subtitle: str, question: str, face_or_frame: str,
-                 tokens_per_modality: Mapping[str, int] | None = None) -> str:
+def build_prompt(
+    subtitle: str,
+    question: str,
+    face_or_frame: str,
+    tokens_per_modality: Mapping[str, int] | None = None,
+) -> str:
   """The user prompt (design.md section 2), ending with `###Assistant: `; see `_prompt`."""
   return _prompt(subtitle, question_text(question), face_or_frame, tokens_per_modality)
 
 
-def _prompt(subtitle: str, question: str, face_or_frame: str,
-            tokens_per_modality: Mapping[str, int] | None = None) -> str:
+def _prompt(
+    subtitle: str,
+    question: str,
+    face_or_frame: str,
+    tokens_per_modality: Mapping[str, int] | None = None,
+) -> str:
   """The user prompt (design.md section 2), ending with `###Assistant: `.
 
   Args:
@@ -80,16 +93,28 @@ def _prompt(subtitle: str, question: str, face_or_frame: str,
       raise ValueError(f'tokens_per_modality[{key!r}] must be >= 1, got {counts[key]}')
   placeholder = video_token(face_or_frame)
   video_sentence = _VIDEO_SENTENCE[face_or_frame].format(video=placeholder * counts['video'])
-  return _PROMPT.format(multi=MULTI_TOKEN * counts['multi'], audio=AUDIO_TOKEN * counts['audio'],
-                        video_sentence=video_sentence, subtitle=subtitle,
-                        question=question)
+  return _PROMPT.format(
+      multi=MULTI_TOKEN * counts['multi'],
+      audio=AUDIO_TOKEN * counts['audio'],
+      video_sentence=video_sentence,
+      subtitle=subtitle,
+      question=question,
+  )
 
 
-def build_probe_prompt(subtitle: str, probe_question: str, face_or_frame: str,
-                       tokens_per_modality: Mapping[str, int] | None = None) -> str:
+def build_probe_prompt(
+    subtitle: str,
+    probe_question: str,
+    face_or_frame: str,
+    tokens_per_modality: Mapping[str, int] | None = None,
+) -> str:
   """The released prompt with a free yes/no question (MEP-Bench-style probes, OPPO 4.2)."""
-  return _prompt(subtitle, f'{probe_question.strip()} Please answer yes or no.', face_or_frame,
-                 tokens_per_modality)
+  return _prompt(
+      subtitle,
+      f'{probe_question.strip()} Please answer yes or no.',
+      face_or_frame,
+      tokens_per_modality,
+  )
 
 
 def format_labels(labels: Sequence[str]) -> str:
@@ -98,8 +123,7 @@ def format_labels(labels: Sequence[str]) -> str:
   return ', '.join(labels)
 
 
-def build_target(labels: Sequence[str], reason: str, target: str,
-                 question: str = 'labels') -> str:
+def build_target(labels: Sequence[str], reason: str, target: str, question: str = 'labels') -> str:
   """Assistant text for one training example, without the trailing `###`.
 
   target:
@@ -121,7 +145,9 @@ def build_target(labels: Sequence[str], reason: str, target: str,
     if question == 'labels':
       return f"The character's emotional state is {answer}."
     raise ValueError(f'unknown question {question!r}')
-  raise ValueError(f"config.data.target must be 'think_answer', 'answer' or 'hybrid', got {target!r}")
+  raise ValueError(
+      f"config.data.target must be 'think_answer', 'answer' or 'hybrid', got {target!r}"
+  )
 
 
 def choose_question(question: str, target: str, reason: str, rng) -> str:

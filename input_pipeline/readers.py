@@ -12,6 +12,7 @@ A sample whose media is missing or cannot be decoded is skipped and reported as
 resize + center crop to `config.data.image_size` (uint8), which keeps memory bounded and
 is exact: `preprocess.clip_preprocess` of those frames equals that of the raw frames.
 """
+
 from __future__ import annotations
 
 import ast
@@ -23,8 +24,12 @@ import numpy as np
 
 from input_pipeline import decode, preprocess
 
-RELEASED_SPLITS = {'train': 'labels_csv', 'sft': 'labels_csv', 'rl': 'labels_csv',
-                   'eval': 'eval_labels_csv'}
+RELEASED_SPLITS = {
+    'train': 'labels_csv',
+    'sft': 'labels_csv',
+    'rl': 'labels_csv',
+    'eval': 'eval_labels_csv',
+}
 
 
 def _data(cfg: Any):
@@ -36,7 +41,7 @@ def _path(root: str, p: str) -> str:
 
 
 def parse_openset(text: str) -> list[str]:
-  """"['happy', 'calm']" or "happy, calm" -> ['happy', 'calm'] (lowercased, stripped)."""
+  """ "['happy', 'calm']" or "happy, calm" -> ['happy', 'calm'] (lowercased, stripped)."""
   text = (text or '').strip()
   labels = None
   if text.startswith('['):
@@ -70,7 +75,9 @@ def _media(data: Any, root: str, name: str) -> dict:
     video_dir = _path(root, data.get('video_dir') or 'video')
     raw = decode.read_video_frames(os.path.join(video_dir, f'{name}.mp4'), num_frames)
   else:
-    raise ValueError(f"config.data.face_or_frame must be 'face' or 'frame', got {data.face_or_frame!r}")
+    raise ValueError(
+        f"config.data.face_or_frame must be 'face' or 'frame', got {data.face_or_frame!r}"
+    )
   audio_dir = _path(root, data.get('audio_dir') or 'audio')
   audio = decode.load_audio(os.path.join(audio_dir, f'{name}.wav'), int(data.sample_rate))
   return {'frames': preprocess.resize_and_crop(raw, size), 'audio': audio}
@@ -96,8 +103,9 @@ def iter_released(cfg: Any, split: str) -> Iterator[tuple[str, dict]]:
     except decode.DecodeError as e:
       yield 'skip', {'name': name, 'reason': str(e)}
       continue
-    yield 'sample', dict(name=name, subtitle=subtitles.get(name, ''), reason=reasons.get(name, ''),
-                         **fields, **media)
+    yield 'sample', dict(
+        name=name, subtitle=subtitles.get(name, ''), reason=reasons.get(name, ''), **fields, **media
+    )
 
 
 def read_gold(path: str) -> dict[str, dict]:
@@ -109,10 +117,15 @@ def read_gold(path: str) -> dict[str, dict]:
   if path.endswith('.npz'):
     out = {}
     for name, value in read_unibench_gold(path).items():
-      out[name] = ({'labels': [], 'valence': value} if isinstance(value, float)
-                   else {'labels': parse_openset(value)})
+      out[name] = (
+          {'labels': [], 'valence': value}
+          if isinstance(value, float)
+          else {'labels': parse_openset(value)}
+      )
     return out
-  return {name: {'labels': parse_openset(v)} for name, v in read_csv_column(path, 'openset').items()}
+  return {
+      name: {'labels': parse_openset(v)} for name, v in read_csv_column(path, 'openset').items()
+  }
 
 
 def read_released(cfg: Any, split: str) -> tuple[list[dict], list[dict]]:
@@ -128,6 +141,7 @@ def load_split(config: Any, split: str) -> tuple[list[dict], list[dict]]:
   data = _data(config)
   if data.source == 'synthmer':
     from input_pipeline import synthmer
+
     return synthmer.generate_split(data, split), []
   if data.source == 'released':
     return read_released(data, split)
@@ -136,8 +150,10 @@ def load_split(config: Any, split: str) -> tuple[list[dict], list[dict]]:
 
 def data_summary(**splits: tuple[list, list]) -> dict:
   """`summary.json["data"]`: sample counts per split and every skip with its reason."""
-  return {'num_samples': {k: len(v[0]) for k, v in splits.items()},
-          'skipped': [dict(s, split=k) for k, v in splits.items() for s in v[1]]}
+  return {
+      'num_samples': {k: len(v[0]) for k, v in splits.items()},
+      'skipped': [dict(s, split=k) for k, v in splits.items() for s in v[1]],
+  }
 
 
 def read_unibench_gold(npz_path: str, corpus_key: str | None = None) -> dict[str, Any]:

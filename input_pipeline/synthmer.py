@@ -24,6 +24,7 @@ generated from its own `np.random.default_rng([seed, split, index])`, so a clip 
 not depend on the split size and reruns are identical. Generated splits are cached (npy + json) keyed by a hash
 of the generator settings.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,41 +74,92 @@ EMOTION_CONCEPTS = {
 
 # (visual, audio, text) -> gold concepts and the inference that needs both modalities.
 CONFLICTS = (
-    dict(name='forced_smile_nervous', visual='happy', audio='fearful', text='neutral',
-         concepts=('nervous', 'embarrassed'),
-         inference='although {he} is smiling, the trembling voice reveals nervousness, so the smile looks forced and embarrassed'),
-    dict(name='smile_through_sadness', visual='happy', audio='sad', text='sad',
-         concepts=('helpless', 'sad'),
-         inference='the smile does not match the weak voice and the sad words, so {he} is forcing a smile out of helplessness'),
-    dict(name='suppressed_anger', visual='neutral', audio='angry', text='angry',
-         concepts=('angry', 'frustrated'),
-         inference='{his} face stays controlled, but the harsh voice and the words show anger {he} is holding back'),
-    dict(name='pleasant_surprise', visual='surprised', audio='happy', text='happy',
-         concepts=('surprised', 'excited'),
-         inference='the astonished face together with the lively voice shows a pleasant, excited surprise'),
-    dict(name='frightened_shock', visual='surprised', audio='fearful', text='fearful',
-         concepts=('shocked', 'fearful'),
-         inference='the astonished face together with the trembling voice shows shock mixed with fear'),
-    dict(name='quiet_disappointment', visual='neutral', audio='sad', text='neutral',
-         concepts=('disappointed', 'sad'),
-         inference='the calm face hides it, but the low, weak voice reveals disappointment'),
+    dict(
+        name='forced_smile_nervous',
+        visual='happy',
+        audio='fearful',
+        text='neutral',
+        concepts=('nervous', 'embarrassed'),
+        inference='although {he} is smiling, the trembling voice reveals nervousness, so the smile looks forced and embarrassed',
+    ),
+    dict(
+        name='smile_through_sadness',
+        visual='happy',
+        audio='sad',
+        text='sad',
+        concepts=('helpless', 'sad'),
+        inference='the smile does not match the weak voice and the sad words, so {he} is forcing a smile out of helplessness',
+    ),
+    dict(
+        name='suppressed_anger',
+        visual='neutral',
+        audio='angry',
+        text='angry',
+        concepts=('angry', 'frustrated'),
+        inference='{his} face stays controlled, but the harsh voice and the words show anger {he} is holding back',
+    ),
+    dict(
+        name='pleasant_surprise',
+        visual='surprised',
+        audio='happy',
+        text='happy',
+        concepts=('surprised', 'excited'),
+        inference='the astonished face together with the lively voice shows a pleasant, excited surprise',
+    ),
+    dict(
+        name='frightened_shock',
+        visual='surprised',
+        audio='fearful',
+        text='fearful',
+        concepts=('shocked', 'fearful'),
+        inference='the astonished face together with the trembling voice shows shock mixed with fear',
+    ),
+    dict(
+        name='quiet_disappointment',
+        visual='neutral',
+        audio='sad',
+        text='neutral',
+        concepts=('disappointed', 'sad'),
+        inference='the calm face hides it, but the low, weak voice reveals disappointment',
+    ),
 )
 
 VISUAL_CUES = {
-    'happy': ('the corners of {his} mouth turn up into a smile', '{his} eyes narrow slightly as {he} smiles',
-              '{his} face looks bright and relaxed'),
-    'sad': ('the corners of {his} mouth droop', '{his} eyebrows slant upward in the middle',
-            '{his} eyes look heavy and downcast'),
-    'angry': ('{his} brows are furrowed and pulled down', '{his} lips are pressed tightly together',
-              '{his} face is flushed red and {he} glares'),
-    'fearful': ('{his} eyes are wide open', '{his} eyebrows are raised and drawn together',
-                '{his} face looks pale'),
-    'surprised': ('{his} mouth falls open into an o shape', '{his} eyebrows shoot up high',
-                  '{his} eyes are wide with astonishment'),
-    'disgusted': ('{his} upper lip curls to one side', '{his} nose wrinkles',
-                  '{his} brows are lowered and {his} face has a sickly tint'),
-    'neutral': ('{his} expression is calm', '{his} mouth is relaxed in a straight line',
-                '{his} eyes look steady'),
+    'happy': (
+        'the corners of {his} mouth turn up into a smile',
+        '{his} eyes narrow slightly as {he} smiles',
+        '{his} face looks bright and relaxed',
+    ),
+    'sad': (
+        'the corners of {his} mouth droop',
+        '{his} eyebrows slant upward in the middle',
+        '{his} eyes look heavy and downcast',
+    ),
+    'angry': (
+        '{his} brows are furrowed and pulled down',
+        '{his} lips are pressed tightly together',
+        '{his} face is flushed red and {he} glares',
+    ),
+    'fearful': (
+        '{his} eyes are wide open',
+        '{his} eyebrows are raised and drawn together',
+        '{his} face looks pale',
+    ),
+    'surprised': (
+        '{his} mouth falls open into an o shape',
+        '{his} eyebrows shoot up high',
+        '{his} eyes are wide with astonishment',
+    ),
+    'disgusted': (
+        '{his} upper lip curls to one side',
+        '{his} nose wrinkles',
+        '{his} brows are lowered and {his} face has a sickly tint',
+    ),
+    'neutral': (
+        '{his} expression is calm',
+        '{his} mouth is relaxed in a straight line',
+        '{his} eyes look steady',
+    ),
 }
 AUDIO_CUES = {
     'happy': ('{his} voice is high-pitched and lively', '{he} speaks quickly with a rising tone'),
@@ -127,8 +179,15 @@ TEXT_CUES = {
     'disgusted': 'which expresses revulsion',
     'neutral': 'which is an ordinary statement without emotional words',
 }
-EMOTION_NOUN = {'happy': 'happiness', 'sad': 'sadness', 'angry': 'anger', 'fearful': 'fear',
-                'surprised': 'surprise', 'disgusted': 'disgust', 'neutral': 'calmness'}
+EMOTION_NOUN = {
+    'happy': 'happiness',
+    'sad': 'sadness',
+    'angry': 'anger',
+    'fearful': 'fear',
+    'surprised': 'surprise',
+    'disgusted': 'disgust',
+    'neutral': 'calmness',
+}
 VISUAL_PROBES = {
     'happy': 'Does the person smile in the video?',
     'sad': "Do the corners of the person's mouth droop in the video?",
@@ -149,26 +208,62 @@ AUDIO_PROBES = {
 }
 
 _FILL = {
-    'thing': ('the prize', 'the tickets', 'the contract', 'the cake', 'the car', 'the keys', 'the report'),
+    'thing': (
+        'the prize',
+        'the tickets',
+        'the contract',
+        'the cake',
+        'the car',
+        'the keys',
+        'the report',
+    ),
     'person': ('Mom', 'my brother', 'Lily', 'Tom', 'the doctor', 'your father', 'the teacher'),
     'place': ('station', 'office', 'hospital', 'market', 'school', 'restaurant', 'park'),
     'room': ('kitchen', 'room', 'office', 'car', 'house'),
 }
 SUBTITLES = {
-    'happy': ("I can't believe we actually got {thing}!", 'This is the best day I have had in years.',
-              'Thank you so much, I love it!', 'We did it, {person} is going to be so proud!'),
-    'sad': ('I guess {person} is never coming back.', 'Nothing I do seems to matter anymore.',
-            'I miss the way things used to be.', 'We lost {thing}, and it was all I had.'),
-    'angry': ('How many times do I have to tell you to leave my {room}?', 'You lied to me again!',
-              'Get out of my {room} right now!', 'Who gave you the right to take {thing}?'),
-    'fearful': ('Did you hear that noise outside the {room}?', 'What if {person} finds out what I did?',
-                'I really do not want to go in there alone.', 'Please, do not leave me here by myself.'),
-    'surprised': ("Wait, you're telling me {person} is here?", 'No way, when did this happen?',
-                  "Oh! I didn't expect to see you at the {place}.", 'You bought {thing} for me? Really?'),
-    'disgusted': ('Ugh, what is that smell in the {room}?', 'I cannot believe you would eat that.',
-                  'That is absolutely revolting.', 'Get that thing away from me, it is filthy.'),
-    'neutral': ('I will be at the {place} around five.', 'Please pass me {thing}.',
-                'We should check the schedule for tomorrow.', '{person} said the meeting moved to Monday.'),
+    'happy': (
+        "I can't believe we actually got {thing}!",
+        'This is the best day I have had in years.',
+        'Thank you so much, I love it!',
+        'We did it, {person} is going to be so proud!',
+    ),
+    'sad': (
+        'I guess {person} is never coming back.',
+        'Nothing I do seems to matter anymore.',
+        'I miss the way things used to be.',
+        'We lost {thing}, and it was all I had.',
+    ),
+    'angry': (
+        'How many times do I have to tell you to leave my {room}?',
+        'You lied to me again!',
+        'Get out of my {room} right now!',
+        'Who gave you the right to take {thing}?',
+    ),
+    'fearful': (
+        'Did you hear that noise outside the {room}?',
+        'What if {person} finds out what I did?',
+        'I really do not want to go in there alone.',
+        'Please, do not leave me here by myself.',
+    ),
+    'surprised': (
+        "Wait, you're telling me {person} is here?",
+        'No way, when did this happen?',
+        "Oh! I didn't expect to see you at the {place}.",
+        'You bought {thing} for me? Really?',
+    ),
+    'disgusted': (
+        'Ugh, what is that smell in the {room}?',
+        'I cannot believe you would eat that.',
+        'That is absolutely revolting.',
+        'Get that thing away from me, it is filthy.',
+    ),
+    'neutral': (
+        'I will be at the {place} around five.',
+        'Please pass me {thing}.',
+        'We should check the schedule for tomorrow.',
+        '{person} said the meeting moved to Monday.',
+    ),
 }
 
 # Visual rendering parameters per emotion: mouth curvature (+ smile), mouth openness,
@@ -185,13 +280,13 @@ _FACE = {
 # Audio parameters per emotion: f0 (Hz), glide over each syllable (fraction), global glide
 # over the clip, vibrato depth/rate, amplitude, syllables per second, harmonic rolloff.
 _VOICE = {
-    'happy': dict(f0=320., glide=0.25, sweep=0.0, vib=0.0, amp=0.55, tempo=5.5, roll=1.2),
-    'sad': dict(f0=95., glide=-0.2, sweep=-0.15, vib=0.0, amp=0.12, tempo=1.8, roll=2.0),
-    'angry': dict(f0=190., glide=0.0, sweep=0.0, vib=0.0, amp=0.85, tempo=6.5, roll=0.5),
-    'fearful': dict(f0=400., glide=0.0, sweep=0.0, vib=0.08, amp=0.3, tempo=4.0, roll=1.5),
-    'surprised': dict(f0=220., glide=0.5, sweep=0.8, vib=0.0, amp=0.5, tempo=2.5, roll=1.2),
-    'disgusted': dict(f0=130., glide=-0.05, sweep=0.0, vib=0.0, amp=0.35, tempo=1.5, roll=0.8),
-    'neutral': dict(f0=160., glide=0.0, sweep=0.0, vib=0.0, amp=0.3, tempo=3.5, roll=1.5),
+    'happy': dict(f0=320.0, glide=0.25, sweep=0.0, vib=0.0, amp=0.55, tempo=5.5, roll=1.2),
+    'sad': dict(f0=95.0, glide=-0.2, sweep=-0.15, vib=0.0, amp=0.12, tempo=1.8, roll=2.0),
+    'angry': dict(f0=190.0, glide=0.0, sweep=0.0, vib=0.0, amp=0.85, tempo=6.5, roll=0.5),
+    'fearful': dict(f0=400.0, glide=0.0, sweep=0.0, vib=0.08, amp=0.3, tempo=4.0, roll=1.5),
+    'surprised': dict(f0=220.0, glide=0.5, sweep=0.8, vib=0.0, amp=0.5, tempo=2.5, roll=1.2),
+    'disgusted': dict(f0=130.0, glide=-0.05, sweep=0.0, vib=0.0, amp=0.35, tempo=1.5, roll=0.8),
+    'neutral': dict(f0=160.0, glide=0.0, sweep=0.0, vib=0.0, amp=0.3, tempo=3.5, roll=1.5),
 }
 _N_HARMONICS = 6
 
@@ -235,13 +330,21 @@ def settings_hash(s: Mapping) -> str:
 
 # ----------------------------------------------------------------------------- latent state
 
+
 def sample_latent(rng: np.random.Generator, conflict_rate: float) -> dict:
   """Per-modality emotions, intensity in [0.5, 1], gold concepts and inference text."""
   intensity = float(rng.uniform(0.5, 1.0))
   if rng.random() < conflict_rate:
     c = CONFLICTS[int(rng.integers(len(CONFLICTS)))]
-    return dict(visual=c['visual'], audio=c['audio'], text=c['text'], intensity=intensity,
-                conflict=c['name'], concepts=list(c['concepts']), inference=c['inference'])
+    return dict(
+        visual=c['visual'],
+        audio=c['audio'],
+        text=c['text'],
+        intensity=intensity,
+        conflict=c['name'],
+        concepts=list(c['concepts']),
+        inference=c['inference'],
+    )
   emotion = EMOTIONS[int(rng.integers(len(EMOTIONS)))]
   # A third of the consistent clips have an uninformative subtitle.
   text = 'neutral' if rng.random() < 1 / 3 else emotion
@@ -252,8 +355,15 @@ def sample_latent(rng: np.random.Generator, conflict_rate: float) -> dict:
     concepts = [base]
     if strong is not None and intensity > 0.85:
       concepts.append(strong)
-  return dict(visual=emotion, audio=emotion, text=text, intensity=intensity, conflict='',
-              concepts=concepts, inference='')
+  return dict(
+      visual=emotion,
+      audio=emotion,
+      text=text,
+      intensity=intensity,
+      conflict='',
+      concepts=concepts,
+      inference='',
+  )
 
 
 def draw_labels(concepts, rng: np.random.Generator) -> list[str]:
@@ -263,8 +373,10 @@ def draw_labels(concepts, rng: np.random.Generator) -> list[str]:
 
 # ----------------------------------------------------------------------------- rendering
 
-def render_frames(visual: str, intensity: float, num_frames: int, size: int,
-                  rng: np.random.Generator) -> np.ndarray:
+
+def render_frames(
+    visual: str, intensity: float, num_frames: int, size: int, rng: np.random.Generator
+) -> np.ndarray:
   """Face frames uint8 [num_frames, size, size, 3] showing the `visual` emotion."""
   p = _FACE[visual]
   k = intensity
@@ -284,7 +396,7 @@ def render_frames(visual: str, intensity: float, num_frames: int, size: int,
     cx = cx0 + size * 0.02 * np.sin(phase + f)
     cy = cy0 + size * 0.015 * np.cos(phase + 0.7 * f)
     d.ellipse([cx - r, cy - 1.15 * r, cx + r, cy + 1.15 * r], fill=skin)
-    talk = 0.5 + 0.5 * np.sin(phase + 1.9 * f)     # the mouth moves while speaking
+    talk = 0.5 + 0.5 * np.sin(phase + 1.9 * f)  # the mouth moves while speaking
     # eyes
     ew, eh = 0.2 * r, max(0.13 * r * (0.85 + k * (p['eye'] - 0.85)), 0.03 * r)
     for side in (-1, 1):
@@ -314,8 +426,9 @@ def render_frames(visual: str, intensity: float, num_frames: int, size: int,
   return np.clip(frames.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
-def synthesize_audio(audio_emotion: str, intensity: float, seconds: float, sr: int,
-                     rng: np.random.Generator) -> np.ndarray:
+def synthesize_audio(
+    audio_emotion: str, intensity: float, seconds: float, sr: int, rng: np.random.Generator
+) -> np.ndarray:
   """Voice-like float32 [round(seconds*sr)] in [-1, 1], on the int16 grid (like a wav)."""
   v = _VOICE[audio_emotion]
   k = intensity
@@ -325,8 +438,12 @@ def synthesize_audio(audio_emotion: str, intensity: float, seconds: float, sr: i
   syl = t * tempo + rng.uniform(0, 1)
   frac = syl - np.floor(syl)
   f0 = v['f0'] * rng.uniform(0.92, 1.08)
-  f0_t = f0 * (1 + k * v['glide'] * (frac - 0.5) + k * v['sweep'] * (t / max(seconds, 1e-6))
-               + k * v['vib'] * np.sin(2 * np.pi * 9.0 * t))
+  f0_t = f0 * (
+      1
+      + k * v['glide'] * (frac - 0.5)
+      + k * v['sweep'] * (t / max(seconds, 1e-6))
+      + k * v['vib'] * np.sin(2 * np.pi * 9.0 * t)
+  )
   phase = np.mod(2 * np.pi * np.cumsum(f0_t) / sr, 2 * np.pi).astype(np.float32)
   weights = np.arange(1, _N_HARMONICS + 1) ** (-v['roll'])
   weights = (weights / weights.sum()).astype(np.float32)
@@ -338,17 +455,18 @@ def synthesize_audio(audio_emotion: str, intensity: float, seconds: float, sr: i
     prev, cur = cur, two_cos * cur - prev
     wave += w * cur
   env = np.clip(np.sin(np.pi * frac), 0, None) ** 0.6
-  if v['vib'] > 0:   # trembling: amplitude tremolo on top of the pitch vibrato
+  if v['vib'] > 0:  # trembling: amplitude tremolo on top of the pitch vibrato
     env = env * (1 - 0.5 * k * (0.5 + 0.5 * np.sin(2 * np.pi * 7.0 * t)))
   amp = v['amp'] * (0.6 + 0.4 * k) * rng.uniform(0.85, 1.15)
   wave = amp * env * wave
-  if audio_emotion == 'angry':   # harshness: soft clipping adds high harmonics
+  if audio_emotion == 'angry':  # harshness: soft clipping adds high harmonics
     wave = np.tanh(3 * wave) / 3 * 1.5
   wave = wave + 0.004 * rng.standard_normal(n, dtype=np.float32)
   return (np.round(np.clip(wave, -1, 1) * 32767) / 32767).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- text
+
 
 def _fill(template: str, rng: np.random.Generator) -> str:
   out = template
@@ -377,12 +495,16 @@ def describe(latent: Mapping, subtitle: str, labels, pron: Mapping, rng) -> tupl
     emotion = latent['inference'].format(**pron)
   else:
     sources = ['facial expression', 'voice'] + (['words'] if t != 'neutral' else [])
-    emotion = f"the {', the '.join(sources[:-1])} and the {sources[-1]} all suggest {EMOTION_NOUN[v]}"
-  reason = (f"In the video, {' and '.join(visual)}. "
-            f"In the audio, {' and '.join(audio)}. "
-            f'In the text, the subtitle says "{subtitle}", {TEXT_CUES[t]}. '
-            f"{_sentence(emotion)}. Therefore, it is inferred that {pron['his']} emotional state is "
-            f"{', '.join(labels)}.")
+    emotion = (
+        f"the {', the '.join(sources[:-1])} and the {sources[-1]} all suggest {EMOTION_NOUN[v]}"
+    )
+  reason = (
+      f"In the video, {' and '.join(visual)}. "
+      f"In the audio, {' and '.join(audio)}. "
+      f'In the text, the subtitle says "{subtitle}", {TEXT_CUES[t]}. '
+      f"{_sentence(emotion)}. Therefore, it is inferred that {pron['his']} emotional state is "
+      f"{', '.join(labels)}."
+  )
   return reason, {'visual': visual, 'audio': audio, 'emotion': [emotion]}
 
 
@@ -398,7 +520,9 @@ def make_probes(latent: Mapping, rng) -> list[dict]:
   return probes
 
 
-def face_only_annotation(latent: Mapping, cues: Mapping, pron: Mapping, rng) -> tuple[list[str], str]:
+def face_only_annotation(
+    latent: Mapping, cues: Mapping, pron: Mapping, rng
+) -> tuple[list[str], str]:
   """What a coarse annotator who reads only the face writes: its basic emotion and cues.
 
   MER-Caption-like automatic annotations name the most visible cue and a basic emotion
@@ -406,9 +530,11 @@ def face_only_annotation(latent: Mapping, cues: Mapping, pron: Mapping, rng) -> 
   """
   face = latent['visual']
   labels = draw_labels([EMOTION_CONCEPTS[face][0]], rng)
-  reason = (f"In the video, {' and '.join(cues['visual'])}. "
-            f"{_sentence('the facial expression suggests ' + EMOTION_NOUN[face])}. "
-            f"Therefore, it is inferred that {pron['his']} emotional state is {', '.join(labels)}.")
+  reason = (
+      f"In the video, {' and '.join(cues['visual'])}. "
+      f"{_sentence('the facial expression suggests ' + EMOTION_NOUN[face])}. "
+      f"Therefore, it is inferred that {pron['his']} emotional state is {', '.join(labels)}."
+  )
   return labels, reason
 
 
@@ -422,30 +548,34 @@ def _coarsen(labels, latent, reason, cues, pron, s, rng):
   labels = list(labels)
   if rng.random() < noise:
     kind = int(rng.integers(3))
-    if kind == 0 and len(labels) > 1:           # incomplete: one label missing
+    if kind == 0 and len(labels) > 1:  # incomplete: one label missing
       labels.pop(int(rng.integers(len(labels))))
-    elif kind == 1:                             # wrong: one label from another emotion
+    elif kind == 1:  # wrong: one label from another emotion
       wrong = [e for e in EMOTIONS if e not in (latent['visual'], latent['audio'])]
       concept = EMOTION_CONCEPTS[wrong[int(rng.integers(len(wrong)))]][0]
       labels[int(rng.integers(len(labels)))] = draw_labels([concept], rng)[0]
-    else:                                       # coarse: only the face's emotion
+    else:  # coarse: only the face's emotion
       labels = draw_labels([EMOTION_CONCEPTS[latent['visual']][0]], rng)
-  if rng.random() < noise:                      # truncated description
+  if rng.random() < noise:  # truncated description
     sentences = reason.split('. ')
-    reason = '. '.join(sentences[:int(rng.integers(1, len(sentences)))]).rstrip('.') + '.'
+    reason = '. '.join(sentences[: int(rng.integers(1, len(sentences)))]).rstrip('.') + '.'
   return labels, reason
 
 
 # ----------------------------------------------------------------------------- clips
 
+
 def generate_clip(s: Mapping, split: str, index: int) -> dict:
   """One sample dict (module docstring); deterministic in (settings, split, index)."""
   rng = np.random.default_rng([s['seed'], SPLITS.index(split), index])
   latent = sample_latent(rng, s['conflict_rate'])
-  pron = (dict(he='he', his='his') if rng.random() < 0.5 else dict(he='she', his='her'))
-  frames = render_frames(latent['visual'], latent['intensity'], s['num_frames'], s['frame_size'], rng)
-  audio = synthesize_audio(latent['audio'], latent['intensity'], s['audio_seconds'],
-                           s['sample_rate'], rng)
+  pron = dict(he='he', his='his') if rng.random() < 0.5 else dict(he='she', his='her')
+  frames = render_frames(
+      latent['visual'], latent['intensity'], s['num_frames'], s['frame_size'], rng
+  )
+  audio = synthesize_audio(
+      latent['audio'], latent['intensity'], s['audio_seconds'], s['sample_rate'], rng
+  )
   templates = SUBTITLES[latent['text']]
   subtitle = _fill(templates[int(rng.integers(len(templates)))], rng)
   labels = draw_labels(latent['concepts'], rng)
@@ -453,9 +583,16 @@ def generate_clip(s: Mapping, split: str, index: int) -> dict:
   if split == 'sft':
     labels, reason = _coarsen(labels, latent, reason, cues, pron, s, rng)
   return dict(
-      name=f'synthmer_{split}_{index:06d}', frames=frames, audio=audio, subtitle=subtitle,
-      labels=labels, reason=reason, cues=cues, probes=make_probes(latent, rng),
-      latent={k: latent[k] for k in ('visual', 'audio', 'text', 'intensity', 'conflict')})
+      name=f'synthmer_{split}_{index:06d}',
+      frames=frames,
+      audio=audio,
+      subtitle=subtitle,
+      labels=labels,
+      reason=reason,
+      cues=cues,
+      probes=make_probes(latent, rng),
+      latent={k: latent[k] for k in ('visual', 'audio', 'text', 'intensity', 'conflict')},
+  )
 
 
 def split_size(s: Mapping, split: str) -> int:
@@ -476,15 +613,17 @@ def _save(path: str, samples: list[dict]) -> None:
   tmp = f'{path}.tmp{os.getpid()}'
   os.makedirs(tmp, exist_ok=True)
   np.save(os.path.join(tmp, 'frames.npy'), np.stack([smp['frames'] for smp in samples]))
-  np.save(os.path.join(tmp, 'audio.npy'),
-          np.stack([np.round(smp['audio'] * 32767).astype(np.int16) for smp in samples]))
+  np.save(
+      os.path.join(tmp, 'audio.npy'),
+      np.stack([np.round(smp['audio'] * 32767).astype(np.int16) for smp in samples]),
+  )
   with open(os.path.join(tmp, 'meta.json'), 'w') as f:
     json.dump([{k: smp[k] for k in _META_KEYS} for smp in samples], f)
   if os.path.isdir(path) and not os.path.exists(os.path.join(path, 'meta.json')):
-    shutil.rmtree(path)               # left over by an interrupted run
+    shutil.rmtree(path)  # left over by an interrupted run
   try:
     os.replace(tmp, path)
-  except OSError:                     # another process cached the same split first
+  except OSError:  # another process cached the same split first
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -494,8 +633,10 @@ def _load(path: str) -> list[dict]:
   audio = np.load(os.path.join(path, 'audio.npy'), mmap_mode='r')
   with open(os.path.join(path, 'meta.json')) as f:
     meta = json.load(f)
-  return [dict(m, frames=frames[i], audio=audio[i].astype(np.float32) / 32767)
-          for i, m in enumerate(meta)]
+  return [
+      dict(m, frames=frames[i], audio=audio[i].astype(np.float32) / 32767)
+      for i, m in enumerate(meta)
+  ]
 
 
 def generate_split(cfg: Any, split: str, cache_dir: str | None = None) -> list[dict]:
@@ -535,7 +676,10 @@ def text_corpus() -> list[str]:
     lines.append(f"Therefore, it is inferred that {pron['his']} emotional state is")
     lines.append('In the video, In the audio, In the text, the subtitle says "')
   lines += list(TEXT_CUES.values()) + list(VISUAL_PROBES.values()) + list(AUDIO_PROBES.values())
-  lines += [f'the facial expression, the voice and the words all suggest {n}' for n in EMOTION_NOUN.values()]
+  lines += [
+      f'the facial expression, the voice and the words all suggest {n}'
+      for n in EMOTION_NOUN.values()
+  ]
   for templates in SUBTITLES.values():
     for tpl in templates:
       if '{' not in tpl:
@@ -557,6 +701,7 @@ def random_encoder_features(clips, image_size: int = 32, sample_rate: int = 1600
   (visual [N, 64], audio [N, 64]) float arrays for linear probes.
   """
   from input_pipeline import decode, preprocess
+
   rng = np.random.default_rng(0)
   wv, wa = rng.normal(0, 0.02, (48, 64)), rng.normal(0, 0.02, (400, 64))
   vis, aud = [], []

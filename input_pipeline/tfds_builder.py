@@ -9,6 +9,7 @@ skips) and writes ArrayRecord shards. The core pipeline never imports this modul
   info = build(config.data, data_dir='/data/tfds', manual_dir='/data/mer2025')
   source = tfds_source('/data/tfds', 'train', config.data)   # grain random-access source
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,16 @@ import tensorflow_datasets as tfds
 
 from input_pipeline import readers
 
-_FIELDS = ('labels_csv', 'eval_labels_csv', 'reasons_csv', 'subtitles_csv', 'face_or_frame',
-           'num_frames', 'image_size', 'sample_rate')
+_FIELDS = (
+    'labels_csv',
+    'eval_labels_csv',
+    'reasons_csv',
+    'subtitles_csv',
+    'face_or_frame',
+    'num_frames',
+    'image_size',
+    'sample_rate',
+)
 
 
 def _layout(data: Any) -> dict:
@@ -29,7 +38,7 @@ def _layout(data: Any) -> dict:
 
 
 def config_name(data: Any) -> str:
-  return f"{data.face_or_frame}{int(data.image_size)}"
+  return f'{data.face_or_frame}{int(data.image_size)}'
 
 
 class MerReleasedConfig(tfds.core.BuilderConfig):
@@ -46,12 +55,15 @@ class MerReleased(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       'Point manual_dir at your licensed copy in the released layout: video/{name}.mp4, '
-      'audio/{name}.wav, openface_face/{name}/{name}.npy and the csv files named in config.data.')
+      'audio/{name}.wav, openface_face/{name}/{name}.npy and the csv files named in config.data.'
+  )
 
   def __init__(self, *, data_config: Any = None, **kwargs):
     if data_config is not None:
-      kwargs['config'] = MerReleasedConfig(name=config_name(data_config), layout=_layout(data_config))
-    kwargs.setdefault('file_format', 'array_record')   # the TFRecord default needs TensorFlow
+      kwargs['config'] = MerReleasedConfig(
+          name=config_name(data_config), layout=_layout(data_config)
+      )
+    kwargs.setdefault('file_format', 'array_record')  # the TFRecord default needs TensorFlow
     super().__init__(**kwargs)
     self.skipped: dict[str, list[dict]] = {}
 
@@ -61,29 +73,38 @@ class MerReleased(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
         builder=self,
         description='Released OV-MER layout decoded by mer-jax (frames after CLIP resize+crop).',
-        features=tfds.features.FeaturesDict({
-            'name': tfds.features.Text(),
-            'subtitle': tfds.features.Text(),
-            'reason': tfds.features.Text(),
-            'labels': tfds.features.Sequence(tfds.features.Text()),
-            'frames': tfds.features.Tensor(shape=(f, s, s, 3), dtype=np.uint8),
-            'audio': tfds.features.Tensor(shape=(None,), dtype=np.float32),
-        }))
+        features=tfds.features.FeaturesDict(
+            {
+                'name': tfds.features.Text(),
+                'subtitle': tfds.features.Text(),
+                'reason': tfds.features.Text(),
+                'labels': tfds.features.Sequence(tfds.features.Text()),
+                'frames': tfds.features.Tensor(shape=(f, s, s, 3), dtype=np.uint8),
+                'audio': tfds.features.Tensor(shape=(None,), dtype=np.float32),
+            }
+        ),
+    )
 
   def _split_generators(self, dl_manager):
     splits = {'train': 'labels_csv', 'eval': 'eval_labels_csv'}
-    return {split: self._generate_examples(dl_manager.manual_dir, split)
-            for split, key in splits.items() if self.builder_config.layout.get(key)}
+    return {
+        split: self._generate_examples(dl_manager.manual_dir, split)
+        for split, key in splits.items()
+        if self.builder_config.layout.get(key)
+    }
 
   def _generate_examples(self, manual_dir, split):
     import ml_collections
+
     data = ml_collections.ConfigDict(dict(self.builder_config.layout, root=os.fspath(manual_dir)))
     skipped = self.skipped.setdefault(split, [])
     for kind, item in readers.iter_released(data, split):
       if kind == 'skip':
         skipped.append(item)
         continue
-      yield item['name'], {k: item[k] for k in ('name', 'subtitle', 'reason', 'labels', 'frames', 'audio')}
+      yield item['name'], {
+          k: item[k] for k in ('name', 'subtitle', 'reason', 'labels', 'frames', 'audio')
+      }
 
 
 def build(data: Any, data_dir: str, manual_dir: str | None = None) -> dict:
@@ -92,14 +113,16 @@ def build(data: Any, data_dir: str, manual_dir: str | None = None) -> dict:
   skipped_path = os.path.join(builder.data_dir, 'skipped.json')
   if not os.path.exists(skipped_path):
     manual = manual_dir or data.root
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
     with open(skipped_path, 'w') as f:
       json.dump(builder.skipped, f, indent=1)
   with open(skipped_path) as f:
     skipped = json.load(f)
-  return {'data_dir': builder.data_dir, 'skipped': skipped,
-          'num_samples': {k: v.num_examples for k, v in builder.info.splits.items()}}
+  return {
+      'data_dir': builder.data_dir,
+      'skipped': skipped,
+      'num_samples': {k: v.num_examples for k, v in builder.info.splits.items()},
+  }
 
 
 class TfdsSampleSource:
@@ -114,9 +137,14 @@ class TfdsSampleSource:
   def __getitem__(self, index: int) -> dict:
     r = self._source[int(index)]
     text = lambda v: v.decode() if isinstance(v, bytes) else str(v)
-    return dict(name=text(r['name']), subtitle=text(r['subtitle']), reason=text(r['reason']),
-                labels=[text(l) for l in r['labels']], frames=np.asarray(r['frames']),
-                audio=np.asarray(r['audio']))
+    return dict(
+        name=text(r['name']),
+        subtitle=text(r['subtitle']),
+        reason=text(r['reason']),
+        labels=[text(l) for l in r['labels']],
+        frames=np.asarray(r['frames']),
+        audio=np.asarray(r['audio']),
+    )
 
   def __repr__(self) -> str:
     return f'TfdsSampleSource({len(self)} records)'

@@ -10,6 +10,7 @@ when `input_ids[t]` is a target token (answer, `###`, eos): the loss at position
 scores the prediction of `input_ids[t]` from the logits at position t - 1, i.e.
 `loss = sum(mask[:, 1:] * nll(logits[:, :-1], input_ids[:, 1:]))`.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,6 +30,7 @@ SYNTHMER_VOCAB_SIZE = 1536
 
 def _corpus() -> list[str]:
   from input_pipeline import synthmer
+
   lines = synthmer.text_corpus()
   for face_or_frame in ('face', 'frame'):
     for question in prompts.QUESTIONS:
@@ -42,16 +44,26 @@ def build_synthmer_tokenizer(vocab_size: int = SYNTHMER_VOCAB_SIZE):
   """A deterministic byte-level BPE tokenizer (`PreTrainedTokenizerFast`)."""
   from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
   from transformers import PreTrainedTokenizerFast
+
   specials = [BOS, EOS, *prompts.PLACEHOLDER_TOKENS]
   tok = Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = decoders.ByteLevel()
-  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+  trainer = trainers.BpeTrainer(
+      vocab_size=vocab_size,
+      special_tokens=specials,
+      show_progress=False,
+      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+  )
   tok.train_from_iterator(_corpus(), trainer=trainer)
   tok.add_tokens(list(SYNTHMER_ADDED))
-  return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=EOS,
-                                 additional_special_tokens=list(prompts.PLACEHOLDER_TOKENS))
+  return PreTrainedTokenizerFast(
+      tokenizer_object=tok,
+      bos_token=BOS,
+      eos_token=EOS,
+      pad_token=EOS,
+      additional_special_tokens=list(prompts.PLACEHOLDER_TOKENS),
+  )
 
 
 def _prepare_hf(tokenizer):
@@ -77,6 +89,7 @@ def get_tokenizer(config: Any, workdir: str | None = None):
   runs (resume, eval) load that copy, so ids never change under a checkpoint.
   """
   from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
   data = config.data if hasattr(config, 'data') else config
   name = data.tokenizer
   if name == 'synthmer':
@@ -119,6 +132,8 @@ def encode_training_example(tokenizer, prompt: str, target: str, max_length: int
   prompt_ids = encode_prompt(tokenizer, prompt)
   target_ids = _ids(tokenizer, target + prompts.END_OF_ANSWER) + [tokenizer.eos_token_id]
   ids = np.concatenate([prompt_ids, np.asarray(target_ids, np.int32)])
-  mask = np.concatenate([np.zeros(len(prompt_ids), np.float32), np.ones(len(target_ids), np.float32)])
+  mask = np.concatenate(
+      [np.zeros(len(prompt_ids), np.float32), np.ones(len(target_ids), np.float32)]
+  )
   truncated = len(ids) > max_length
   return dict(input_ids=ids[:max_length], loss_mask=mask[:max_length], truncated=truncated)

@@ -19,254 +19,308 @@ REWARD_NAMES = ("format", "accuracy", "alignment", "dual", "perception", "omni")
 
 
 class ConfigError(ValueError):
-    """A config field has a bad value; the message names the field."""
+  """A config field has a bad value; the message names the field."""
 
 
 def _get(config: ml_collections.ConfigDict, field: str) -> Any:
-    node: Any = config
-    for part in field.split("."):
-        try:
-            node = node[part]
-        except (KeyError, AttributeError, TypeError):
-            raise ConfigError(f"config.{field} is missing") from None
-    return node
+  node: Any = config
+  for part in field.split("."):
+    try:
+      node = node[part]
+    except (KeyError, AttributeError, TypeError):
+      raise ConfigError(f"config.{field} is missing") from None
+  return node
 
 
 def _has(config: ml_collections.ConfigDict, section: str) -> bool:
-    return section in config
+  return section in config
 
 
 def _check(config, field: str, ok: Callable[[Any], bool], what: str) -> Any:
-    value = _get(config, field)
-    try:
-        good = ok(value)
-    except (TypeError, ValueError):
-        good = False
-    if not good:
-        raise ConfigError(f"config.{field} must be {what}, got {value!r}")
-    return value
+  value = _get(config, field)
+  try:
+    good = ok(value)
+  except (TypeError, ValueError):
+    good = False
+  if not good:
+    raise ConfigError(f"config.{field} must be {what}, got {value!r}")
+  return value
 
 
 def _one_of(config, field: str, choices: Iterable[str]) -> str:
-    choices = tuple(choices)
-    return _check(config, field, lambda v: v in choices, "one of " + ", ".join(map(repr, choices)))
+  choices = tuple(choices)
+  return _check(config, field, lambda v: v in choices, "one of " + ", ".join(map(repr, choices)))
 
 
 def _int(config, field: str, minimum: int) -> int:
-    return _check(
-        config, field, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
-        f"an integer >= {minimum}")
+  return _check(
+      config,
+      field,
+      lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
+      f"an integer >= {minimum}",
+  )
 
 
-def _number(config, field: str, lo: float, hi: float = float("inf"), hi_open: bool = False) -> float:
-    def ok(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return False
-        return lo <= v < hi if hi_open else lo <= v <= hi
-    bound = f"in [{lo}, {hi}{')' if hi_open else ']'}"
-    return _check(config, field, ok, f"a number {bound}")
+def _number(
+    config, field: str, lo: float, hi: float = float("inf"), hi_open: bool = False
+) -> float:
+  def ok(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+      return False
+    return lo <= v < hi if hi_open else lo <= v <= hi
+
+  bound = f"in [{lo}, {hi}{')' if hi_open else ']'}"
+  return _check(config, field, ok, f"a number {bound}")
 
 
 def _existing_path(config, field: str, required: bool, base: str = "", is_dir: bool = False) -> str:
-    value = _get(config, field)
-    if not isinstance(value, str):
-        raise ConfigError(f"config.{field} must be a path string, got {value!r}")
-    if not value:
-        if required:
-            raise ConfigError(f"config.{field} is required here but empty")
-        return value
-    path = value if os.path.isabs(value) or not base else os.path.join(base, value)
-    exists = os.path.isdir(path) if is_dir else os.path.exists(path)
-    if not exists and not value.startswith("gs://"):
-        kind = "directory" if is_dir else "file"
-        raise ConfigError(f"config.{field}: {kind} {path!r} does not exist")
+  value = _get(config, field)
+  if not isinstance(value, str):
+    raise ConfigError(f"config.{field} must be a path string, got {value!r}")
+  if not value:
+    if required:
+      raise ConfigError(f"config.{field} is required here but empty")
     return value
+  path = value if os.path.isabs(value) or not base else os.path.join(base, value)
+  exists = os.path.isdir(path) if is_dir else os.path.exists(path)
+  if not exists and not value.startswith("gs://"):
+    kind = "directory" if is_dir else "file"
+    raise ConfigError(f"config.{field}: {kind} {path!r} does not exist")
+  return value
 
 
 def _validate_model(config) -> None:
-    for part in ("llm", "vision", "audio"):
-        hf_dir = _existing_path(config, f"model.{part}.hf_dir", required=False, is_dir=True)
-        if hf_dir and not os.path.exists(os.path.join(hf_dir, "config.json")):
-            raise ConfigError(f"config.model.{part}.hf_dir: {hf_dir!r} has no config.json")
-        arch = _get(config, f"model.{part}.arch")
-        arch_file = _get(config, f"model.{part}.arch_file")
-        if not hf_dir and not arch_file and not arch:
-            raise ConfigError(f"config.model.{part}: set hf_dir, arch_file or arch")
-    if config.preset == "paper" and not config.model.llm.hf_dir:
-        raise ConfigError("config.model.llm.hf_dir is required by the paper preset "
-                          "(path to Qwen2.5-7B-Instruct in Hugging Face format)")
-    _one_of(config, "model.llm.trainable", ("lora", "full"))
-    _int(config, "model.audio.num_last_layers", 1)
-    _one_of(config, "model.fusion.type", ("attention", "qformer", "mean", "none"))
-    _int(config, "model.fusion.qformer_layers", 1)
-    _int(config, "model.lora.rank", 0)
-    _number(config, "model.lora.alpha", 0.0)
-    _number(config, "model.lora.dropout", 0.0, 1.0, hi_open=True)
-    targets = _get(config, "model.lora.targets")
-    allowed = {"q", "k", "v", "o", "gate", "up", "down"}
-    if not set(targets) <= allowed:
-        raise ConfigError(f"config.model.lora.targets must be a subset of {sorted(allowed)}, "
-                          f"got {tuple(targets)!r}")
-    for field in ("model.dtype", "model.param_dtype", "model.frozen_dtype"):
-        _one_of(config, field, ("float32", "bfloat16", "float16"))
-    _check(config, "model.scan_layers", lambda v: isinstance(v, bool), "a bool")
-    _one_of(config, "model.remat_policy", ("none", "full", "dots"))
+  for part in ("llm", "vision", "audio"):
+    hf_dir = _existing_path(config, f"model.{part}.hf_dir", required=False, is_dir=True)
+    if hf_dir and not os.path.exists(os.path.join(hf_dir, "config.json")):
+      raise ConfigError(f"config.model.{part}.hf_dir: {hf_dir!r} has no config.json")
+    arch = _get(config, f"model.{part}.arch")
+    arch_file = _get(config, f"model.{part}.arch_file")
+    if not hf_dir and not arch_file and not arch:
+      raise ConfigError(f"config.model.{part}: set hf_dir, arch_file or arch")
+  if config.preset == "paper" and not config.model.llm.hf_dir:
+    raise ConfigError(
+        "config.model.llm.hf_dir is required by the paper preset "
+        "(path to Qwen2.5-7B-Instruct in Hugging Face format)"
+    )
+  _one_of(config, "model.llm.trainable", ("lora", "full"))
+  _int(config, "model.audio.num_last_layers", 1)
+  _one_of(config, "model.fusion.type", ("attention", "qformer", "mean", "none"))
+  _int(config, "model.fusion.qformer_layers", 1)
+  _int(config, "model.lora.rank", 0)
+  _number(config, "model.lora.alpha", 0.0)
+  _number(config, "model.lora.dropout", 0.0, 1.0, hi_open=True)
+  targets = _get(config, "model.lora.targets")
+  allowed = {"q", "k", "v", "o", "gate", "up", "down"}
+  if not set(targets) <= allowed:
+    raise ConfigError(
+        f"config.model.lora.targets must be a subset of {sorted(allowed)}, "
+        f"got {tuple(targets)!r}"
+    )
+  for field in ("model.dtype", "model.param_dtype", "model.frozen_dtype"):
+    _one_of(config, field, ("float32", "bfloat16", "float16"))
+  _check(config, "model.scan_layers", lambda v: isinstance(v, bool), "a bool")
+  _one_of(config, "model.remat_policy", ("none", "full", "dots"))
 
 
 def _validate_data(config) -> None:
-    source = _one_of(config, "data.source", ("synthmer", "released"))
-    _one_of(config, "data.face_or_frame", ("face", "frame"))
-    _one_of(config, "data.question", ("hybrid", "description", "labels"))
-    target = _one_of(config, "data.target", ("think_answer", "answer", "hybrid"))
-    for field in ("num_frames", "num_audio_clips", "sample_rate", "image_size", "max_length",
-                  "batch_size", "eval_batch_size"):
-        _int(config, f"data.{field}", 1)
-    _int(config, "data.worker_count", 0)
-    _number(config, "data.audio_clip_seconds", 0.1)
-    buckets = _get(config, "data.length_buckets")
-    if (not buckets or any(not isinstance(b, int) or b < 1 for b in buckets)
-            or list(buckets) != sorted(buckets) or buckets[-1] > config.data.max_length):
-        raise ConfigError("config.data.length_buckets must be increasing positive integers "
-                          f"<= data.max_length ({config.data.max_length}), got {tuple(buckets)!r}")
-    tpm = _get(config, "data.tokens_per_modality")
-    if set(tpm.keys()) != {"multi", "audio", "video"} or any(
-            not isinstance(v, int) or v < 0 for v in tpm.values()):
-        raise ConfigError("config.data.tokens_per_modality must map multi, audio, video to "
-                          f"integers >= 0, got {dict(tpm)!r}")
-    if source == "released":
-        root = _existing_path(config, "data.root", required=True, is_dir=True)
-        needs_train = config.mode in ("sft", "grpo", "oppo")
-        _existing_path(config, "data.labels_csv", required=needs_train, base=root)
-        _existing_path(config, "data.subtitles_csv", required=True, base=root)
-        _existing_path(config, "data.eval_labels_csv", required=config.mode != "export_hf", base=root)
-        _existing_path(config, "data.reasons_csv",
-                       required=needs_train and target in ("think_answer", "hybrid"), base=root)
-    else:
-        s = "data.synthmer"
-        for field in ("num_sft", "num_rl", "num_eval", "frame_size"):
-            _int(config, f"{s}.{field}", 1)
-        _number(config, f"{s}.audio_seconds", 0.5)
-        _number(config, f"{s}.sft_label_noise", 0.0, 1.0)
-        _number(config, f"{s}.sft_face_only_rate", 0.0, 1.0)
-        _number(config, f"{s}.conflict_rate", 0.0, 1.0)
+  source = _one_of(config, "data.source", ("synthmer", "released"))
+  _one_of(config, "data.face_or_frame", ("face", "frame"))
+  _one_of(config, "data.question", ("hybrid", "description", "labels"))
+  target = _one_of(config, "data.target", ("think_answer", "answer", "hybrid"))
+  for field in (
+      "num_frames",
+      "num_audio_clips",
+      "sample_rate",
+      "image_size",
+      "max_length",
+      "batch_size",
+      "eval_batch_size",
+  ):
+    _int(config, f"data.{field}", 1)
+  _int(config, "data.worker_count", 0)
+  _number(config, "data.audio_clip_seconds", 0.1)
+  buckets = _get(config, "data.length_buckets")
+  if (
+      not buckets
+      or any(not isinstance(b, int) or b < 1 for b in buckets)
+      or list(buckets) != sorted(buckets)
+      or buckets[-1] > config.data.max_length
+  ):
+    raise ConfigError(
+        "config.data.length_buckets must be increasing positive integers "
+        f"<= data.max_length ({config.data.max_length}), got {tuple(buckets)!r}"
+    )
+  tpm = _get(config, "data.tokens_per_modality")
+  if set(tpm.keys()) != {"multi", "audio", "video"} or any(
+      not isinstance(v, int) or v < 0 for v in tpm.values()
+  ):
+    raise ConfigError(
+        "config.data.tokens_per_modality must map multi, audio, video to "
+        f"integers >= 0, got {dict(tpm)!r}"
+    )
+  if source == "released":
+    root = _existing_path(config, "data.root", required=True, is_dir=True)
+    needs_train = config.mode in ("sft", "grpo", "oppo")
+    _existing_path(config, "data.labels_csv", required=needs_train, base=root)
+    _existing_path(config, "data.subtitles_csv", required=True, base=root)
+    _existing_path(config, "data.eval_labels_csv", required=config.mode != "export_hf", base=root)
+    _existing_path(
+        config,
+        "data.reasons_csv",
+        required=needs_train and target in ("think_answer", "hybrid"),
+        base=root,
+    )
+  else:
+    s = "data.synthmer"
+    for field in ("num_sft", "num_rl", "num_eval", "frame_size"):
+      _int(config, f"{s}.{field}", 1)
+    _number(config, f"{s}.audio_seconds", 0.5)
+    _number(config, f"{s}.sft_label_noise", 0.0, 1.0)
+    _number(config, f"{s}.sft_face_only_rate", 0.0, 1.0)
+    _number(config, f"{s}.conflict_rate", 0.0, 1.0)
 
 
 def _validate_train(config) -> None:
-    _int(config, "train.steps", 1)
-    _number(config, "train.init_lr", 0.0)
-    _number(config, "train.peak_lr", 0.0)
-    _number(config, "train.min_lr", 0.0)
-    _int(config, "train.warmup_steps", 0)
-    _one_of(config, "train.schedule", ("constant", "cosine"))
-    _number(config, "train.weight_decay", 0.0)
-    _number(config, "train.b1", 0.0, 1.0, hi_open=True)
-    _number(config, "train.b2", 0.0, 1.0, hi_open=True)
-    _number(config, "train.grad_clip", 0.0)
-    accum = _int(config, "train.grad_accum", 1)
-    if config.data.batch_size % accum:
-        raise ConfigError(f"config.data.batch_size ({config.data.batch_size}) must be divisible by "
-                          f"config.train.grad_accum ({accum})")
-    _int(config, "train.log_every", 1)
-    _int(config, "checkpoint.every_steps", 0)
-    _int(config, "checkpoint.keep", 1)
-    _existing_path(config, "checkpoint.init_from", required=config.mode == "eval" and config.preset == "paper",
-                   is_dir=True)
+  _int(config, "train.steps", 1)
+  _number(config, "train.init_lr", 0.0)
+  _number(config, "train.peak_lr", 0.0)
+  _number(config, "train.min_lr", 0.0)
+  _int(config, "train.warmup_steps", 0)
+  _one_of(config, "train.schedule", ("constant", "cosine"))
+  _number(config, "train.weight_decay", 0.0)
+  _number(config, "train.b1", 0.0, 1.0, hi_open=True)
+  _number(config, "train.b2", 0.0, 1.0, hi_open=True)
+  _number(config, "train.grad_clip", 0.0)
+  accum = _int(config, "train.grad_accum", 1)
+  if config.data.batch_size % accum:
+    raise ConfigError(
+        f"config.data.batch_size ({config.data.batch_size}) must be divisible by "
+        f"config.train.grad_accum ({accum})"
+    )
+  _int(config, "train.log_every", 1)
+  _int(config, "checkpoint.every_steps", 0)
+  _int(config, "checkpoint.keep", 1)
+  _existing_path(
+      config,
+      "checkpoint.init_from",
+      required=config.mode == "eval" and config.preset == "paper",
+      is_dir=True,
+  )
 
 
 def _validate_mesh(config) -> None:
-    fills = 0
-    for axis in ("data", "fsdp", "tensor"):
-        size = _check(config, f"mesh.{axis}", lambda v: isinstance(v, int) and (v == -1 or v >= 1),
-                      "a positive integer or -1 (fill)")
-        fills += size == -1
-    if fills > 1:
-        raise ConfigError("config.mesh: at most one of data, fsdp, tensor may be -1")
+  fills = 0
+  for axis in ("data", "fsdp", "tensor"):
+    size = _check(
+        config,
+        f"mesh.{axis}",
+        lambda v: isinstance(v, int) and (v == -1 or v >= 1),
+        "a positive integer or -1 (fill)",
+    )
+    fills += size == -1
+  if fills > 1:
+    raise ConfigError("config.mesh: at most one of data, fsdp, tensor may be -1")
 
 
 def _validate_eval(config) -> None:
-    _int(config, "eval.every_steps", 0)
-    _int(config, "eval.max_new_tokens", 1)
-    _number(config, "eval.temperature", 0.0)
-    _int(config, "eval.num_samples", 0)
-    _one_of(config, "eval.level", ("level1", "level2"))
-    lexicon = _get(config, "eval.lexicon")
-    if lexicon != "builtin":
-        if not (isinstance(lexicon, str) and lexicon.startswith("official:")):
-            raise ConfigError(f"config.eval.lexicon must be 'builtin' or 'official:DIR', got {lexicon!r}")
-        if not os.path.isdir(lexicon[len("official:"):]):
-            raise ConfigError(f"config.eval.lexicon: directory {lexicon[len('official:'):]!r} does not exist")
+  _int(config, "eval.every_steps", 0)
+  _int(config, "eval.max_new_tokens", 1)
+  _number(config, "eval.temperature", 0.0)
+  _int(config, "eval.num_samples", 0)
+  _one_of(config, "eval.level", ("level1", "level2"))
+  lexicon = _get(config, "eval.lexicon")
+  if lexicon != "builtin":
+    if not (isinstance(lexicon, str) and lexicon.startswith("official:")):
+      raise ConfigError(f"config.eval.lexicon must be 'builtin' or 'official:DIR', got {lexicon!r}")
+    if not os.path.isdir(lexicon[len("official:") :]):
+      raise ConfigError(
+          f"config.eval.lexicon: directory {lexicon[len('official:'):]!r} does not exist"
+      )
 
 
 def _validate_grpo(config) -> None:
-    g = "grpo"
-    _existing_path(config, f"{g}.init_checkpoint", required=config.preset == "paper", is_dir=True)
-    for field in ("steps", "prompts_per_step", "num_iterations", "grad_accum", "max_new_tokens",
-                  "log_every"):
-        _int(config, f"{g}.{field}", 1)
-    _int(config, f"{g}.num_generations", 2)
-    _int(config, f"{g}.warmup_steps", 0)
-    _int(config, f"{g}.top_k", 0)
-    _number(config, f"{g}.lr", 0.0)
-    _number(config, f"{g}.weight_decay", 0.0)
-    _number(config, f"{g}.grad_clip", 0.0)
-    _number(config, f"{g}.temperature", 0.0)
-    _number(config, f"{g}.top_p", 0.0, 1.0)
-    if config.grpo.top_p == 0.0:
-        raise ConfigError("config.grpo.top_p must be in (0, 1], got 0.0")
-    _number(config, f"{g}.clip_eps", 0.0, 1.0)
-    _number(config, f"{g}.clip_eps_high", 0.0, 1.0)
-    beta = _number(config, f"{g}.beta", 0.0)
-    if beta > 0 and config.model.llm.trainable != "lora":
-        raise ConfigError("config.grpo.beta > 0 needs config.model.llm.trainable='lora' (the KL reference "
-                          "is the base model with adapters off)")
-    _one_of(config, f"{g}.kl_estimator", ("k3",))
-    _one_of(config, f"{g}.loss_agg", ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"))
-    _check(config, f"{g}.scale_rewards", lambda v: isinstance(v, bool), "a bool")
-    _one_of(config, f"{g}.length_penalty", ("none", "p1", "p2", "p3"))
-    _one_of(config, f"{g}.judge", ("cue_overlap", "llm"))
-    rewards = _get(config, f"{g}.rewards")
-    for name, weight in rewards.items():
-        if name not in REWARD_NAMES:
-            raise ConfigError(f"config.grpo.rewards: unknown reward {name!r}; known: {', '.join(REWARD_NAMES)}")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise ConfigError(f"config.grpo.rewards.{name} must be a number, got {weight!r}")
-    if not rewards:
-        raise ConfigError("config.grpo.rewards must name at least one reward")
-    if config.data.batch_size < 1:
-        raise ConfigError("config.data.batch_size must be >= 1")
+  g = "grpo"
+  _existing_path(config, f"{g}.init_checkpoint", required=config.preset == "paper", is_dir=True)
+  for field in (
+      "steps",
+      "prompts_per_step",
+      "num_iterations",
+      "grad_accum",
+      "max_new_tokens",
+      "log_every",
+  ):
+    _int(config, f"{g}.{field}", 1)
+  _int(config, f"{g}.num_generations", 2)
+  _int(config, f"{g}.warmup_steps", 0)
+  _int(config, f"{g}.top_k", 0)
+  _number(config, f"{g}.lr", 0.0)
+  _number(config, f"{g}.weight_decay", 0.0)
+  _number(config, f"{g}.grad_clip", 0.0)
+  _number(config, f"{g}.temperature", 0.0)
+  _number(config, f"{g}.top_p", 0.0, 1.0)
+  if config.grpo.top_p == 0.0:
+    raise ConfigError("config.grpo.top_p must be in (0, 1], got 0.0")
+  _number(config, f"{g}.clip_eps", 0.0, 1.0)
+  _number(config, f"{g}.clip_eps_high", 0.0, 1.0)
+  beta = _number(config, f"{g}.beta", 0.0)
+  if beta > 0 and config.model.llm.trainable != "lora":
+    raise ConfigError(
+        "config.grpo.beta > 0 needs config.model.llm.trainable='lora' (the KL reference "
+        "is the base model with adapters off)"
+    )
+  _one_of(config, f"{g}.kl_estimator", ("k3",))
+  _one_of(config, f"{g}.loss_agg", ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"))
+  _check(config, f"{g}.scale_rewards", lambda v: isinstance(v, bool), "a bool")
+  _one_of(config, f"{g}.length_penalty", ("none", "p1", "p2", "p3"))
+  _one_of(config, f"{g}.judge", ("cue_overlap", "llm"))
+  rewards = _get(config, f"{g}.rewards")
+  for name, weight in rewards.items():
+    if name not in REWARD_NAMES:
+      raise ConfigError(
+          f"config.grpo.rewards: unknown reward {name!r}; known: {', '.join(REWARD_NAMES)}"
+      )
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+      raise ConfigError(f"config.grpo.rewards.{name} must be a number, got {weight!r}")
+  if not rewards:
+    raise ConfigError("config.grpo.rewards must name at least one reward")
+  if config.data.batch_size < 1:
+    raise ConfigError("config.data.batch_size must be >= 1")
 
 
 def _validate_oppo(config) -> None:
-    o = "oppo"
-    _number(config, f"{o}.alpha", 0.0)
-    _number(config, f"{o}.delta", 0.0, 1.0, hi_open=True)
-    _number(config, f"{o}.rho", 0.0, 1.0)
-    _number(config, f"{o}.loss_beta", 0.0)
-    _one_of(config, f"{o}.loss_scope", ("routed", "all"))
-    _one_of(config, f"{o}.cue_extractor", ("rules", "llm"))
-    _one_of(config, f"{o}.probe_answerer", ("reasoning", "ask"))
-    _number(config, f"{o}.utilization_threshold", -1.0, 1.0)
-    model = _get(config, f"{o}.embedding_model")
-    if model != "minilm":
-        _existing_path(config, f"{o}.embedding_model", required=True, is_dir=True)
+  o = "oppo"
+  _number(config, f"{o}.alpha", 0.0)
+  _number(config, f"{o}.delta", 0.0, 1.0, hi_open=True)
+  _number(config, f"{o}.rho", 0.0, 1.0)
+  _number(config, f"{o}.loss_beta", 0.0)
+  _one_of(config, f"{o}.loss_scope", ("routed", "all"))
+  _one_of(config, f"{o}.cue_extractor", ("rules", "llm"))
+  _one_of(config, f"{o}.probe_answerer", ("reasoning", "ask"))
+  _number(config, f"{o}.utilization_threshold", -1.0, 1.0)
+  model = _get(config, f"{o}.embedding_model")
+  if model != "minilm":
+    _existing_path(config, f"{o}.embedding_model", required=True, is_dir=True)
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Checks every field the run will read; raises ConfigError naming the first bad one."""
-    _one_of(config, "mode", MODES)
-    _one_of(config, "preset", PRESETS)
-    _int(config, "seed", 0)
-    _validate_model(config)
-    _validate_data(config)
-    _validate_train(config)
-    _validate_mesh(config)
-    _validate_eval(config)
-    if config.mode in ("grpo", "oppo"):
-        if not _has(config, "grpo"):
-            raise ConfigError(f"config.grpo is missing; mode {config.mode!r} needs configs/grpo.py or configs/oppo.py")
-        _validate_grpo(config)
-    if config.mode == "oppo":
-        if not _has(config, "oppo"):
-            raise ConfigError("config.oppo is missing; mode 'oppo' needs configs/oppo.py")
-        _validate_oppo(config)
-    return config
+  """Checks every field the run will read; raises ConfigError naming the first bad one."""
+  _one_of(config, "mode", MODES)
+  _one_of(config, "preset", PRESETS)
+  _int(config, "seed", 0)
+  _validate_model(config)
+  _validate_data(config)
+  _validate_train(config)
+  _validate_mesh(config)
+  _validate_eval(config)
+  if config.mode in ("grpo", "oppo"):
+    if not _has(config, "grpo"):
+      raise ConfigError(
+          f"config.grpo is missing; mode {config.mode!r} needs configs/grpo.py or configs/oppo.py"
+      )
+    _validate_grpo(config)
+  if config.mode == "oppo":
+    if not _has(config, "oppo"):
+      raise ConfigError("config.oppo is missing; mode 'oppo' needs configs/oppo.py")
+    _validate_oppo(config)
+  return config

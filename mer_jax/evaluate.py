@@ -29,36 +29,37 @@ def _fmt(x):
 
 def _print_ovmer_table(rep: dict, level: str, out=None):
   out = out or sys.stdout
-  print(f'OV-MER EW metrics  lexicon={rep["lexicon"]}  samples={rep["n_samples"]}',
-        file=out)
+  print(f'OV-MER EW metrics  lexicon={rep["lexicon"]}  samples={rep["n_samples"]}', file=out)
   print(f'{"":14s} {"F":>6s} {"P":>6s} {"R":>6s}   (x100)', file=out)
   for lv in ('level1', 'level2'):
     r = rep[lv]
     mark = ' *' if lv == level else ''
-    print(f'{lv + mark:14s} {_fmt(r["f1"])} {_fmt(r["precision"])} {_fmt(r["recall"])}',
-          file=out)
+    print(f'{lv + mark:14s} {_fmt(r["f1"])} {_fmt(r["precision"])} {_fmt(r["recall"])}', file=out)
   for wname, d in rep['wheels'].items():
     r = d[level]
-    print(f'  {wname}/{level[-1]:<6s} {_fmt(r["f1"])} {_fmt(r["precision"])} '
-          f'{_fmt(r["recall"])}  n={r["n_samples"]}', file=out)
+    print(
+        f'  {wname}/{level[-1]:<6s} {_fmt(r["f1"])} {_fmt(r["precision"])} '
+        f'{_fmt(r["recall"])}  n={r["n_samples"]}',
+        file=out,
+    )
   if 'variants' in rep:
     for v in ('case1', 'case2'):
       r = rep['variants'][v]
-      print(f'  {v:12s} {_fmt(r["f1"])} {_fmt(r["precision"])} {_fmt(r["recall"])}',
-            file=out)
+      print(f'  {v:12s} {_fmt(r["f1"])} {_fmt(r["precision"])} {_fmt(r["recall"])}', file=out)
 
 
 def cmd_ovmer(args) -> int:
   from mer_jax.metrics import load_lexicon, ovmer_report  # pylint: disable=import-outside-toplevel
+
   t0 = time.perf_counter()
   gt = parsing.read_label_csv(args.gt, column=args.column)
   pred = parsing.read_label_csv(args.pred, column=args.pred_column or args.column)
   lex = load_lexicon(args.lexicon)
   if args.extract:
     from mer_jax.metrics import extract_emotion_words  # pylint: disable=import-outside-toplevel
+
     pred = {n: extract_emotion_words(t or '', lex) for n, t in pred.items()}
-  rep = ovmer_report(gt, pred, lex, all_variants=args.all_variants,
-                     per_sample=args.per_sample)
+  rep = ovmer_report(gt, pred, lex, all_variants=args.all_variants, per_sample=args.per_sample)
   rep['level'] = args.level
   rep['n_predictions_missing'] = sum(1 for n in gt if n not in pred)
   rep['seconds'] = round(time.perf_counter() - t0, 4)
@@ -67,9 +68,10 @@ def cmd_ovmer(args) -> int:
 
 def cmd_unibench(args) -> int:
   from mer_jax.metrics import unibench  # pylint: disable=import-outside-toplevel
-  rep = unibench.unibench_from_dirs(args.gt_dir, args.pred_dir,
-                                    lexicon=args.lexicon,
-                                    datasets=args.datasets)
+
+  rep = unibench.unibench_from_dirs(
+      args.gt_dir, args.pred_dir, lexicon=args.lexicon, datasets=args.datasets
+  )
   return _emit(rep, args, unibench.print_table)
 
 
@@ -86,40 +88,52 @@ def _emit(rep: dict, args, print_table) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-  ap = argparse.ArgumentParser(prog='python -m mer_jax.evaluate',
-                               description=__doc__.split('\n\n')[0])
+  ap = argparse.ArgumentParser(
+      prog='python -m mer_jax.evaluate', description=__doc__.split('\n\n')[0]
+  )
   sub = ap.add_subparsers(dest='command', required=True)
 
   o = sub.add_parser('ovmer', help='EW metrics of one prediction file')
   o.add_argument('--gt', required=True, help='CSV with name,openset')
   o.add_argument('--pred', required=True, help='CSV with name,openset')
-  o.add_argument('--lexicon', default='builtin',
-                 help='builtin (default) or official:DIR')
-  o.add_argument('--level', default='level1', choices=('level1', 'level2'),
-                 help='level shown in the table (JSON always has both)')
+  o.add_argument('--lexicon', default='builtin', help='builtin (default) or official:DIR')
+  o.add_argument(
+      '--level',
+      default='level1',
+      choices=('level1', 'level2'),
+      help='level shown in the table (JSON always has both)',
+  )
   o.add_argument('--column', default='openset', help='label column name')
-  o.add_argument('--pred-column', default=None,
-                 help='column of PRED to read (default: --column)')
-  o.add_argument('--extract', action='store_true',
-                 help='PRED cells are free text (descriptions): score the emotion '
-                      'words found by the deterministic extractor')
-  o.add_argument('--all-variants', action='store_true',
-                 help='add case1, case2 and every wheel/level variant')
-  o.add_argument('--per-sample', action='store_true',
-                 help='add per-sample rewards (level1 EW F averaged over wheels)')
-  o.add_argument('--json', action='store_true',
-                 help='print one JSON object as the last stdout line')
+  o.add_argument('--pred-column', default=None, help='column of PRED to read (default: --column)')
+  o.add_argument(
+      '--extract',
+      action='store_true',
+      help='PRED cells are free text (descriptions): score the emotion '
+      'words found by the deterministic extractor',
+  )
+  o.add_argument(
+      '--all-variants', action='store_true', help='add case1, case2 and every wheel/level variant'
+  )
+  o.add_argument(
+      '--per-sample',
+      action='store_true',
+      help='add per-sample rewards (level1 EW F averaged over wheels)',
+  )
+  o.add_argument(
+      '--json', action='store_true', help='print one JSON object as the last stdout line'
+  )
   o.add_argument('--out', default=None, help='also write the JSON report here')
   o.set_defaults(func=cmd_ovmer)
 
   u = sub.add_parser('unibench', help='the whole MER-UniBench from a directory')
-  u.add_argument('--gt-dir', required=True,
-                 help='gold CSVs: <DATASET>.csv (see docs/metrics.md)')
-  u.add_argument('--pred-dir', required=True,
-                 help='prediction CSVs: <DATASET>.csv with name,openset')
+  u.add_argument('--gt-dir', required=True, help='gold CSVs: <DATASET>.csv (see docs/metrics.md)')
+  u.add_argument(
+      '--pred-dir', required=True, help='prediction CSVs: <DATASET>.csv with name,openset'
+  )
   u.add_argument('--lexicon', default='builtin')
-  u.add_argument('--datasets', default=None,
-                 help='comma-separated subset (default: every known dataset found)')
+  u.add_argument(
+      '--datasets', default=None, help='comma-separated subset (default: every known dataset found)'
+  )
   u.add_argument('--json', action='store_true')
   u.add_argument('--out', default=None)
   u.set_defaults(func=cmd_unibench)

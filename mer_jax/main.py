@@ -27,108 +27,140 @@ from mer_jax import modes
 from mer_jax import run_io
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Recipe file with get_config(arg), e.g. configs/grpo.py:demo.", lock_config=True)
+    "config", None, "Recipe file with get_config(arg), e.g. configs/grpo.py:demo.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Output directory (default: workdir/<mode>-<preset> under the current directory).")
+    "workdir",
+    None,
+    "Output directory (default: workdir/<mode>-<preset> under the current directory).",
+)
 _COORDINATOR = flags.DEFINE_string(
-    "jax_coordinator_address", None, "HOST:PORT of process 0 for multi-process JAX (jax.distributed).")
+    "jax_coordinator_address",
+    None,
+    "HOST:PORT of process 0 for multi-process JAX (jax.distributed).",
+)
 _NUM_PROCESSES = flags.DEFINE_integer("jax_num_processes", None, "Number of JAX processes.")
 _PROCESS_ID = flags.DEFINE_integer("jax_process_id", None, "Index of this JAX process.")
 flags.mark_flags_as_required(["config"])
 
 
 def _init_jax() -> None:
-    """Configures JAX before first use: compile cache, multi-process runtime."""
-    import jax
+  """Configures JAX before first use: compile cache, multi-process runtime."""
+  import jax
 
-    cache_dir = os.environ.get("MER_JAX_COMPILATION_CACHE",
-                               os.path.join(os.path.expanduser("~"), ".cache", "mer_jax", "jax_cache"))
-    if cache_dir:
-        jax.config.update("jax_compilation_cache_dir", cache_dir)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    multi = _COORDINATOR.value is not None or _NUM_PROCESSES.value is not None
-    if multi:
-        if _COORDINATOR.value is None or _NUM_PROCESSES.value is None or _PROCESS_ID.value is None:
-            raise app.UsageError("multi-process runs need --jax_coordinator_address, --jax_num_processes "
-                                 "and --jax_process_id together")
-        if jax.config.jax_platforms in (None, "", "cpu") or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                                   num_processes=_NUM_PROCESSES.value,
-                                   process_id=_PROCESS_ID.value)
-    elif (os.environ.get("SLURM_JOB_ID") or os.environ.get("TPU_WORKER_HOSTNAMES")
-          or os.environ.get("MER_JAX_DISTRIBUTED") == "1"):
-        # Cluster auto-detection (SLURM, Cloud TPU; launch/tpu_pod.sh sets MER_JAX_DISTRIBUTED
-        # because ssh sessions on TPU VM workers need not export TPU_WORKER_HOSTNAMES).
-        jax.distributed.initialize()
+  cache_dir = os.environ.get(
+      "MER_JAX_COMPILATION_CACHE",
+      os.path.join(os.path.expanduser("~"), ".cache", "mer_jax", "jax_cache"),
+  )
+  if cache_dir:
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  multi = _COORDINATOR.value is not None or _NUM_PROCESSES.value is not None
+  if multi:
+    if _COORDINATOR.value is None or _NUM_PROCESSES.value is None or _PROCESS_ID.value is None:
+      raise app.UsageError(
+          "multi-process runs need --jax_coordinator_address, --jax_num_processes "
+          "and --jax_process_id together"
+      )
+    if (
+        jax.config.jax_platforms in (None, "", "cpu")
+        or os.environ.get("JAX_PLATFORMS", "") == "cpu"
+    ):
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=_COORDINATOR.value,
+        num_processes=_NUM_PROCESSES.value,
+        process_id=_PROCESS_ID.value,
+    )
+  elif (
+      os.environ.get("SLURM_JOB_ID")
+      or os.environ.get("TPU_WORKER_HOSTNAMES")
+      or os.environ.get("MER_JAX_DISTRIBUTED") == "1"
+  ):
+    # Cluster auto-detection (SLURM, Cloud TPU; launch/tpu_pod.sh sets MER_JAX_DISTRIBUTED
+    # because ssh sessions on TPU VM workers need not export TPU_WORKER_HOSTNAMES).
+    jax.distributed.initialize()
 
 
 class _QuietLibraries(logging_std.Filter):
-    """Keeps Orbax/XLA INFO chatter (dozens of lines per checkpoint) out of the console and log.txt."""
+  """Keeps Orbax/XLA INFO chatter (dozens of lines per checkpoint) out of the console and log.txt."""
 
-    _NOISY = ("orbax", "jax/_src", "absl/logging")
+  _NOISY = ("orbax", "jax/_src", "absl/logging")
 
-    def filter(self, record: logging_std.LogRecord) -> bool:
-        return record.levelno >= logging_std.WARNING or not any(n in record.pathname for n in self._NOISY)
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    return record.levelno >= logging_std.WARNING or not any(
+        n in record.pathname for n in self._NOISY
+    )
 
 
 def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        config = _CONFIG.value  # loaded lazily: a missing file or bad preset surfaces here
-        config_lib.validate(config)
-    except config_lib.ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    except (KeyError, ValueError, OSError) as e:
-        print(f"config error: {_one_line(e)}", file=sys.stderr)
-        return 2
-    workdir = _WORKDIR.value or os.path.join("workdir", f"{config.mode}-{config.preset}")
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    config = _CONFIG.value  # loaded lazily: a missing file or bad preset surfaces here
+    config_lib.validate(config)
+  except config_lib.ConfigError as e:
+    print(f"config error: {e}", file=sys.stderr)
+    return 2
+  except (KeyError, ValueError, OSError) as e:
+    print(f"config error: {_one_line(e)}", file=sys.stderr)
+    return 2
+  workdir = _WORKDIR.value or os.path.join("workdir", f"{config.mode}-{config.preset}")
 
-    for handler in (logging.get_absl_handler(),):
-        handler.addFilter(_QuietLibraries())
-    _init_jax()
-    import jax
+  for handler in (logging.get_absl_handler(),):
+    handler.addFilter(_QuietLibraries())
+  _init_jax()
+  import jax
 
-    writer = run_io.RunWriter(workdir, is_primary=jax.process_index() == 0)
-    try:
-        writer.write_config(config)
-        logging.info("mer-jax %s (%s preset) -> %s; %d process(es), %d device(s): %s",
-                     config.mode, config.preset, workdir, jax.process_count(), jax.device_count(),
-                     jax.devices()[0].platform)
-        modes.get_mode(config.mode)(config, workdir, writer)
-    finally:
-        writer.close()
-    return 0
+  writer = run_io.RunWriter(workdir, is_primary=jax.process_index() == 0)
+  try:
+    writer.write_config(config)
+    logging.info(
+        "mer-jax %s (%s preset) -> %s; %d process(es), %d device(s): %s",
+        config.mode,
+        config.preset,
+        workdir,
+        jax.process_count(),
+        jax.device_count(),
+        jax.devices()[0].platform,
+    )
+    modes.get_mode(config.mode)(config, workdir, writer)
+  finally:
+    writer.close()
+  return 0
 
 
 def _one_line(e: BaseException) -> str:
-    """The useful last line of a config/flag loading error (they nest tracebacks as text)."""
-    suggestion = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', str(e))
-    if suggestion:
-        return f"unknown config field {suggestion.group(2)!r} (did you mean {suggestion.group(1)!r}?)"
-    if isinstance(e, KeyError):
-        text = str(e.args[0]) if e.args else repr(e)
-        return "unknown config field " + " ".join(text.split())
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    flag = next((line.split(":")[0][len("flag "):] for line in lines if line.startswith("flag --")), "")
-    detail = next((line for line in reversed(lines) if line.startswith("[Errno")), lines[-1] if lines else repr(e))
-    return f"{flag}: {detail}" if flag and flag not in detail else detail
+  """The useful last line of a config/flag loading error (they nest tracebacks as text)."""
+  suggestion = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', str(e))
+  if suggestion:
+    return f"unknown config field {suggestion.group(2)!r} (did you mean {suggestion.group(1)!r}?)"
+  if isinstance(e, KeyError):
+    text = str(e.args[0]) if e.args else repr(e)
+    return "unknown config field " + " ".join(text.split())
+  lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+  flag = next(
+      (line.split(":")[0][len("flag ") :] for line in lines if line.startswith("flag --")), ""
+  )
+  detail = next(
+      (line for line in reversed(lines) if line.startswith("[Errno")),
+      lines[-1] if lines else repr(e),
+  )
+  return f"{flag}: {detail}" if flag and flag not in detail else detail
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with one-line errors (bad preset, unknown or mistyped override)."""
-    try:
-        return flags.FLAGS(argv)
-    except (flags.Error, KeyError, AttributeError, TypeError, ValueError, OSError) as e:
-        print(f"config error: {_one_line(e)}", file=sys.stderr)
-        sys.exit(2)
+  """absl flag parsing with one-line errors (bad preset, unknown or mistyped override)."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError, OSError) as e:
+    print(f"config error: {_one_line(e)}", file=sys.stderr)
+    sys.exit(2)
 
 
 def run_main() -> None:
-    app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":
-    run_main()
+  run_main()

@@ -34,157 +34,361 @@ WHEEL_SOURCES = {
         'Plutchik, R. (2001). The nature of emotions. American Scientist 89(4), 344-350. '
         'Level1 = the 8 basic emotions, level2 = their intense and mild forms (inner/outer '
         'rings), level3 = the primary/secondary/tertiary dyads, each attached here to the '
-        'component and intensity it is semantically closest to (our choice).'),
+        'component and intensity it is semantically closest to (our choice).'
+    ),
     'parrott': (
         'Parrott, W. G. (2001). Emotions in Social Psychology: Essential Readings. '
-        'Psychology Press - the primary/secondary/tertiary tree (6 primary emotions).'),
+        'Psychology Press - the primary/secondary/tertiary tree (6 primary emotions).'
+    ),
     'willcox': (
         'Willcox, G. (1982). The Feeling Wheel: A tool for expanding awareness of emotions '
         'and increasing spontaneity and intimacy. Transactional Analysis Journal 12(4), '
         '274-276. 6 core feelings, 36 middle-ring words; outer-ring words attached to the '
-        'adjacent middle-ring word as recalled from the published figure (approximate).'),
+        'adjacent middle-ring word as recalled from the published figure (approximate).'
+    ),
     'robbs': (
         'Robbs, K. (c. 2018). The Feelings Wheel (7 core emotions, 2 outer words per '
-        'middle word), a widely circulated revision of Willcox\'s wheel.'),
+        "middle word), a widely circulated revision of Willcox's wheel."
+    ),
     'junto': (
         'The Junto Institute (c. 2020). The Emotion Wheel - 6 core emotions with two outer '
-        'rings, built on Parrott\'s tree.'),
+        "rings, built on Parrott's tree."
+    ),
 }
 
 # ----------------------------------------------------------------- wheels
 # level1 -> level2 -> [level3, ...]  (authored from the sources above)
 WHEELS = [
-    ('plutchik', {
-        'joy': {'ecstasy': ['delight', 'pride'], 'serenity': ['love']},
-        'trust': {'admiration': ['dominance'], 'acceptance': ['submission', 'sentimentality']},
-        'fear': {'terror': ['shame'], 'apprehension': ['anxiety', 'guilt']},
-        'surprise': {'amazement': ['awe', 'unbelief'], 'distraction': ['curiosity']},
-        'sadness': {'grief': ['remorse', 'despair'], 'pensiveness': ['pessimism', 'disapproval']},
-        'disgust': {'loathing': ['contempt', 'morbidness'], 'boredom': ['cynicism']},
-        'anger': {'rage': ['outrage', 'aggressiveness'], 'annoyance': ['envy']},
-        'anticipation': {'vigilance': [], 'interest': ['optimism', 'hope']},
-    }),
-    ('parrott', {
-        'love': {
-            'affection': ['adoration', 'fondness', 'liking', 'attraction', 'caring',
-                          'tenderness', 'compassion', 'sentimentality'],
-            'lust': ['arousal', 'desire', 'passion', 'infatuation'],
-            'longing': ['yearning'],
+    (
+        'plutchik',
+        {
+            'joy': {'ecstasy': ['delight', 'pride'], 'serenity': ['love']},
+            'trust': {'admiration': ['dominance'], 'acceptance': ['submission', 'sentimentality']},
+            'fear': {'terror': ['shame'], 'apprehension': ['anxiety', 'guilt']},
+            'surprise': {'amazement': ['awe', 'unbelief'], 'distraction': ['curiosity']},
+            'sadness': {
+                'grief': ['remorse', 'despair'],
+                'pensiveness': ['pessimism', 'disapproval'],
+            },
+            'disgust': {'loathing': ['contempt', 'morbidness'], 'boredom': ['cynicism']},
+            'anger': {'rage': ['outrage', 'aggressiveness'], 'annoyance': ['envy']},
+            'anticipation': {'vigilance': [], 'interest': ['optimism', 'hope']},
         },
-        'joy': {
-            'cheerfulness': ['amusement', 'bliss', 'gaiety', 'glee', 'jolliness', 'joviality',
-                             'delight', 'enjoyment', 'gladness', 'happiness', 'jubilation',
-                             'elation', 'satisfaction', 'ecstasy', 'euphoria'],
-            'zest': ['enthusiasm', 'zeal', 'excitement', 'thrill', 'exhilaration'],
-            'contentment': ['pleasure'],
-            'pride': ['triumph'],
-            'optimism': ['eagerness', 'hope'],
-            'enthrallment': ['rapture'],
-            'relief': ['relief'],
+    ),
+    (
+        'parrott',
+        {
+            'love': {
+                'affection': [
+                    'adoration',
+                    'fondness',
+                    'liking',
+                    'attraction',
+                    'caring',
+                    'tenderness',
+                    'compassion',
+                    'sentimentality',
+                ],
+                'lust': ['arousal', 'desire', 'passion', 'infatuation'],
+                'longing': ['yearning'],
+            },
+            'joy': {
+                'cheerfulness': [
+                    'amusement',
+                    'bliss',
+                    'gaiety',
+                    'glee',
+                    'jolliness',
+                    'joviality',
+                    'delight',
+                    'enjoyment',
+                    'gladness',
+                    'happiness',
+                    'jubilation',
+                    'elation',
+                    'satisfaction',
+                    'ecstasy',
+                    'euphoria',
+                ],
+                'zest': ['enthusiasm', 'zeal', 'excitement', 'thrill', 'exhilaration'],
+                'contentment': ['pleasure'],
+                'pride': ['triumph'],
+                'optimism': ['eagerness', 'hope'],
+                'enthrallment': ['rapture'],
+                'relief': ['relief'],
+            },
+            'surprise': {'surprise': ['amazement', 'astonishment']},
+            'anger': {
+                'irritation': [
+                    'aggravation',
+                    'agitation',
+                    'annoyance',
+                    'grouchiness',
+                    'grumpiness',
+                ],
+                'exasperation': ['frustration'],
+                'rage': [
+                    'outrage',
+                    'fury',
+                    'wrath',
+                    'hostility',
+                    'ferocity',
+                    'bitterness',
+                    'hate',
+                    'loathing',
+                    'scorn',
+                    'spite',
+                    'vengefulness',
+                    'dislike',
+                    'resentment',
+                ],
+                'disgust': ['revulsion', 'contempt'],
+                'envy': ['jealousy'],
+                'torment': ['torment'],
+            },
+            'sadness': {
+                'suffering': ['agony', 'hurt', 'anguish'],
+                'sadness': [
+                    'depression',
+                    'despair',
+                    'hopelessness',
+                    'gloom',
+                    'glumness',
+                    'unhappiness',
+                    'grief',
+                    'sorrow',
+                    'woe',
+                    'misery',
+                    'melancholy',
+                ],
+                'disappointment': ['dismay', 'displeasure'],
+                'shame': ['guilt', 'regret', 'remorse'],
+                'neglect': [
+                    'alienation',
+                    'isolation',
+                    'loneliness',
+                    'rejection',
+                    'homesickness',
+                    'defeat',
+                    'dejection',
+                    'insecurity',
+                    'embarrassment',
+                    'humiliation',
+                    'insult',
+                ],
+                'sympathy': ['pity'],
+            },
+            'fear': {
+                'horror': [
+                    'alarm',
+                    'shock',
+                    'fright',
+                    'terror',
+                    'panic',
+                    'hysteria',
+                    'mortification',
+                ],
+                'nervousness': [
+                    'anxiety',
+                    'tenseness',
+                    'uneasiness',
+                    'apprehension',
+                    'worry',
+                    'distress',
+                    'dread',
+                ],
+            },
         },
-        'surprise': {'surprise': ['amazement', 'astonishment']},
-        'anger': {
-            'irritation': ['aggravation', 'agitation', 'annoyance', 'grouchiness', 'grumpiness'],
-            'exasperation': ['frustration'],
-            'rage': ['outrage', 'fury', 'wrath', 'hostility', 'ferocity', 'bitterness', 'hate',
-                     'loathing', 'scorn', 'spite', 'vengefulness', 'dislike', 'resentment'],
-            'disgust': ['revulsion', 'contempt'],
-            'envy': ['jealousy'],
-            'torment': ['torment'],
+    ),
+    (
+        'willcox',
+        {
+            'mad': {
+                'hurt': ['jealous', 'distant'],
+                'hostile': ['sarcastic', 'aggressive'],
+                'angry': ['furious', 'frustrated'],
+                'selfish': ['irritated'],
+                'hateful': ['resentful'],
+                'critical': ['skeptical'],
+            },
+            'sad': {
+                'guilty': ['remorseful'],
+                'ashamed': ['stupid'],
+                'depressed': ['inferior', 'miserable'],
+                'lonely': ['isolated'],
+                'bored': ['apathetic'],
+                'sleepy': ['tired'],
+            },
+            'scared': {
+                'rejected': ['discouraged'],
+                'confused': ['bewildered'],
+                'helpless': ['insignificant'],
+                'submissive': ['inadequate'],
+                'insecure': ['embarrassed'],
+                'anxious': ['overwhelmed'],
+            },
+            'joyful': {
+                'excited': ['daring', 'fascinating'],
+                'sensuous': ['stimulating'],
+                'energetic': ['playful'],
+                'cheerful': ['amused', 'delightful'],
+                'creative': ['extravagant'],
+                'hopeful': ['optimistic'],
+            },
+            'powerful': {
+                'aware': ['discerning'],
+                'proud': ['successful', 'confident'],
+                'respected': ['worthwhile'],
+                'appreciated': ['valuable'],
+                'important': [],
+                'faithful': [],
+            },
+            'peaceful': {
+                'nurturing': [],
+                'trusting': ['responsive'],
+                'loving': ['serene'],
+                'intimate': ['sentimental'],
+                'thoughtful': ['pensive'],
+                'content': ['relaxed', 'thankful'],
+            },
         },
-        'sadness': {
-            'suffering': ['agony', 'hurt', 'anguish'],
-            'sadness': ['depression', 'despair', 'hopelessness', 'gloom', 'glumness',
-                        'unhappiness', 'grief', 'sorrow', 'woe', 'misery', 'melancholy'],
-            'disappointment': ['dismay', 'displeasure'],
-            'shame': ['guilt', 'regret', 'remorse'],
-            'neglect': ['alienation', 'isolation', 'loneliness', 'rejection', 'homesickness',
-                        'defeat', 'dejection', 'insecurity', 'embarrassment', 'humiliation',
-                        'insult'],
-            'sympathy': ['pity'],
+    ),
+    (
+        'robbs',
+        {
+            'happy': {
+                'playful': ['aroused', 'cheeky'],
+                'content': ['free', 'joyful'],
+                'interested': ['curious', 'inquisitive'],
+                'proud': ['successful', 'confident'],
+                'accepted': ['respected', 'valued'],
+                'powerful': ['courageous', 'creative'],
+                'peaceful': ['loving', 'thankful'],
+                'trusting': ['sensitive', 'intimate'],
+                'optimistic': ['hopeful', 'inspired'],
+            },
+            'sad': {
+                'lonely': ['isolated', 'abandoned'],
+                'vulnerable': ['victimized', 'fragile'],
+                'despair': ['grief', 'powerless'],
+                'guilty': ['ashamed', 'remorseful'],
+                'depressed': ['inferior', 'empty'],
+                'hurt': ['embarrassed', 'disappointed'],
+            },
+            'disgusted': {
+                'disapproving': ['judgmental', 'embarrassed'],
+                'disappointed': ['appalled', 'revolted'],
+                'awful': ['nauseated', 'detestable'],
+                'repelled': ['horrified', 'hesitant'],
+            },
+            'angry': {
+                'let down': ['betrayed', 'resentful'],
+                'humiliated': ['disrespected', 'ridiculed'],
+                'bitter': ['indignant', 'violated'],
+                'mad': ['furious', 'jealous'],
+                'aggressive': ['provoked', 'hostile'],
+                'frustrated': ['infuriated', 'annoyed'],
+                'distant': ['withdrawn', 'numb'],
+                'critical': ['skeptical', 'dismissive'],
+            },
+            'fearful': {
+                'scared': ['helpless', 'frightened'],
+                'anxious': ['overwhelmed', 'worried'],
+                'insecure': ['inadequate', 'inferior'],
+                'weak': ['worthless', 'insignificant'],
+                'rejected': ['excluded', 'persecuted'],
+                'threatened': ['nervous', 'exposed'],
+            },
+            'bad': {
+                'bored': ['indifferent', 'apathetic'],
+                'busy': ['pressured', 'rushed'],
+                'stressed': ['overwhelmed', 'out of control'],
+                'tired': ['sleepy', 'unfocused'],
+            },
+            'surprised': {
+                'startled': ['shocked', 'dismayed'],
+                'confused': ['disillusioned', 'perplexed'],
+                'amazed': ['astonished', 'awe'],
+                'excited': ['eager', 'energetic'],
+            },
         },
-        'fear': {
-            'horror': ['alarm', 'shock', 'fright', 'terror', 'panic', 'hysteria', 'mortification'],
-            'nervousness': ['anxiety', 'tenseness', 'uneasiness', 'apprehension', 'worry',
-                            'distress', 'dread'],
+    ),
+    (
+        'junto',
+        {
+            'love': {
+                'peaceful': ['satisfied', 'relieved'],
+                'tenderness': ['compassionate', 'caring'],
+                'desire': ['infatuation', 'passion'],
+                'longing': ['attracted', 'sentimental'],
+                'affectionate': ['fondness', 'romantic'],
+            },
+            'fear': {
+                'scared': ['frightened', 'helpless'],
+                'terror': ['panic', 'hysterical'],
+                'insecure': ['inferior', 'inadequate'],
+                'nervous': ['worried', 'anxious'],
+                'horror': ['mortified', 'dread'],
+            },
+            'anger': {
+                'rage': ['hate', 'hostile'],
+                'exasperated': ['agitated', 'frustrated'],
+                'irritable': ['annoyed', 'aggravated'],
+                'envy': ['resentful', 'jealous'],
+                'disgust': ['contempt', 'revolted'],
+            },
+            'sadness': {
+                'suffering': ['agony', 'hurt'],
+                'sadness': ['depressed', 'sorrow'],
+                'disappointed': ['dismayed', 'displeased'],
+                'shameful': ['regretful', 'guilty'],
+                'neglected': ['isolated', 'lonely'],
+                'despair': ['grief', 'powerless'],
+            },
+            'surprise': {
+                'stunned': ['shocked', 'dismayed'],
+                'confused': ['disillusioned', 'perplexed'],
+                'amazed': ['astonished', 'awe-struck'],
+                'overcome': ['speechless', 'astounded'],
+                'moved': ['stimulated', 'touched'],
+            },
+            'joy': {
+                'enthralled': ['rapture', 'enchanted'],
+                'elation': ['jubilation', 'euphoric'],
+                'enthusiastic': ['zeal', 'excited'],
+                'optimistic': ['hopeful', 'eager'],
+                'proud': ['illustrious', 'triumphant'],
+                'cheerful': ['jovial', 'blissful'],
+                'happy': ['delighted', 'amused'],
+                'content': ['pleased', 'satisfied'],
+            },
         },
-    }),
-    ('willcox', {
-        'mad': {'hurt': ['jealous', 'distant'], 'hostile': ['sarcastic', 'aggressive'],
-                'angry': ['furious', 'frustrated'], 'selfish': ['irritated'],
-                'hateful': ['resentful'], 'critical': ['skeptical']},
-        'sad': {'guilty': ['remorseful'], 'ashamed': ['stupid'],
-                'depressed': ['inferior', 'miserable'], 'lonely': ['isolated'],
-                'bored': ['apathetic'], 'sleepy': ['tired']},
-        'scared': {'rejected': ['discouraged'], 'confused': ['bewildered'],
-                   'helpless': ['insignificant'], 'submissive': ['inadequate'],
-                   'insecure': ['embarrassed'], 'anxious': ['overwhelmed']},
-        'joyful': {'excited': ['daring', 'fascinating'], 'sensuous': ['stimulating'],
-                   'energetic': ['playful'], 'cheerful': ['amused', 'delightful'],
-                   'creative': ['extravagant'], 'hopeful': ['optimistic']},
-        'powerful': {'aware': ['discerning'], 'proud': ['successful', 'confident'],
-                     'respected': ['worthwhile'], 'appreciated': ['valuable'],
-                     'important': [], 'faithful': []},
-        'peaceful': {'nurturing': [], 'trusting': ['responsive'], 'loving': ['serene'],
-                     'intimate': ['sentimental'], 'thoughtful': ['pensive'],
-                     'content': ['relaxed', 'thankful']},
-    }),
-    ('robbs', {
-        'happy': {'playful': ['aroused', 'cheeky'], 'content': ['free', 'joyful'],
-                  'interested': ['curious', 'inquisitive'], 'proud': ['successful', 'confident'],
-                  'accepted': ['respected', 'valued'], 'powerful': ['courageous', 'creative'],
-                  'peaceful': ['loving', 'thankful'], 'trusting': ['sensitive', 'intimate'],
-                  'optimistic': ['hopeful', 'inspired']},
-        'sad': {'lonely': ['isolated', 'abandoned'], 'vulnerable': ['victimized', 'fragile'],
-                'despair': ['grief', 'powerless'], 'guilty': ['ashamed', 'remorseful'],
-                'depressed': ['inferior', 'empty'], 'hurt': ['embarrassed', 'disappointed']},
-        'disgusted': {'disapproving': ['judgmental', 'embarrassed'],
-                      'disappointed': ['appalled', 'revolted'],
-                      'awful': ['nauseated', 'detestable'],
-                      'repelled': ['horrified', 'hesitant']},
-        'angry': {'let down': ['betrayed', 'resentful'], 'humiliated': ['disrespected', 'ridiculed'],
-                  'bitter': ['indignant', 'violated'], 'mad': ['furious', 'jealous'],
-                  'aggressive': ['provoked', 'hostile'], 'frustrated': ['infuriated', 'annoyed'],
-                  'distant': ['withdrawn', 'numb'], 'critical': ['skeptical', 'dismissive']},
-        'fearful': {'scared': ['helpless', 'frightened'], 'anxious': ['overwhelmed', 'worried'],
-                    'insecure': ['inadequate', 'inferior'], 'weak': ['worthless', 'insignificant'],
-                    'rejected': ['excluded', 'persecuted'], 'threatened': ['nervous', 'exposed']},
-        'bad': {'bored': ['indifferent', 'apathetic'], 'busy': ['pressured', 'rushed'],
-                'stressed': ['overwhelmed', 'out of control'], 'tired': ['sleepy', 'unfocused']},
-        'surprised': {'startled': ['shocked', 'dismayed'], 'confused': ['disillusioned', 'perplexed'],
-                      'amazed': ['astonished', 'awe'], 'excited': ['eager', 'energetic']},
-    }),
-    ('junto', {
-        'love': {'peaceful': ['satisfied', 'relieved'], 'tenderness': ['compassionate', 'caring'],
-                 'desire': ['infatuation', 'passion'], 'longing': ['attracted', 'sentimental'],
-                 'affectionate': ['fondness', 'romantic']},
-        'fear': {'scared': ['frightened', 'helpless'], 'terror': ['panic', 'hysterical'],
-                 'insecure': ['inferior', 'inadequate'], 'nervous': ['worried', 'anxious'],
-                 'horror': ['mortified', 'dread']},
-        'anger': {'rage': ['hate', 'hostile'], 'exasperated': ['agitated', 'frustrated'],
-                  'irritable': ['annoyed', 'aggravated'], 'envy': ['resentful', 'jealous'],
-                  'disgust': ['contempt', 'revolted']},
-        'sadness': {'suffering': ['agony', 'hurt'], 'sadness': ['depressed', 'sorrow'],
-                    'disappointed': ['dismayed', 'displeased'], 'shameful': ['regretful', 'guilty'],
-                    'neglected': ['isolated', 'lonely'], 'despair': ['grief', 'powerless']},
-        'surprise': {'stunned': ['shocked', 'dismayed'], 'confused': ['disillusioned', 'perplexed'],
-                     'amazed': ['astonished', 'awe-struck'], 'overcome': ['speechless', 'astounded'],
-                     'moved': ['stimulated', 'touched']},
-        'joy': {'enthralled': ['rapture', 'enchanted'], 'elation': ['jubilation', 'euphoric'],
-                'enthusiastic': ['zeal', 'excited'], 'optimistic': ['hopeful', 'eager'],
-                'proud': ['illustrious', 'triumphant'], 'cheerful': ['jovial', 'blissful'],
-                'happy': ['delighted', 'amused'], 'content': ['pleased', 'satisfied']},
-    }),
+    ),
 ]
 
 # valence of each wheel's level-1 categories (sentiment default)
 VALENCE = {
-    'plutchik': {'joy': 1, 'trust': 1, 'fear': -1, 'surprise': 0, 'sadness': -1,
-                 'disgust': -1, 'anger': -1, 'anticipation': 0},
+    'plutchik': {
+        'joy': 1,
+        'trust': 1,
+        'fear': -1,
+        'surprise': 0,
+        'sadness': -1,
+        'disgust': -1,
+        'anger': -1,
+        'anticipation': 0,
+    },
     'parrott': {'love': 1, 'joy': 1, 'surprise': 0, 'anger': -1, 'sadness': -1, 'fear': -1},
     'willcox': {'mad': -1, 'sad': -1, 'scared': -1, 'joyful': 1, 'powerful': 1, 'peaceful': 1},
-    'robbs': {'happy': 1, 'sad': -1, 'disgusted': -1, 'angry': -1, 'fearful': -1, 'bad': -1,
-              'surprised': 0},
+    'robbs': {
+        'happy': 1,
+        'sad': -1,
+        'disgusted': -1,
+        'angry': -1,
+        'fearful': -1,
+        'bad': -1,
+        'surprised': 0,
+    },
     'junto': {'love': 1, 'fear': -1, 'anger': -1, 'sadness': -1, 'surprise': 0, 'joy': 1},
 }
 
@@ -666,15 +870,72 @@ caring care cared
 
 # derived forms that suffix rules would produce but that mean something else
 STOP_FORMS = {
-    'business', 'businesses', 'movement', 'movements', 'careful', 'carefully', 'carefulness',
-    'useful', 'usefully', 'usefulness', 'contention', 'contentions', 'lone', 'easy', 'easily',
-    'willful', 'forceful', 'playfulness_', 'freely_', 'longed', 'sensation', 'sensational',
-    'resignation', 'resign', 'resigns', 'resigning', 'passable', 'sorely', 'lowly', 'downy',
-    'powers', 'powered', 'powering', 'spirit', 'spirits', 'bright', 'brightly', 'mean',
-    'likely', 'likeness', 'likelier', 'likeliest', 'tightly', 'forcefully', 'attentively',
-    'actively', 'closely', 'closeness_', 'meaningful', 'meaning', 'meanings', 'considerately',
-    'emotionally', 'sensibly', 'sensible', 'sensation', 'willingly', 'freely', 'opening',
-    'openly', 'engagement', 'engagements', 'use', 'uses', 'using', 'contents',
+    'business',
+    'businesses',
+    'movement',
+    'movements',
+    'careful',
+    'carefully',
+    'carefulness',
+    'useful',
+    'usefully',
+    'usefulness',
+    'contention',
+    'contentions',
+    'lone',
+    'easy',
+    'easily',
+    'willful',
+    'forceful',
+    'playfulness_',
+    'freely_',
+    'longed',
+    'sensation',
+    'sensational',
+    'resignation',
+    'resign',
+    'resigns',
+    'resigning',
+    'passable',
+    'sorely',
+    'lowly',
+    'downy',
+    'powers',
+    'powered',
+    'powering',
+    'spirit',
+    'spirits',
+    'bright',
+    'brightly',
+    'mean',
+    'likely',
+    'likeness',
+    'likelier',
+    'likeliest',
+    'tightly',
+    'forcefully',
+    'attentively',
+    'actively',
+    'closely',
+    'closeness_',
+    'meaningful',
+    'meaning',
+    'meanings',
+    'considerately',
+    'emotionally',
+    'sensibly',
+    'sensible',
+    'sensation',
+    'willingly',
+    'freely',
+    'opening',
+    'openly',
+    'engagement',
+    'engagements',
+    'use',
+    'uses',
+    'using',
+    'contents',
 }
 
 
@@ -682,8 +943,9 @@ def _lemminflect():
   try:
     import lemminflect  # pylint: disable=import-outside-toplevel
   except ImportError:
-    sys.exit('build_lexicon.py needs lemminflect (pip install lemminflect); '
-             'the runtime does not')
+    sys.exit(
+        'build_lexicon.py needs lemminflect (pip install lemminflect); ' 'the runtime does not'
+    )
   return lemminflect
 
 
@@ -738,20 +1000,20 @@ def derivations(w: str) -> set[str]:
   c = set()
   stem_y = w[:-1] + 'i' if w.endswith('y') else w
   stem_e = w[:-1] if w.endswith('e') else w
-  c.add(stem_y + 'ness')                          # happy -> happiness
-  c.update(_ly(w))                                # sad -> sadly
-  c.update({w + 'ment', stem_e + 'ment'})         # amaze -> amazement
-  c.update({w + 'ful', stem_y + 'ful'})           # hope -> hopeful, pity -> pitiful
+  c.add(stem_y + 'ness')  # happy -> happiness
+  c.update(_ly(w))  # sad -> sadly
+  c.update({w + 'ment', stem_e + 'ment'})  # amaze -> amazement
+  c.update({w + 'ful', stem_y + 'ful'})  # hope -> hopeful, pity -> pitiful
   c.update({stem_y + 'ous', w + 'ous', stem_e + 'ous'})  # fury -> furious
   if w.endswith('ate'):
-    c.add(w[:-1] + 'ion')                         # frustrate -> frustration
+    c.add(w[:-1] + 'ion')  # frustrate -> frustration
   if w.endswith('ss'):
-    c.add(w + 'ion')                              # depress -> depression
+    c.add(w + 'ion')  # depress -> depression
   if w.endswith('ous'):
-    c.add(w[:-3] + 'osity')                       # curious -> curiosity
+    c.add(w[:-3] + 'osity')  # curious -> curiosity
   if w.endswith('ble'):
-    c.add(w[:-3] + 'bility')                      # vulnerable -> vulnerability
-  c.update({stem_e + 'ity', w + 'ity'})           # hostile -> hostility
+    c.add(w[:-3] + 'bility')  # vulnerable -> vulnerability
+  c.update({stem_e + 'ity', w + 'ity'})  # hostile -> hostility
   # reverse rules
   if w.endswith('iness'):
     c.add(w[:-5] + 'y')
@@ -783,8 +1045,15 @@ def spelling_variants(w: str) -> set[str]:
     out.update({w.replace('-', ' '), w.replace('-', '')})
   if ' ' in w and len(w.split()) == 2:
     out.add(w.replace(' ', '-'))
-  for a, b in (('ize', 'ise'), ('our', 'or'), ('or', 'our'), ('sceptic', 'skeptic'),
-               ('skeptic', 'sceptic'), ('judgement', 'judgment'), ('judgment', 'judgement')):
+  for a, b in (
+      ('ize', 'ise'),
+      ('our', 'or'),
+      ('or', 'our'),
+      ('sceptic', 'skeptic'),
+      ('skeptic', 'sceptic'),
+      ('judgement', 'judgment'),
+      ('judgment', 'judgement'),
+  ):
     if a in w:
       out.add(w.replace(a, b))
   return {x for x in out if x != w and (' ' in x or '-' in x or known(x) or x.endswith('ise'))}
@@ -881,14 +1150,17 @@ def to_json(data: dict) -> str:
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   ap.add_argument('--out', default=str(OUT))
-  ap.add_argument('--check', action='store_true',
-                  help='do not write; fail if the committed JSON differs')
+  ap.add_argument(
+      '--check', action='store_true', help='do not write; fail if the committed JSON differs'
+  )
   args = ap.parse_args(argv)
   data = build()
   text = to_json(data)
   n_forms = len({f for v in data['forms'].values() for f in v} | set(data['forms']))
-  stats = (f'wheel words {len(wheel_words())}, roots {len(data["root2words"])}, '
-           f'surface forms {n_forms}, {len(text) / 1e6:.2f} MB')
+  stats = (
+      f'wheel words {len(wheel_words())}, roots {len(data["root2words"])}, '
+      f'surface forms {n_forms}, {len(text) / 1e6:.2f} MB'
+  )
   if args.check:
     old = Path(args.out).read_text(encoding='utf-8') if Path(args.out).exists() else ''
     if old != text:

@@ -5,7 +5,9 @@ import os
 import pathlib
 
 # Must happen before JAX initializes its backends (anything importing jax below).
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -15,8 +17,10 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-_CACHE = os.environ.get("MER_JAX_TEST_COMPILATION_CACHE",
-                        os.path.join(os.path.expanduser("~"), ".cache", "mer_jax", "test_jax_cache"))
+_CACHE = os.environ.get(
+    "MER_JAX_TEST_COMPILATION_CACHE",
+    os.path.join(os.path.expanduser("~"), ".cache", "mer_jax", "test_jax_cache"),
+)
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 # Make sure the main-process tests and any subprocess they start share the cache.
@@ -24,36 +28,40 @@ os.environ.setdefault("MER_JAX_COMPILATION_CACHE", _CACHE)
 
 
 def _find_reference() -> pathlib.Path | None:
-    """`../shared/reference` next to the checkout (CI and dev machines), or MER_JAX_REFERENCE."""
-    env = os.environ.get("MER_JAX_REFERENCE")
-    candidates = [pathlib.Path(env)] if env else []
-    candidates.append(REPO_ROOT.parent / "shared" / "reference")
-    return next((c for c in candidates if c.is_dir()), None)
+  """`../shared/reference` next to the checkout (CI and dev machines), or MER_JAX_REFERENCE."""
+  env = os.environ.get("MER_JAX_REFERENCE")
+  candidates = [pathlib.Path(env)] if env else []
+  candidates.append(REPO_ROOT.parent / "shared" / "reference")
+  return next((c for c in candidates if c.is_dir()), None)
 
 
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
-    return REPO_ROOT
+  return REPO_ROOT
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> pathlib.Path:
-    """The official lexicon and OV-MERD files; tests skip with a reason where absent."""
-    ref = _find_reference()
-    if ref is None:
-        pytest.skip("../shared/reference (official emotion-wheel files, OV-MERD labels) is not present "
-                    "next to this checkout; set MER_JAX_REFERENCE to its path to run this test")
-    return ref
+  """The official lexicon and OV-MERD files; tests skip with a reason where absent."""
+  ref = _find_reference()
+  if ref is None:
+    pytest.skip(
+        "../shared/reference (official emotion-wheel files, OV-MERD labels) is not present "
+        "next to this checkout; set MER_JAX_REFERENCE to its path to run this test"
+    )
+  return ref
 
 
 @pytest.fixture(scope="session")
 def recipe():
-    """`recipe(name, preset)`: the ConfigDict of `configs/<name>.py:<preset>`, loaded as main.py does."""
+  """`recipe(name, preset)`: the ConfigDict of `configs/<name>.py:<preset>`, loaded as main.py does."""
 
-    def load(name: str, preset: str | None = None):
-        spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO_ROOT / "configs" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.get_config(preset)
+  def load(name: str, preset: str | None = None):
+    spec = importlib.util.spec_from_file_location(
+        f"recipe_{name}", REPO_ROOT / "configs" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(preset)
 
-    return load
+  return load

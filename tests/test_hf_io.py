@@ -44,8 +44,10 @@ def test_merged_lora_export_reloads_in_transformers(qwen_dir, tmp_path, scan):
   flat = traverse_util.flatten_dict(params)
   assert any(p[-1] == "lora_b" for p in flat)
   # A trained-looking adapter: random B.
-  flat = {p: (0.05 * jax.random.normal(jax.random.key(len(p)), v.shape) if p[-1] == "lora_b" else v)
-          for p, v in flat.items()}
+  flat = {
+      p: (0.05 * jax.random.normal(jax.random.key(len(p)), v.shape) if p[-1] == "lora_b" else v)
+      for p, v in flat.items()
+  }
   params = traverse_util.unflatten_dict(flat)
   ids = _ids()
   ours = _qwen_logits(params, config, ids)
@@ -63,9 +65,13 @@ def test_merged_lora_export_reloads_in_transformers(qwen_dir, tmp_path, scan):
 
 @pytest.mark.parametrize("kind", ["clip", "hubert_large", "hubert_base", "bert", "qwen2_tied"])
 def test_export_reproduces_hf_state_dict(tmp_path, kind):
-  makers = {"clip": lambda d: fx.make_clip_vision(d), "hubert_large": lambda d: fx.make_hubert(d, True),
-            "hubert_base": lambda d: fx.make_hubert(d, False), "bert": lambda d: fx.make_bert(d),
-            "qwen2_tied": lambda d: fx.make_qwen2(d, tie_word_embeddings=True)}
+  makers = {
+      "clip": lambda d: fx.make_clip_vision(d),
+      "hubert_large": lambda d: fx.make_hubert(d, True),
+      "hubert_base": lambda d: fx.make_hubert(d, False),
+      "bert": lambda d: fx.make_bert(d),
+      "qwen2_tied": lambda d: fx.make_qwen2(d, tie_word_embeddings=True),
+  }
   src, hf = makers[kind](str(tmp_path / "src"))
   config = config_from_hf_dir(src, scan_layers=True)
   out = export_hf(load_hf_params(src, config=config), config, str(tmp_path / "out"))
@@ -87,7 +93,9 @@ def test_sharded_index_and_half_precision(qwen_dir, tmp_path):
     d = tmp_path / np.dtype(dtype).name
     d.mkdir()
     shutil.copy(os.path.join(qwen_dir, "config.json"), d)
-    shard_checkpoint({k: v.astype(dtype) for k, v in tensors.items()}, str(d), max_shard_bytes=20_000)
+    shard_checkpoint(
+        {k: v.astype(dtype) for k, v in tensors.items()}, str(d), max_shard_bytes=20_000
+    )
     assert len([f for f in os.listdir(d) if f.endswith(".safetensors")]) > 1
     params = load_hf_params(str(d), config=config)
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
@@ -95,7 +103,9 @@ def test_sharded_index_and_half_precision(qwen_dir, tmp_path):
     tol = 1e-6 if dtype is np.float32 else 5e-2
     assert fx.rel_max_diff(got, ref) <= tol, np.dtype(dtype).name
   # transformers reads our sharded bf16 layout too.
-  hf = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "bfloat16"), dtype=torch.float32)
+  hf = transformers.AutoModelForCausalLM.from_pretrained(
+      str(tmp_path / "bfloat16"), dtype=torch.float32
+  )
   assert hf.model.embed_tokens.weight.shape == (128, 32)
   params16 = load_hf_params(str(tmp_path / "bfloat16"), config=config, dtype=jnp.bfloat16)
   assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(params16))
@@ -115,7 +125,10 @@ def test_missing_and_unexpected_keys_are_listed(qwen_dir, tmp_path):
 def test_legacy_weight_norm_names(tmp_path):
   src, hf = fx.make_hubert(str(tmp_path / "src"), large=True)
   ckpt = SafetensorsCheckpoint(src)
-  rename = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
+  rename = {
+      "parametrizations.weight.original0": "weight_g",
+      "parametrizations.weight.original1": "weight_v",
+  }
   tensors = {}
   for k in ckpt.keys():
     new = k
@@ -134,7 +147,9 @@ def test_legacy_weight_norm_names(tmp_path):
 @pytest.mark.parametrize("scan", [False, True], ids=["loop", "scan"])
 def test_sharded_load_on_8_device_mesh(qwen_dir, scan):
   assert jax.device_count() == 8
-  mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(jax.sharding.AxisType.Auto,) * 3)
+  mesh = jax.make_mesh(
+      (2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(jax.sharding.AxisType.Auto,) * 3
+  )
   rules = sharding_lib.DEFAULT_LOGICAL_AXIS_RULES
   config = config_from_hf_dir(qwen_dir, scan_layers=scan, lora_rank=2)
   params = load_hf_params(qwen_dir, config=config, mesh=mesh, rules=rules)
@@ -144,8 +159,9 @@ def test_sharded_load_on_8_device_mesh(qwen_dir, scan):
   spec = q.sharding.spec
   assert tuple(spec)[-2:] == ("fsdp", "tensor"), spec
   assert q.addressable_shards[0].data.size * 4 == q.size  # each device holds a quarter
-  assert flat[("params", "model", "embed_tokens", "embedding")].sharding.spec == jax.sharding.PartitionSpec(
-      "tensor", "fsdp")
+  assert flat[
+      ("params", "model", "embed_tokens", "embedding")
+  ].sharding.spec == jax.sharding.PartitionSpec("tensor", "fsdp")
 
   plain = load_hf_params(qwen_dir, config=config)
   ids = _ids()
@@ -153,27 +169,41 @@ def test_sharded_load_on_8_device_mesh(qwen_dir, scan):
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     got = _qwen_logits(params, config, ids)
   np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
-  jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), params, plain)
+  jax.tree.map(
+      lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), params, plain
+  )
 
 
 def test_key_map_and_sharding_rules():
   from mer_jax.hf import keymaps
+
   spec = keymaps.ARCHS["hubert"]
-  assert keymaps.hf_key(("model", "layers_3", "self_attn", "q_proj", "kernel")) == "model.layers.3.self_attn.q_proj.weight"
+  assert (
+      keymaps.hf_key(("model", "layers_3", "self_attn", "q_proj", "kernel"))
+      == "model.layers.3.self_attn.q_proj.weight"
+  )
   assert keymaps.hf_key(("encoder", "layer_norm", "scale")) == "encoder.layer_norm.weight"
   assert keymaps.hf_key_candidates(("encoder", "pos_conv_embed", "conv", "weight_g"), spec) == [
-      "encoder.pos_conv_embed.conv.parametrizations.weight.original0", "encoder.pos_conv_embed.conv.weight_g"]
+      "encoder.pos_conv_embed.conv.parametrizations.weight.original0",
+      "encoder.pos_conv_embed.conv.weight_g",
+  ]
   assert keymaps.unscanned_paths(("encoder", "layers", "attention", "q_proj", "bias"), spec, 2) == [
-      ("encoder", "layers_0", "attention", "q_proj", "bias"), ("encoder", "layers_1", "attention", "q_proj", "bias")]
+      ("encoder", "layers_0", "attention", "q_proj", "bias"),
+      ("encoder", "layers_1", "attention", "q_proj", "bias"),
+  ]
   assert keymaps.layout_perm(("conv", "kernel"), 3) == (2, 1, 0)
   conv = np.arange(24).reshape(4, 3, 2)  # torch [out, in, k]
   ours = conv.transpose(keymaps.layout_perm(("conv", "kernel"), 3))
   np.testing.assert_array_equal(keymaps.to_hf_layout(ours, ("conv", "kernel")), conv)
 
-  mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(jax.sharding.AxisType.Auto,) * 3)
+  mesh = jax.make_mesh(
+      (2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(jax.sharding.AxisType.Auto,) * 3
+  )
   s = sharding_lib.logical_to_sharding(("vocab", "embed"), (128, 32), mesh)
   assert s.spec == jax.sharding.PartitionSpec("tensor", "fsdp")
-  s = sharding_lib.logical_to_sharding(("vocab", "embed"), (127, 32), mesh)  # 127 % 2 != 0: replicated
+  s = sharding_lib.logical_to_sharding(
+      ("vocab", "embed"), (127, 32), mesh
+  )  # 127 % 2 != 0: replicated
   assert s.spec == jax.sharding.PartitionSpec(None, "fsdp")
   s = sharding_lib.logical_to_sharding(("batch", "length", "act_embed"), (4, 8, 32), mesh)
   assert s.spec == jax.sharding.PartitionSpec(("data", "fsdp"), None, None)

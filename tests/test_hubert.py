@@ -42,20 +42,27 @@ def test_hidden_states_match_transformers(ckpt, scan):
   np.testing.assert_array_equal(np.asarray(hidden[-1]), np.asarray(out["last_hidden_state"]))
   plain = apply(params, jnp.asarray(wave))
   assert "hidden_states" not in plain
-  np.testing.assert_allclose(np.asarray(plain["last_hidden_state"]), np.asarray(out["last_hidden_state"]), atol=1e-6)
+  np.testing.assert_allclose(
+      np.asarray(plain["last_hidden_state"]), np.asarray(out["last_hidden_state"]), atol=1e-6
+  )
 
 
 def test_attention_mask_matches_transformers(ckpt):
   hf_dir, wave, _, _ = ckpt
   import transformers
+
   hf = transformers.HubertModel.from_pretrained(hf_dir).eval()
   config = config_from_hf_dir(hf_dir)
   params = load_hf_params(hf_dir, config=config)
   sample_mask = np.ones(wave.shape, np.int64)
   sample_mask[1, 1000:] = 0
   with torch.no_grad():
-    ref = hf(input_values=torch.tensor(wave), attention_mask=torch.tensor(sample_mask)).last_hidden_state.numpy()
-  frame_mask = hf._get_feature_vector_attention_mask(ref.shape[1], torch.tensor(sample_mask)).numpy()
+    ref = hf(
+        input_values=torch.tensor(wave), attention_mask=torch.tensor(sample_mask)
+    ).last_hidden_state.numpy()
+  frame_mask = hf._get_feature_vector_attention_mask(
+      ref.shape[1], torch.tensor(sample_mask)
+  ).numpy()
   out = HubertModel(config).apply(params, jnp.asarray(wave), attention_mask=jnp.asarray(frame_mask))
   valid = frame_mask.astype(bool)
   assert fx.rel_max_diff(np.asarray(out["last_hidden_state"])[valid], ref[valid]) <= 1e-4

@@ -1,4 +1,5 @@
 """grain pipeline: bucketed padding, exact masks, sharding, determinism and iterator state."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,14 @@ pytest.importorskip('transformers')
 
 
 def make_data(**kw):
-  base = dict(image_size=32, max_length=384, length_buckets=[128, 192, 256], batch_size=4,
-              eval_batch_size=4, synthmer=dict(num_sft=24, num_rl=8, num_eval=6, cache_dir=''))
+  base = dict(
+      image_size=32,
+      max_length=384,
+      length_buckets=[128, 192, 256],
+      batch_size=4,
+      eval_batch_size=4,
+      synthmer=dict(num_sft=24, num_rl=8, num_eval=6, cache_dir=''),
+  )
   base.update(kw)
   return default_data_config(**base)
 
@@ -56,11 +63,14 @@ def test_train_batch_exact(tokenizer, samples):
     assert arrays['loss_mask'][i, n:].sum() == 0
     masked = arrays['input_ids'][i][arrays['loss_mask'][i] > 0]
     s = by_name[meta['name'][i]]
-    assert tokenizer.decode(masked) == (f"<think>{s['reason']}</think><answer>{', '.join(s['labels'])}"
-                                        '</answer>###<|im_end|>')
+    assert tokenizer.decode(masked) == (
+        f"<think>{s['reason']}</think><answer>{', '.join(s['labels'])}" '</answer>###<|im_end|>'
+    )
     np.testing.assert_allclose(arrays['frames'][i], preprocess.clip_preprocess(s['frames'], 32))
-    np.testing.assert_allclose(arrays['audio'][i], preprocess.wav2vec2_normalize(
-        decode.clip_audio(s['audio'], 16000, 8, 2.0)))
+    np.testing.assert_allclose(
+        arrays['audio'][i],
+        preprocess.wav2vec2_normalize(decode.clip_audio(s['audio'], 16000, 8, 2.0)),
+    )
   assert arrays['frames'].shape == (4, 8, 3, 32, 32) and arrays['audio'].shape == (4, 8, 32000)
   assert meta['labels'] == [by_name[n]['labels'] for n in meta['name']]
 
@@ -94,27 +104,34 @@ def test_iterator_state_and_determinism(tokenizer, samples):
     np.testing.assert_array_equal(a['frames'], b['frames'])
   other = datasets.make_train_iterator(make_data(shuffle_seed=1), samples, tokenizer)
   assert [n for _ in range(3) for n in next(other)['meta']['name']] != [
-      n for b in after for n in b['meta']['name']]
+      n for b in after for n in b['meta']['name']
+  ]
 
 
 def test_process_sharding(tokenizer, samples):
   data = make_data()
   seen = []
   for p in range(2):
-    it = datasets.make_train_iterator(data, samples, tokenizer, process_index=p, process_count=2,
-                                      num_epochs=1)
+    it = datasets.make_train_iterator(
+        data, samples, tokenizer, process_index=p, process_count=2, num_epochs=1
+    )
     names = [n for batch in it for n in batch['meta']['name']]
     seen.append(set(names))
   assert len(seen[0]) == len(seen[1]) == 12 and not seen[0] & seen[1]
-  batch = next(datasets.make_train_iterator(data, samples, tokenizer, process_index=1, process_count=2))
+  batch = next(
+      datasets.make_train_iterator(data, samples, tokenizer, process_index=1, process_count=2)
+  )
   assert batch['input_ids'].shape[0] == 2
   with pytest.raises(ValueError, match='divisible'):
     datasets.make_train_iterator(data, samples, tokenizer, process_index=0, process_count=3)
 
 
 def test_prompt_only_left_padded(tokenizer, samples):
-  batch = next(datasets.make_train_iterator(make_data(), samples, tokenizer, prompt_only=True,
-                                            question='labels'))
+  batch = next(
+      datasets.make_train_iterator(
+          make_data(), samples, tokenizer, prompt_only=True, question='labels'
+      )
+  )
   assert 'loss_mask' not in batch
   t = batch['input_ids'].shape[1]
   assert t in (128, 192, 256, 384)
@@ -122,8 +139,9 @@ def test_prompt_only_left_padded(tokenizer, samples):
     n = int(batch['attention_mask'][i].sum())
     assert batch['attention_mask'][i].tolist() == [0] * (t - n) + [1] * n
     assert batch['input_ids'][i, t - n] == tokenizer.bos_token_id
-    assert tokenizer.decode(batch['input_ids'][i, t - n:]).endswith(
-        'emotional states of the character. ###Assistant: ')
+    assert tokenizer.decode(batch['input_ids'][i, t - n :]).endswith(
+        'emotional states of the character. ###Assistant: '
+    )
 
 
 def test_eval_batches_cover_once(tokenizer, samples):
@@ -132,19 +150,24 @@ def test_eval_batches_cover_once(tokenizer, samples):
   names, valid = [], []
   for p in range(2):
     batches = list(datasets.make_eval_batches(data, ev, tokenizer, p, 2))
-    assert len(batches) == 3                            # ceil(10 / 4) global batches
+    assert len(batches) == 3  # ceil(10 / 4) global batches
     for b in batches:
       assert b['input_ids'].shape[0] == 2
       names += b['meta']['name']
       valid += b['meta']['valid']
   assert [n for n, v in zip(names, valid) if v] == [s['name'] for s in ev]
   assert sum(valid) == 10 and len(valid) == 12
-  assert all(q == 'labels' for b in datasets.make_eval_batches(data, ev, tokenizer)
-             for q in b['meta']['question'])
+  assert all(
+      q == 'labels'
+      for b in datasets.make_eval_batches(data, ev, tokenizer)
+      for q in b['meta']['question']
+  )
   one = datasets.make_batch(data, ev[:3], tokenizer, question='description')
   assert one['meta']['name'] == [s['name'] for s in ev[:3]] and one['meta']['valid'] == [True] * 3
-  assert all(tokenizer.decode(row).endswith('provide your reasoning process. ###Assistant: ')
-             for row in one['input_ids'])
+  assert all(
+      tokenizer.decode(row).endswith('provide your reasoning process. ###Assistant: ')
+      for row in one['input_ids']
+  )
 
 
 def test_feature_cache_batches(tokenizer, samples, tmp_path):
@@ -164,8 +187,9 @@ def test_feature_cache_batches(tokenizer, samples, tmp_path):
 
 def test_worker_processes_give_the_same_batches(tokenizer, samples):
   from absl import flags
+
   if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()         # grain workers read absl flags
+    flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
   in_process = datasets.make_train_iterator(make_data(), samples, tokenizer)
   workers = datasets.make_train_iterator(make_data(worker_count=1), samples, tokenizer)
   for _ in range(2):

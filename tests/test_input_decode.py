@@ -1,4 +1,5 @@
 """Decoding: frame indices, PyAV video, OpenFace faces, audio clips (files written here)."""
+
 import numpy as np
 import pytest
 
@@ -59,7 +60,7 @@ def test_read_face_frames(tmp_path):
   faces = np.arange(6)[:, None, None, None].repeat(3, 1).repeat(3, 2).repeat(3, 3).astype(np.uint8)
   np.save(tmp_path / 'f.npy', faces)
   out = decode.read_face_frames(str(tmp_path / 'f.npy'), 8)
-  assert out[:, 0, 0, 0].tolist() == [0, 0, 1, 2, 3, 3, 4, 5]    # arange(0, 6, 0.75)
+  assert out[:, 0, 0, 0].tolist() == [0, 0, 1, 2, 3, 3, 4, 5]  # arange(0, 6, 0.75)
   np.save(tmp_path / 'g.npy', np.zeros((4, 5)))
   with pytest.raises(decode.DecodeError, match='shape'):
     decode.read_face_frames(str(tmp_path / 'g.npy'))
@@ -75,7 +76,7 @@ def test_clip_starts_and_padding():
   assert clips[-1, -1] == 79999
   short = decode.clip_audio(np.ones(8000, np.float32), 16000, 8, 2.0)
   assert short.shape == (8, 32000)
-  assert short[:, :8000].min() == 1 and short[:, 8000:].max() == 0   # zero-padded, identical clips
+  assert short[:, :8000].min() == 1 and short[:, 8000:].max() == 0  # zero-padded, identical clips
 
 
 def test_load_audio_clips_resamples_and_mixes(tmp_path):

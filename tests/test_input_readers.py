@@ -29,22 +29,39 @@ def released_root(tmp_path_factory):
       sr = 22050 if i % 2 else 16000
       sf.write(root / 'audio' / f'{name}.wav', 0.1 * np.sin(np.arange(int(1.3 * sr)) * 0.05), sr)
     (root / 'openface_face' / name).mkdir()
-    np.save(root / 'openface_face' / name / f'{name}.npy',
-            np.full((5 + i, 24, 24, 3), 30 * i, np.uint8))
-  _write_csv(root / 'train_ovmerd.csv', ['name', 'openset'],
-             [[n, "['Happy', 'calm']" if j % 2 else 'worried, tense'] for j, n in enumerate(NAMES)])
+    np.save(
+        root / 'openface_face' / name / f'{name}.npy', np.full((5 + i, 24, 24, 3), 30 * i, np.uint8)
+    )
+  _write_csv(
+      root / 'train_ovmerd.csv',
+      ['name', 'openset'],
+      [[n, "['Happy', 'calm']" if j % 2 else 'worried, tense'] for j, n in enumerate(NAMES)],
+  )
   _write_csv(root / 'eval_ovmerd.csv', ['name', 'openset'], [['sample_c', "['sad']"]])
   _write_csv(root / 'reasons.csv', ['name', 'reason'], [['sample_a', 'He smiles warmly.']])
-  _write_csv(root / 'subtitle_chieng.csv', ['name', 'chinese', 'english'],
-             [[n, '你好', f'Hello from {n}.'] for n in NAMES])
+  _write_csv(
+      root / 'subtitle_chieng.csv',
+      ['name', 'chinese', 'english'],
+      [[n, '你好', f'Hello from {n}.'] for n in NAMES],
+  )
   return root
 
 
 def make_data(root, **kw):
-  base = dict(source='released', root=str(root), labels_csv='train_ovmerd.csv',
-              eval_labels_csv='eval_ovmerd.csv', reasons_csv='reasons.csv',
-              subtitles_csv='subtitle_chieng.csv', image_size=32, max_length=384,
-              length_buckets=[128, 192, 256], batch_size=3, eval_batch_size=2, question='labels')
+  base = dict(
+      source='released',
+      root=str(root),
+      labels_csv='train_ovmerd.csv',
+      eval_labels_csv='eval_ovmerd.csv',
+      reasons_csv='reasons.csv',
+      subtitles_csv='subtitle_chieng.csv',
+      image_size=32,
+      max_length=384,
+      length_buckets=[128, 192, 256],
+      batch_size=3,
+      eval_batch_size=2,
+      question='labels',
+  )
   base.update(kw)
   return default_data_config(**base)
 
@@ -62,11 +79,14 @@ def test_frame_mode_skips_corrupt_video_and_missing_audio(released_root):
   reasons = {s['name']: s['reason'] for s in skipped}
   assert set(reasons) == {'sample_corrupt', 'sample_noaudio'}
   assert 'cannot decode video' in reasons['sample_corrupt']
-  assert 'missing audio' in reasons['sample_noaudio'] and 'sample_noaudio.wav' in reasons['sample_noaudio']
+  assert (
+      'missing audio' in reasons['sample_noaudio']
+      and 'sample_noaudio.wav' in reasons['sample_noaudio']
+  )
   a = samples[0]
   assert a['frames'].shape == (8, 32, 32, 3) and a['frames'].dtype == np.uint8
   assert a['audio'].dtype == np.float32 and a['audio'].shape == (int(1.3 * 16000),)
-  b = samples[1]                                      # 22.05 kHz resampled to 16 kHz
+  b = samples[1]  # 22.05 kHz resampled to 16 kHz
   assert abs(b['audio'].shape[0] - int(1.3 * 16000)) <= 1
   assert a['labels'] == ['worried', 'tense'] and b['labels'] == ['happy', 'calm']
   assert a['reason'] == 'He smiles warmly.' and b['reason'] == ''
@@ -85,7 +105,7 @@ def test_face_mode_and_eval_split(released_root):
   samples, skipped = readers.read_released(data, 'train')
   assert [s['name'] for s in samples] == ['sample_a', 'sample_b', 'sample_corrupt', 'sample_c']
   assert [s['name'] for s in skipped] == ['sample_noaudio']
-  c = samples[2]                                      # faces of sample 2 are all 60
+  c = samples[2]  # faces of sample 2 are all 60
   assert c['frames'].shape == (8, 32, 32, 3) and (c['frames'] == 60).all()
   ev, ev_skipped = readers.load_split(data, 'eval')
   assert [s['name'] for s in ev] == ['sample_c'] and ev_skipped == [] and ev[0]['labels'] == ['sad']
@@ -109,9 +129,14 @@ def test_released_batches_flow(released_root, tmp_path):
 
 
 def test_unibench_npz_as_eval_labels(released_root, tmp_path):
-  np.savez(tmp_path / 'mer2023.npz', test1_corpus={'sample_a': {'emo': 'Worried'}, 'sample_noaudio': {'emo': 'sad'}})
+  np.savez(
+      tmp_path / 'mer2023.npz',
+      test1_corpus={'sample_a': {'emo': 'Worried'}, 'sample_noaudio': {'emo': 'sad'}},
+  )
   np.savez(tmp_path / 'sims.npz', test_corpus={'sample_b': {'val': -0.6}})
-  data = make_data(released_root, face_or_frame='face', eval_labels_csv=str(tmp_path / 'mer2023.npz'))
+  data = make_data(
+      released_root, face_or_frame='face', eval_labels_csv=str(tmp_path / 'mer2023.npz')
+  )
   samples, skipped = readers.read_released(data, 'eval')
   assert [(s['name'], s['labels']) for s in samples] == [('sample_a', ['worried'])]
   assert [s['name'] for s in skipped] == ['sample_noaudio']
@@ -121,7 +146,12 @@ def test_unibench_npz_as_eval_labels(released_root, tmp_path):
 
 
 def test_unibench_gold(tmp_path):
-  np.savez(tmp_path / 'mer2023.npz', test1_corpus={'s1': {'emo': 'happy'}, 's2': {'emo': 'worried'}})
+  np.savez(
+      tmp_path / 'mer2023.npz', test1_corpus={'s1': {'emo': 'happy'}, 's2': {'emo': 'worried'}}
+  )
   np.savez(tmp_path / 'mosi.npz', test_corpus={'v1': {'val': -1.4}, 'v2': {'val': 0.0}})
-  assert readers.read_unibench_gold(str(tmp_path / 'mer2023.npz')) == {'s1': 'happy', 's2': 'worried'}
+  assert readers.read_unibench_gold(str(tmp_path / 'mer2023.npz')) == {
+      's1': 'happy',
+      's2': 'worried',
+  }
   assert readers.read_unibench_gold(str(tmp_path / 'mosi.npz')) == {'v1': -1.4, 'v2': 0.0}

@@ -1,4 +1,5 @@
 """Optional TFDS builder (the `tfds` extra): builds and reads without TensorFlow."""
+
 import numpy as np
 import pytest
 
@@ -13,16 +14,26 @@ def test_build_and_read_without_tensorflow(tmp_path):
   root = tmp_path / 'licensed'
   for i, name in enumerate(('a', 'b', 'c', 'd')):
     (root / 'openface_face' / name).mkdir(parents=True)
-    np.save(root / 'openface_face' / name / f'{name}.npy', np.full((6, 20, 20, 3), 10 * i, np.uint8))
+    np.save(
+        root / 'openface_face' / name / f'{name}.npy', np.full((6, 20, 20, 3), 10 * i, np.uint8)
+    )
   (root / 'audio').mkdir()
   for name in ('a', 'b', 'd'):
     sf.write(root / 'audio' / f'{name}.wav', 0.1 * np.ones(20000, np.float32), 16000)
-  (root / 'train.csv').write_text('name,openset\na,happy\nb,"[\'sad\', \'tired\']"\nc,calm\n')
+  (root / 'train.csv').write_text("name,openset\na,happy\nb,\"['sad', 'tired']\"\nc,calm\n")
   (root / 'eval.csv').write_text('name,openset\nd,angry\n')
   (root / 'subs.csv').write_text('name,english\na,Hi.\nb,Bye.\nc,So.\nd,No!\n')
-  data = default_data_config(source='released', root=str(root), labels_csv='train.csv',
-                             eval_labels_csv='eval.csv', subtitles_csv='subs.csv', image_size=32,
-                             batch_size=2, max_length=384, length_buckets=[128, 256])
+  data = default_data_config(
+      source='released',
+      root=str(root),
+      labels_csv='train.csv',
+      eval_labels_csv='eval.csv',
+      subtitles_csv='subs.csv',
+      image_size=32,
+      batch_size=2,
+      max_length=384,
+      length_buckets=[128, 256],
+  )
   info = tfds_builder.build(data, str(tmp_path / 'tfds'))
   assert info['num_samples'] == {'train': 2, 'eval': 1}
   assert [s['name'] for s in info['skipped']['train']] == ['c']

@@ -28,8 +28,10 @@ def _ids():
 def _randomize_b(params, seed=3):
   flat = traverse_util.flatten_dict(params)
   keys = jax.random.split(jax.random.key(seed), len(flat))
-  flat = {p: (0.1 * jax.random.normal(k, v.shape) if p[-1] == "lora_b" else v)
-          for (p, v), k in zip(flat.items(), keys)}
+  flat = {
+      p: (0.1 * jax.random.normal(k, v.shape) if p[-1] == "lora_b" else v)
+      for (p, v), k in zip(flat.items(), keys)
+  }
   return traverse_util.unflatten_dict(flat)
 
 
@@ -66,10 +68,14 @@ def test_merge_unmerge(scan):
   merged = lora_lib.merge_lora(params, cfg.lora_scale)
   assert not any(lora_lib.is_lora_path(p) for p in traverse_util.flatten_dict(merged))
   base_model = Qwen2ForCausalLM(Qwen2Config.from_hf_dict(ARCH, scan_layers=scan))
-  np.testing.assert_allclose(np.asarray(base_model.apply(merged, ids)[0]), np.asarray(adapted), atol=1e-5)
+  np.testing.assert_allclose(
+      np.asarray(base_model.apply(merged, ids)[0]), np.asarray(adapted), atol=1e-5
+  )
 
   kept = lora_lib.merge_lora(params, cfg.lora_scale, keep_adapters=True)
-  np.testing.assert_allclose(np.asarray(model.apply(kept, ids, lora=False)[0]), np.asarray(adapted), atol=1e-5)
+  np.testing.assert_allclose(
+      np.asarray(model.apply(kept, ids, lora=False)[0]), np.asarray(adapted), atol=1e-5
+  )
   restored = lora_lib.unmerge_lora(kept, cfg.lora_scale)
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), restored, params)
 
@@ -77,6 +83,7 @@ def test_merge_unmerge(scan):
 def test_manual_lora_math():
   """One adapted Dense against W x + b + (alpha/r) x A B by hand."""
   from mer_jax.models.layers import Dense
+
   dense = Dense(5, ("embed", "mlp"), lora_rank=2, lora_alpha=6.0)
   x = jax.random.normal(jax.random.key(0), (3, 4))
   p = _randomize_b(nn.unbox(dense.init(jax.random.key(1), x)))["params"]
@@ -109,5 +116,7 @@ def test_dropout_only_when_not_deterministic_and_targets():
   drop, _ = model.apply(params, ids, deterministic=False, rngs={"dropout": jax.random.key(5)})
   assert np.max(np.abs(np.asarray(det) - np.asarray(drop))) > 1e-4
   off_a, _ = model.apply(params, ids, lora=False)
-  off_b, _ = model.apply(params, ids, lora=False, deterministic=False, rngs={"dropout": jax.random.key(5)})
+  off_b, _ = model.apply(
+      params, ids, lora=False, deterministic=False, rngs={"dropout": jax.random.key(5)}
+  )
   np.testing.assert_array_equal(np.asarray(off_a), np.asarray(off_b))

@@ -32,27 +32,47 @@ def test_load_builtin_cached_and_default():
   assert st['wheel_words'] > 250 and st['roots'] > 1000 and st['surface_forms'] > 3000
 
 
-@pytest.mark.parametrize('form, root_like', [
-    ('happier', 'happy'), ('happiness', 'happy'), ('happily', 'happy'),
-    ('angrily', 'angry'), ('anger', 'angry'), ('sadness', 'sad'), ('saddened', 'sad'),
-    ('frustration', 'frustrated'), ('disappointment', 'disappointed'),
-    ('nervousness', 'nervous'), ('anxiety', 'anxious'), ('joyfully', 'joyful'),
-    ('fearful', 'afraid'), ('embarrassment', 'embarrassed'),
-])
+@pytest.mark.parametrize(
+    'form, root_like',
+    [
+        ('happier', 'happy'),
+        ('happiness', 'happy'),
+        ('happily', 'happy'),
+        ('angrily', 'angry'),
+        ('anger', 'angry'),
+        ('sadness', 'sad'),
+        ('saddened', 'sad'),
+        ('frustration', 'frustrated'),
+        ('disappointment', 'disappointed'),
+        ('nervousness', 'nervous'),
+        ('anxiety', 'anxious'),
+        ('joyfully', 'joyful'),
+        ('fearful', 'afraid'),
+        ('embarrassment', 'embarrassed'),
+    ],
+)
 def test_word_forms_group_with_their_root(form, root_like):
   lex = load_lexicon('builtin')
   for w in range(1, 6):
     for lv in ('level1', 'level2'):
       v = f'wheel{w}_{lv}'
       assert lex.map_label(form, v) == lex.map_label(root_like, v), (form, v)
-  assert lex.map_label(form, 'wheel1_level1') is not None or \
-      lex.map_label(form, 'wheel2_level1') is not None
+  assert (
+      lex.map_label(form, 'wheel1_level1') is not None
+      or lex.map_label(form, 'wheel2_level1') is not None
+  )
 
 
 def test_synonyms_and_drops():
   lex = load_lexicon('builtin')
-  same = [('glad', 'happy'), ('furious', 'angry'), ('terrified', 'scared'),
-          ('sorrowful', 'sad'), ('puzzled', 'confused'), ('irritated', 'annoyed')]
+  same = [
+      ('glad', 'happy'),
+      ('furious', 'angry'),
+      ('terrified', 'scared'),
+      ('sorrowful', 'sad'),
+      ('puzzled', 'confused'),
+      ('irritated', 'annoyed'),
+  ]
   for a, b in same:
     assert lex.level1_categories(a) == lex.level1_categories(b), (a, b)
   for v in VARIANTS:
@@ -63,6 +83,11 @@ def test_synonyms_and_drops():
 
 def test_build_script_output_is_current():
   pytest.importorskip('lemminflect')
-  r = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'build_lexicon.py'), '--check'],
-                     capture_output=True, text=True, cwd=ROOT, check=False)
+  r = subprocess.run(
+      [sys.executable, str(ROOT / 'scripts' / 'build_lexicon.py'), '--check'],
+      capture_output=True,
+      text=True,
+      cwd=ROOT,
+      check=False,
+  )
   assert r.returncode == 0, r.stdout + r.stderr

@@ -9,26 +9,29 @@ from mer_jax.metrics import LabelFileError, parse_labels, read_label_csv, string
 from mer_jax.metrics.lexicon import load_official
 
 
-@pytest.mark.parametrize('raw, expected', [
-    ("['happy', 'sad']", ['happy', 'sad']),
-    ('["happy", "sad"]', ['happy', 'sad']),
-    ('happy, sad', ['happy', 'sad']),
-    ('[happy, sad]', ['happy', 'sad']),
-    ("['Happy ', ' SAD', 'happy']", ['happy', 'sad']),          # case, spaces, duplicates
-    ("['self-deprecating', 'at a loss']", ['self-deprecating', 'at a loss']),
-    ('happy,,sad,', ['happy', 'sad']),
-    ("happy's mood", ['happy', 's mood']),                         # quotes split, as official
-    ('[]', []),
-    ('', []),
-    (None, []),
-    (float('nan'), []),
-    ('[', []),
-    ("['neutral']", ['neutral']),
-    # only a bracket in the very first / last position is removed (official):
-    (" ['happy'] ", ['[', 'happy', ']']),
-    ('happy; sad', ['happy; sad']),                                # no split on ';'
-    ('happy\nsad', ['happy\nsad']),
-])
+@pytest.mark.parametrize(
+    'raw, expected',
+    [
+        ("['happy', 'sad']", ['happy', 'sad']),
+        ('["happy", "sad"]', ['happy', 'sad']),
+        ('happy, sad', ['happy', 'sad']),
+        ('[happy, sad]', ['happy', 'sad']),
+        ("['Happy ', ' SAD', 'happy']", ['happy', 'sad']),  # case, spaces, duplicates
+        ("['self-deprecating', 'at a loss']", ['self-deprecating', 'at a loss']),
+        ('happy,,sad,', ['happy', 'sad']),
+        ("happy's mood", ['happy', 's mood']),  # quotes split, as official
+        ('[]', []),
+        ('', []),
+        (None, []),
+        (float('nan'), []),
+        ('[', []),
+        ("['neutral']", ['neutral']),
+        # only a bracket in the very first / last position is removed (official):
+        (" ['happy'] ", ['[', 'happy', ']']),
+        ('happy; sad', ['happy; sad']),  # no split on ';'
+        ('happy\nsad', ['happy\nsad']),
+    ],
+)
 def test_parse_labels(raw, expected):
   assert parse_labels(raw) == expected
 
@@ -51,20 +54,33 @@ def _write(path, rows):
 
 def test_read_label_csv(tmp_path):
   p = tmp_path / 'gt.csv'
-  _write(p, [['name', 'openset', 'extra'], ['s1', "['happy', 'sad']", 'x'], ['s2', '', ''],
-             ['s3', 'None', ''], ['s1', "['angry']", ''], [], ['s4', 'nan', '']])
+  _write(
+      p,
+      [
+          ['name', 'openset', 'extra'],
+          ['s1', "['happy', 'sad']", 'x'],
+          ['s2', '', ''],
+          ['s3', 'None', ''],
+          ['s1', "['angry']", ''],
+          [],
+          ['s4', 'nan', ''],
+      ],
+  )
   d = read_label_csv(p)
   # NA strings (pandas) become None; later duplicate overrides; blank line skipped
   assert d == {'s1': "['angry']", 's2': None, 's3': None, 's4': None}
 
 
-@pytest.mark.parametrize('content, line', [
-    ('name,openset\ns1,"[\'a\']"\ns2,a,b\n', 3),          # too many fields
-    ('name,openset\ns1\n', 2),                          # too few fields
-    ('name,labels\ns1,a\n', 1),                         # wrong header
-    ('name,openset\n,"a"\n', 2),                        # empty name
-    ('', 1),                                            # empty file
-])
+@pytest.mark.parametrize(
+    'content, line',
+    [
+        ('name,openset\ns1,"[\'a\']"\ns2,a,b\n', 3),  # too many fields
+        ('name,openset\ns1\n', 2),  # too few fields
+        ('name,labels\ns1,a\n', 1),  # wrong header
+        ('name,openset\n,"a"\n', 2),  # empty name
+        ('', 1),  # empty file
+    ],
+)
 def test_malformed_csv_names_file_and_line(tmp_path, content, line):
   p = tmp_path / 'bad.csv'
   p.write_text(content, encoding='utf-8')
@@ -75,7 +91,7 @@ def test_malformed_csv_names_file_and_line(tmp_path, content, line):
 
 def test_unterminated_quote_is_an_error(tmp_path):
   p = tmp_path / 'bad.csv'
-  p.write_text('name,openset\ns1,"[\'a\']\ns2,b\n', encoding='utf-8')
+  p.write_text("name,openset\ns1,\"['a']\ns2,b\n", encoding='utf-8')
   with pytest.raises(LabelFileError) as e:
     read_label_csv(p)
   assert str(p) in str(e.value)
@@ -93,16 +109,29 @@ def _xlsx(path, rows):
 def make_official_dir(d):
   """A tiny lexicon in the released file layout (synthetic content)."""
   d.mkdir(parents=True, exist_ok=True)
-  _write(d / 'format.csv', [['name', 'format'], ['joy', 'joyful,joys'],
-                            ['delight', 'delighted,delightful'], ['rage', 'raging'],
-                            ['bliss', ''], ['elation', 'elated']])
+  _write(
+      d / 'format.csv',
+      [
+          ['name', 'format'],
+          ['joy', 'joyful,joys'],
+          ['delight', 'delighted,delightful'],
+          ['rage', 'raging'],
+          ['bliss', ''],
+          ['elation', 'elated'],
+      ],
+  )
   header = []
   for k in range(1, 9):
     header += [f'word_run{k}', f'synonym_run{k}']
   row1 = ['Joy ', "['delight', 'Bliss']", 'joy', 'elation, delight'] + ['rage', ''] * 6
   _xlsx(d / 'synonym.xlsx', [header, row1])
-  wheel = [('level1', 'level2', 'level3'), ('Joy ', 'Happy', 'Glad'), (None, None, 'Cheerful'),
-           (None, 'Content', None), ('Anger', 'Rage', 'Fury')]
+  wheel = [
+      ('level1', 'level2', 'level3'),
+      ('Joy ', 'Happy', 'Glad'),
+      (None, None, 'Cheerful'),
+      (None, 'Content', None),
+      ('Anger', 'Rage', 'Fury'),
+  ]
   for i in range(1, 6):
     _xlsx(d / f'wheel{i}.xlsx', wheel)
   return d
@@ -119,7 +148,7 @@ def test_official_loader_semantics(tmp_path):
   assert lex.format2roots['delighted'] == ('delight',)
   assert lex.format2roots['bliss'] == ('bliss',)
   assert lex.map_label('delighted', 'wheel1_level1') == 'joy'
-  assert lex.map_label('elated', 'wheel3_level2') == 'content'   # level1 -> first level2
+  assert lex.map_label('elated', 'wheel3_level2') == 'content'  # level1 -> first level2
   assert lex.map_label('raging', 'wheel2_level1') == 'anger'
   assert lex.map_label('raging', 'wheel2_level2') == 'rage'
   assert lex.map_label('raging', 'case2') == 'rage'

@@ -10,8 +10,14 @@ import csv
 import numpy as np
 import pytest
 
-from mer_jax.metrics import (EWRewardScorer, extract_emotion_words, load_lexicon,
-                             ovmer_report, parse_labels, read_label_csv)
+from mer_jax.metrics import (
+    EWRewardScorer,
+    extract_emotion_words,
+    load_lexicon,
+    ovmer_report,
+    parse_labels,
+    read_label_csv,
+)
 
 # ``reference_dir`` (tests/conftest.py): ../shared/reference or $MER_JAX_REFERENCE,
 # skipping with a reason when absent.
@@ -74,8 +80,10 @@ def test_builtin_within_003_of_official(official, pair):
   b = ovmer_report(*pair, 'builtin')
   o = ovmer_report(*pair, official)
   gap = abs(b['level1']['f1'] - o['level1']['f1'])
-  print(f'\nbuiltin level1 F={b["level1"]["f1"]:.4f} official={o["level1"]["f1"]:.4f} '
-        f'gap={gap:.4f}')
+  print(
+      f'\nbuiltin level1 F={b["level1"]["f1"]:.4f} official={o["level1"]["f1"]:.4f} '
+      f'gap={gap:.4f}'
+  )
   assert gap < 0.03
   # per-sample rewards of the two lexicons agree in the large
   names = list(pair[0])
@@ -87,8 +95,11 @@ def test_builtin_within_003_of_official(official, pair):
 
 
 def test_extractor_on_clue_multi(reference_dir, official):
-  rows = list(csv.DictReader(open(reference_dir / 'ovmerd' / 'clue_multi_descriptions.csv',
-                                  encoding='utf-8')))
+  rows = list(
+      csv.DictReader(
+          open(reference_dir / 'ovmerd' / 'clue_multi_descriptions.csv', encoding='utf-8')
+      )
+  )
   gt = read_label_csv(reference_dir / 'ovmerd' / 'ovmerd_labels.csv')
   pred = {r['name']: extract_emotion_words(r['english']) for r in rows}
   assert len(pred) == len(gt) == 332
@@ -100,11 +111,13 @@ def test_extractor_on_clue_multi(reference_dir, official):
   exact_p, exact_r = tp / (tp + fp), tp / (tp + fn)
   rb = ovmer_report(gt, pred, 'builtin', all_variants=True)
   ro = ovmer_report(gt, pred, official, all_variants=True)
-  print(f'\nextractor exact P={exact_p:.3f} R={exact_r:.3f}; EW level1 (builtin) '
-        f'F={rb["level1"]["f1"]:.3f} P={rb["level1"]["precision"]:.3f} '
-        f'R={rb["level1"]["recall"]:.3f}; (official) F={ro["level1"]["f1"]:.3f}; '
-        f'M1 root P={ro["variants"]["case1"]["precision"]:.3f} '
-        f'R={ro["variants"]["case1"]["recall"]:.3f}')
+  print(
+      f'\nextractor exact P={exact_p:.3f} R={exact_r:.3f}; EW level1 (builtin) '
+      f'F={rb["level1"]["f1"]:.3f} P={rb["level1"]["precision"]:.3f} '
+      f'R={rb["level1"]["recall"]:.3f}; (official) F={ro["level1"]["f1"]:.3f}; '
+      f'M1 root P={ro["variants"]["case1"]["precision"]:.3f} '
+      f'R={ro["variants"]["case1"]["recall"]:.3f}'
+  )
   assert exact_r > 0.25 and exact_p > 0.12
   assert rb['level1']['recall'] > 0.8 and rb['level1']['f1'] > 0.65
-  assert ro['level1']['f1'] > 0.65          # scored with the official lexicon too
+  assert ro['level1']['f1'] > 0.65  # scored with the official lexicon too

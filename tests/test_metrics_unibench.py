@@ -5,8 +5,14 @@ import csv
 import numpy as np
 import pytest
 
-from mer_jax.metrics import (evaluate_dataset, sentiment_scores, text_to_sentiment,
-                             unibench_from_dirs, weighted_f1, word_valence)
+from mer_jax.metrics import (
+    evaluate_dataset,
+    sentiment_scores,
+    text_to_sentiment,
+    unibench_from_dirs,
+    weighted_f1,
+    word_valence,
+)
 
 sklearn_metrics = pytest.importorskip('sklearn.metrics')
 
@@ -15,7 +21,7 @@ def test_weighted_f1_matches_sklearn():
   rng = np.random.default_rng(0)
   for _ in range(50):
     n = int(rng.integers(1, 40))
-    classes = ['positive', 'negative', 'neutral'][:int(rng.integers(1, 4))]
+    classes = ['positive', 'negative', 'neutral'][: int(rng.integers(1, 4))]
     t = list(rng.choice(classes, n))
     p = list(rng.choice(['positive', 'negative', 'neutral'], n))
     ref = sklearn_metrics.f1_score(t, p, average='weighted', zero_division=0)
@@ -24,8 +30,14 @@ def test_weighted_f1_matches_sklearn():
 
 def test_sentiment_protocol_against_sklearn():
   gold = {'a': 1.2, 'b': -0.4, 'c': 0.0, 'd': 2.0, 'e': -3, 'f': 0.6, 'g': -1}
-  pred = {'a': 'positive', 'b': 'neutral', 'c': 'positive', 'd': 'negative',
-          'e': 'negative', 'f': 'Positive'}          # g missing -> negative
+  pred = {
+      'a': 'positive',
+      'b': 'neutral',
+      'c': 'positive',
+      'd': 'negative',
+      'e': 'negative',
+      'f': 'Positive',
+  }  # g missing -> negative
   r = sentiment_scores(gold, pred)
   # c dropped (score 0); neutral and missing count as negative
   t = ['positive', 'negative', 'positive', 'negative', 'positive', 'negative']
@@ -74,7 +86,7 @@ def test_unibench_from_dirs(tmp_path):
   _write(p / 'SIMS.csv', [['name', 'openset'], ['a', "['joyful']"], ['b', "['worried']"]])
   _write(g / 'OVMERD+.csv', [['name', 'openset'], ['a', "['happy', 'excited']"]])
   _write(p / 'OVMERD+.csv', [['name', 'openset'], ['a', "['happy']"]])
-  _write(g / 'MELD.csv', [['name', 'label'], ['a', 'joy']])       # no prediction file
+  _write(g / 'MELD.csv', [['name', 'label'], ['a', 'joy']])  # no prediction file
   rep = unibench_from_dirs(g, p)
   assert list(rep['datasets']) == ['MER2024', 'SIMS', 'OVMERD']
   assert rep['datasets']['MER2024']['primary'] == pytest.approx(0.5)
@@ -89,6 +101,7 @@ def test_unibench_from_dirs(tmp_path):
 
 def test_hit_rate_equals_sklearn_accuracy_for_single_labels():
   from mer_jax.metrics import hit_rate, load_lexicon
+
   lex = load_lexicon('builtin')
   rng = np.random.default_rng(1)
   space = ['angry', 'happy', 'sad', 'worried', 'surprised', 'joyful', 'furious', 'nervous']
@@ -101,7 +114,8 @@ def test_hit_rate_equals_sklearn_accuracy_for_single_labels():
     t = [lex.map_label(gold[n], v) for n in keep]
     p = [lex.map_label(pred[n], v) or '<none>' for n in keep]
     assert r['wheels'][f'wheel{w}']['hit_rate'] == pytest.approx(
-        sklearn_metrics.accuracy_score(t, p), abs=1e-12)
+        sklearn_metrics.accuracy_score(t, p), abs=1e-12
+    )
 
 
 def test_unibench_descriptive_predictions(tmp_path):
@@ -109,7 +123,13 @@ def test_unibench_descriptive_predictions(tmp_path):
   g.mkdir()
   p.mkdir()
   _write(g / 'MELD.csv', [['name', 'label'], ['a', 'joy'], ['b', 'anger']])
-  _write(p / 'MELD.csv', [['name', 'reason'], ['a', 'She laughs, obviously delighted.'],
-                          ['b', 'He is not angry at all, rather sad.']])
+  _write(
+      p / 'MELD.csv',
+      [
+          ['name', 'reason'],
+          ['a', 'She laughs, obviously delighted.'],
+          ['b', 'He is not angry at all, rather sad.'],
+      ],
+  )
   rep = unibench_from_dirs(g, p)
   assert rep['datasets']['MELD']['primary'] == pytest.approx(0.5)

@@ -20,8 +20,12 @@ from mer_jax import run_io
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 6
 # Smaller than the test preset where it does not matter: fewer generated clips, a short eval.
-OVERRIDES = (f"--config.train.steps={STEPS}", "--config.data.synthmer.num_sft=16",
-             "--config.data.synthmer.num_eval=4", "--config.eval.max_new_tokens=4")
+OVERRIDES = (
+    f"--config.train.steps={STEPS}",
+    "--config.data.synthmer.num_sft=16",
+    "--config.data.synthmer.num_eval=4",
+    "--config.eval.max_new_tokens=4",
+)
 
 
 def _gloo_missing() -> str | None:
@@ -38,8 +42,12 @@ def _global_batches(sampler_rows, process_count, steps=4, batch=4, num_records=1
   """Per step, the record keys and rng draws each process reads, in global-batch row order."""
   per_step = [[None] * batch for _ in range(steps)]
   for p, rows in enumerate(sampler_rows):
-    options = grain.sharding.ShardOptions(shard_index=p, shard_count=process_count, drop_remainder=True)
-    sampler = datasets.GlobalBatchSampler(num_records, batch, rows, options, seed=3, num_epochs=num_epochs)
+    options = grain.sharding.ShardOptions(
+        shard_index=p, shard_count=process_count, drop_remainder=True
+    )
+    sampler = datasets.GlobalBatchSampler(
+        num_records, batch, rows, options, seed=3, num_epochs=num_epochs
+    )
     for j in range(steps * len(rows)):  # the loader's local item j is sampler[j * count + p]
       record = sampler[j * process_count + p]
       step, r = divmod(j, len(rows))
@@ -52,7 +60,9 @@ def test_global_batch_is_the_same_for_any_process_layout(layout):
   single = _global_batches([(0, 1, 2, 3)], 1)
   assert _global_batches(list(layout), len(layout)) == single
   keys = [k for step in single for k, _ in step]
-  assert sorted(keys[:8]) != keys[:8] and len(set(keys[:8])) == 8  # shuffled, no repeats in an epoch
+  assert (
+      sorted(keys[:8]) != keys[:8] and len(set(keys[:8])) == 8
+  )  # shuffled, no repeats in an epoch
 
 
 def test_finite_epochs_drop_the_partial_global_batch():
@@ -64,8 +74,12 @@ def test_finite_epochs_drop_the_partial_global_batch():
 
 
 def test_pad_tokens():
-  batch = {"input_ids": np.array([[5, 6, 1]]), "attention_mask": np.array([[1, 1, 0]]),
-           "loss_mask": np.array([[0., 1., 0.]]), "vision_feats": np.zeros((1, 2, 3))}
+  batch = {
+      "input_ids": np.array([[5, 6, 1]]),
+      "attention_mask": np.array([[1, 1, 0]]),
+      "loss_mask": np.array([[0.0, 1.0, 0.0]]),
+      "vision_feats": np.zeros((1, 2, 3)),
+  }
   right = datasets.pad_tokens(batch, 5, pad_id=1, left_pad=False)
   np.testing.assert_array_equal(right["input_ids"], [[5, 6, 1, 1, 1]])
   np.testing.assert_array_equal(right["loss_mask"], [[0, 1, 0, 0, 0]])
@@ -77,7 +91,11 @@ def test_pad_tokens():
 
 def _env(devices: int) -> dict:
   env = dict(os.environ)
-  flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+  flags = [
+      f
+      for f in env.get("XLA_FLAGS", "").split()
+      if not f.startswith("--xla_force_host_platform_device_count")
+  ]
   env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHON"] = sys.executable
@@ -97,12 +115,34 @@ def test_sft_losses_equal_for_1x4_and_2x2(tmp_path):
     pytest.skip(reason)
   single, multi = tmp_path / "1x4", tmp_path / "2x2"
   args = ["--config=configs/sft.py:test", *OVERRIDES]
-  subprocess.run([sys.executable, "-m", "mer_jax.main", *args, f"--workdir={single}"], cwd=REPO, env=_env(4),
-                 check=True, capture_output=True, timeout=300)
+  subprocess.run(
+      [sys.executable, "-m", "mer_jax.main", *args, f"--workdir={single}"],
+      cwd=REPO,
+      env=_env(4),
+      check=True,
+      capture_output=True,
+      timeout=300,
+  )
   env = _env(2)
   env["MER_JAX_LOG_DIR"] = str(tmp_path / "logs")
-  run = subprocess.run(["bash", str(REPO / "launch" / "local_multiprocess.sh"), "-n", "2", "-d", "2", "--", *args,
-                        f"--workdir={multi}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+  run = subprocess.run(
+      [
+          "bash",
+          str(REPO / "launch" / "local_multiprocess.sh"),
+          "-n",
+          "2",
+          "-d",
+          "2",
+          "--",
+          *args,
+          f"--workdir={multi}",
+      ],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=400,
+  )
   assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
 
   a, b = _losses(single), _losses(multi)
@@ -114,7 +154,11 @@ def test_sft_losses_equal_for_1x4_and_2x2(tmp_path):
   eval_lines = [r for r in run_io.read_metrics(str(multi)) if "eval/ew_f1" in r]
   assert len(eval_lines) == 1 and eval_lines[0]["eval/num_samples"] == 4
   data_dir = multi / "checkpoints" / str(STEPS) / "data"
-  assert sorted(os.listdir(data_dir)) == ["commit_success.txt", "process_0-of-2.json", "process_1-of-2.json"]
+  assert sorted(os.listdir(data_dir)) == [
+      "commit_success.txt",
+      "process_0-of-2.json",
+      "process_1-of-2.json",
+  ]
   # Both runs generated the same greedy completions for the same clips.
   read = lambda d: sorted((d / "predictions.csv").read_text().splitlines())
   assert read(single) == read(multi)

@@ -45,16 +45,29 @@ def test_grpo_update_and_sampler_plan(repo_root):
   config = _config(repo_root)
   result = plan.plan(config, {"data": 2, "fsdp": 4, "tensor": 1}, prompt_len=128)
   assert result["step"] == "grpo_update" and result["devices"] == 8 and result["rows"] == 16
-  assert result["per_device_bytes"] == (result["argument_bytes"] + result["output_bytes"] + result["temp_bytes"]
-                                        - result["alias_bytes"])
+  assert result["per_device_bytes"] == (
+      result["argument_bytes"]
+      + result["output_bytes"]
+      + result["temp_bytes"]
+      - result["alias_bytes"]
+  )
   # The state is donated: its buffers alias the outputs.
-  assert result["alias_bytes"] >= result["trainable_bytes_per_device"] + result["opt_state_bytes_per_device"]
-  assert result["argument_bytes"] >= result["param_bytes_per_device"] + result["opt_state_bytes_per_device"]
+  assert (
+      result["alias_bytes"]
+      >= result["trainable_bytes_per_device"] + result["opt_state_bytes_per_device"]
+  )
+  assert (
+      result["argument_bytes"]
+      >= result["param_bytes_per_device"] + result["opt_state_bytes_per_device"]
+  )
   # Forward + backward of a fully trained LLM: about 6 x params x tokens (plus attention),
   # where the token embedding is a gather and the LM head sees only completion positions.
   policy = plan.abstract_policy(config, mesh_lib.make_mesh({"data": 1, "fsdp": 8, "tensor": 1}))
-  sizes = {"/".join(p): math.prod(x.shape) for p, x in traverse_util.flatten_dict(
-      {**policy["trainable"], **policy["frozen"]}).items() if p[0] == "llm"}
+  sizes = {
+      "/".join(p): math.prod(x.shape)
+      for p, x in traverse_util.flatten_dict({**policy["trainable"], **policy["frozen"]}).items()
+      if p[0] == "llm"
+  }
   vocab_params = sum(n for k, n in sizes.items() if "embed_tokens" in k or "lm_head" in k)
   head_params = max(n for k, n in sizes.items() if "embed_tokens" in k or "lm_head" in k)
   body_params = sum(sizes.values()) - vocab_params

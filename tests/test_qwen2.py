@@ -33,8 +33,11 @@ def ckpt(request, tmp_path_factory):
   out, hf = fx.make_qwen2(str(tmp_path_factory.mktemp("qwen2")), tie_word_embeddings=request.param)
   ids, mask, pos = _batch()
   with torch.no_grad():
-    ref = hf(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-             position_ids=torch.tensor(pos)).logits.numpy()
+    ref = hf(
+        input_ids=torch.tensor(ids),
+        attention_mask=torch.tensor(mask),
+        position_ids=torch.tensor(pos),
+    ).logits.numpy()
   return out, ref
 
 
@@ -43,14 +46,21 @@ def _forward(hf_dir, **runtime):
   params = load_hf_params(hf_dir, config=config)
   ids, mask, pos = _batch()
   logits, cache = jax.jit(Qwen2ForCausalLM(config).apply)(
-      params, jnp.asarray(ids), positions=jnp.asarray(pos), attention_mask=jnp.asarray(mask))
+      params, jnp.asarray(ids), positions=jnp.asarray(pos), attention_mask=jnp.asarray(mask)
+  )
   assert cache is None and logits.dtype == jnp.float32
   return np.asarray(logits), mask.astype(bool)
 
 
-@pytest.mark.parametrize("runtime", [dict(scan_layers=False), dict(scan_layers=True, remat_policy="full"),
-                                     dict(scan_layers=True, remat_policy="dots")],
-                         ids=["loop", "scan-full", "scan-dots"])
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        dict(scan_layers=False),
+        dict(scan_layers=True, remat_policy="full"),
+        dict(scan_layers=True, remat_policy="dots"),
+    ],
+    ids=["loop", "scan-full", "scan-dots"],
+)
 def test_logits_match_transformers(ckpt, runtime):
   hf_dir, ref = ckpt
   logits, valid = _forward(hf_dir, **runtime)
@@ -71,8 +81,9 @@ def test_inputs_embeds_equals_input_ids(ckpt):
   ids, mask, pos = _batch()
   embeds = model.apply(params, jnp.asarray(ids), method=Qwen2ForCausalLM.embed)
   a, _ = model.apply(params, jnp.asarray(ids), positions=pos, attention_mask=mask)
-  b, _, hidden = model.apply(params, inputs_embeds=embeds, positions=pos, attention_mask=mask,
-                             return_hidden=True)
+  b, _, hidden = model.apply(
+      params, inputs_embeds=embeds, positions=pos, attention_mask=mask, return_hidden=True
+  )
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert hidden.shape == (*ids.shape, config.hidden_size)
 
@@ -83,8 +94,9 @@ def test_logits_range_matches_transformers_slice(ckpt):
   config = config_from_hf_dir(hf_dir)
   params = load_hf_params(hf_dir, config=config)
   ids, mask, pos = _batch()
-  part, _ = Qwen2ForCausalLM(config).apply(params, jnp.asarray(ids), positions=pos, attention_mask=mask,
-                                           logits_range=(4, 8))
+  part, _ = Qwen2ForCausalLM(config).apply(
+      params, jnp.asarray(ids), positions=pos, attention_mask=mask, logits_range=(4, 8)
+  )
   assert part.shape == (ids.shape[0], 4, config.vocab_size)
   valid = mask[:, 4:8].astype(bool)
   assert fx.rel_max_diff(np.asarray(part)[valid], ref[:, 4:8][valid]) <= TOL
@@ -102,16 +114,32 @@ def test_kv_cache_decoding_equals_full_forward(ckpt, scan):
   b, t = ids.shape
   max_len, prefill = 12, 5
   cache = model.init_cache(b, max_len, jnp.float32)
-  assert cache["k"].shape == (config.num_hidden_layers, b, max_len, config.num_key_value_heads, config.head_dim)
+  assert cache["k"].shape == (
+      config.num_hidden_layers,
+      b,
+      max_len,
+      config.num_key_value_heads,
+      config.head_dim,
+  )
   slot_mask = np.zeros((b, max_len), np.int32)
   slot_mask[:, :t] = mask
   step = jax.jit(model.apply)
-  logits, cache = step(params, jnp.asarray(ids[:, :prefill]), positions=pos[:, :prefill],
-                       attention_mask=slot_mask, cache=cache)
+  logits, cache = step(
+      params,
+      jnp.asarray(ids[:, :prefill]),
+      positions=pos[:, :prefill],
+      attention_mask=slot_mask,
+      cache=cache,
+  )
   got = [np.asarray(logits)]
   for i in range(prefill, t):
-    logits, cache = step(params, jnp.asarray(ids[:, i:i + 1]), positions=pos[:, i:i + 1],
-                         attention_mask=slot_mask, cache=cache)
+    logits, cache = step(
+        params,
+        jnp.asarray(ids[:, i : i + 1]),
+        positions=pos[:, i : i + 1],
+        attention_mask=slot_mask,
+        cache=cache,
+    )
     got.append(np.asarray(logits))
   assert int(cache["index"]) == t
   got = np.concatenate(got, axis=1)
@@ -121,7 +149,10 @@ def test_kv_cache_decoding_equals_full_forward(ckpt, scan):
 
 def test_config_roundtrip_and_transformers_reads_it(tmp_path):
   import transformers
-  config = Qwen2Config.from_hf_dict({**fx.TINY_QWEN2, "rope_theta": 1e6, "unknown_key": 1}, scan_layers=True)
+
+  config = Qwen2Config.from_hf_dict(
+      {**fx.TINY_QWEN2, "rope_theta": 1e6, "unknown_key": 1}, scan_layers=True
+  )
   assert config.rope_theta == 1e6 and config.scan_layers
   d = config.to_hf_dict()
   assert "scan_layers" not in d and "dtype" not in d and d["model_type"] == "qwen2"
@@ -145,5 +176,7 @@ def test_bfloat16_compute_with_bfloat16_cache(ckpt):
   assert fx.rel_max_diff(np.asarray(logits)[valid], ref[valid]) <= 5e-2
   cache = model.init_cache(ids.shape[0], ids.shape[1])
   assert cache["k"].dtype == jnp.bfloat16
-  step, cache = model.apply(params, jnp.asarray(ids), positions=pos, attention_mask=mask, cache=cache)
+  step, cache = model.apply(
+      params, jnp.asarray(ids), positions=pos, attention_mask=mask, cache=cache
+  )
   assert fx.rel_max_diff(np.asarray(step)[valid], np.asarray(logits)[valid]) <= 1e-2

@@ -10,99 +10,120 @@ import numpy as np
 from mer_jax.models import qwen2
 from mer_jax.rl import sampler as sampler_lib
 
-CFG = qwen2.Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                        tie_word_embeddings=False, scan_layers=True)
+CFG = qwen2.Qwen2Config(
+    vocab_size=64,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    tie_word_embeddings=False,
+    scan_layers=True,
+)
 MODEL = qwen2.Qwen2ForCausalLM(CFG)
 
 
 def _params():
-    variables = MODEL.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))
-    return flax.linen.meta.unbox(variables["params"])
+  variables = MODEL.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))
+  return flax.linen.meta.unbox(variables["params"])
 
 
 def _forward(params, **kw):
-    return MODEL.apply({"params": params}, **kw)
+  return MODEL.apply({"params": params}, **kw)
 
 
 def _prompts():
-    seqs = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
-    return sampler_lib.left_pad(seqs, 6, pad_id=0)
+  seqs = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+  return sampler_lib.left_pad(seqs, 6, pad_id=0)
 
 
 def _run(params, cfg, seed=0):
-    ids, mask = _prompts()
-    embeds = MODEL.apply({"params": params}, jnp.asarray(ids), method=MODEL.embed)
-    cache = MODEL.init_cache(ids.shape[0], ids.shape[1] + cfg.max_new_tokens)
-    run = jax.jit(functools.partial(sampler_lib.sample, _forward, cfg=cfg))
-    return ids, mask, run(params, embeds, jnp.asarray(mask), cache, jax.random.PRNGKey(seed))
+  ids, mask = _prompts()
+  embeds = MODEL.apply({"params": params}, jnp.asarray(ids), method=MODEL.embed)
+  cache = MODEL.init_cache(ids.shape[0], ids.shape[1] + cfg.max_new_tokens)
+  run = jax.jit(functools.partial(sampler_lib.sample, _forward, cfg=cfg))
+  return ids, mask, run(params, embeds, jnp.asarray(mask), cache, jax.random.PRNGKey(seed))
 
 
 def _full_logprobs(params, ids, mask, out, temperature):
-    """log_softmax(logits / T) of each sampled token from one forward pass over prompt + completion."""
-    seq = np.concatenate([ids, np.asarray(out.tokens)], axis=1)
-    full_mask = np.concatenate([mask, np.asarray(out.completion_mask)], axis=1)
-    logits, _ = MODEL.apply({"params": params}, jnp.asarray(seq), attention_mask=jnp.asarray(full_mask))
-    p = ids.shape[1]
-    logits = np.asarray(logits)[:, p - 1:-1] / temperature
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return np.take_along_axis(np.asarray(logp), np.asarray(out.tokens)[..., None], axis=-1)[..., 0]
+  """log_softmax(logits / T) of each sampled token from one forward pass over prompt + completion."""
+  seq = np.concatenate([ids, np.asarray(out.tokens)], axis=1)
+  full_mask = np.concatenate([mask, np.asarray(out.completion_mask)], axis=1)
+  logits, _ = MODEL.apply(
+      {"params": params}, jnp.asarray(seq), attention_mask=jnp.asarray(full_mask)
+  )
+  p = ids.shape[1]
+  logits = np.asarray(logits)[:, p - 1 : -1] / temperature
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  return np.take_along_axis(np.asarray(logp), np.asarray(out.tokens)[..., None], axis=-1)[..., 0]
 
 
 def test_sampled_logprobs_equal_full_forward():
-    params = _params()
-    cfg = sampler_lib.SamplingConfig(max_new_tokens=7, temperature=0.7, top_p=0.9, top_k=20, eos_id=63, pad_id=0)
-    ids, mask, out = _run(params, cfg)
-    expected = _full_logprobs(params, ids, mask, out, 0.7) * np.asarray(out.completion_mask)
-    np.testing.assert_allclose(np.asarray(out.logprobs), expected, atol=2e-5)
+  params = _params()
+  cfg = sampler_lib.SamplingConfig(
+      max_new_tokens=7, temperature=0.7, top_p=0.9, top_k=20, eos_id=63, pad_id=0
+  )
+  ids, mask, out = _run(params, cfg)
+  expected = _full_logprobs(params, ids, mask, out, 0.7) * np.asarray(out.completion_mask)
+  np.testing.assert_allclose(np.asarray(out.logprobs), expected, atol=2e-5)
 
 
 def test_greedy_equals_argmax_of_full_forward_and_eos_is_kept():
-    params = _params()
-    cfg = sampler_lib.SamplingConfig(max_new_tokens=6, temperature=0.0, eos_id=63, pad_id=0)
-    ids, mask, out = _run(params, cfg)
-    # Pick an eos id the greedy path actually emits at step 2 of row 0, then rerun with it.
-    eos = int(out.tokens[0, 2])
-    cfg = sampler_lib.SamplingConfig(max_new_tokens=6, temperature=0.0, eos_id=eos, pad_id=0)
-    ids, mask, out = _run(params, cfg)
-    tokens, cmask = np.asarray(out.tokens), np.asarray(out.completion_mask)
-    first_eos = int(np.argmax(tokens[0] == eos))
-    assert cmask[0, : first_eos + 1].all() and not cmask[0, first_eos + 1:].any()
-    assert int(out.lengths[0]) == first_eos + 1
-    seq = ids.copy()
-    cur_mask = mask.copy()
-    for t in range(cfg.max_new_tokens):
-        logits, _ = MODEL.apply({"params": params}, jnp.asarray(seq), attention_mask=jnp.asarray(cur_mask))
-        nxt = np.argmax(np.asarray(logits)[:, -1], axis=-1)
-        alive = cmask[:, t] > 0
-        np.testing.assert_array_equal(tokens[alive, t], nxt[alive])
-        seq = np.concatenate([seq, tokens[:, t:t + 1]], axis=1)
-        cur_mask = np.concatenate([cur_mask, cmask[:, t:t + 1]], axis=1)
+  params = _params()
+  cfg = sampler_lib.SamplingConfig(max_new_tokens=6, temperature=0.0, eos_id=63, pad_id=0)
+  ids, mask, out = _run(params, cfg)
+  # Pick an eos id the greedy path actually emits at step 2 of row 0, then rerun with it.
+  eos = int(out.tokens[0, 2])
+  cfg = sampler_lib.SamplingConfig(max_new_tokens=6, temperature=0.0, eos_id=eos, pad_id=0)
+  ids, mask, out = _run(params, cfg)
+  tokens, cmask = np.asarray(out.tokens), np.asarray(out.completion_mask)
+  first_eos = int(np.argmax(tokens[0] == eos))
+  assert cmask[0, : first_eos + 1].all() and not cmask[0, first_eos + 1 :].any()
+  assert int(out.lengths[0]) == first_eos + 1
+  seq = ids.copy()
+  cur_mask = mask.copy()
+  for t in range(cfg.max_new_tokens):
+    logits, _ = MODEL.apply(
+        {"params": params}, jnp.asarray(seq), attention_mask=jnp.asarray(cur_mask)
+    )
+    nxt = np.argmax(np.asarray(logits)[:, -1], axis=-1)
+    alive = cmask[:, t] > 0
+    np.testing.assert_array_equal(tokens[alive, t], nxt[alive])
+    seq = np.concatenate([seq, tokens[:, t : t + 1]], axis=1)
+    cur_mask = np.concatenate([cur_mask, cmask[:, t : t + 1]], axis=1)
 
 
 def test_stop_sequence_ends_row():
-    params = _params()
-    cfg = sampler_lib.SamplingConfig(max_new_tokens=6, temperature=0.0, eos_id=62, pad_id=0)
-    _, _, out = _run(params, cfg)
-    stop = (int(out.tokens[1, 1]), int(out.tokens[1, 2]))
-    cfg = sampler_lib.SamplingConfig(max_new_tokens=6, temperature=0.0, eos_id=62, pad_id=0, stop_sequences=(stop,))
-    _, _, out2 = _run(params, cfg)
-    assert int(out2.lengths[1]) <= 3
-    assert tuple(np.asarray(out2.tokens)[1, int(out2.lengths[1]) - 2:int(out2.lengths[1])]) == stop
+  params = _params()
+  cfg = sampler_lib.SamplingConfig(max_new_tokens=6, temperature=0.0, eos_id=62, pad_id=0)
+  _, _, out = _run(params, cfg)
+  stop = (int(out.tokens[1, 1]), int(out.tokens[1, 2]))
+  cfg = sampler_lib.SamplingConfig(
+      max_new_tokens=6, temperature=0.0, eos_id=62, pad_id=0, stop_sequences=(stop,)
+  )
+  _, _, out2 = _run(params, cfg)
+  assert int(out2.lengths[1]) <= 3
+  assert tuple(np.asarray(out2.tokens)[1, int(out2.lengths[1]) - 2 : int(out2.lengths[1])]) == stop
 
 
 def test_filter_logits_top_k_top_p():
-    logits = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05]]))
-    kept = lambda x: np.asarray(x[0] > -1e8)
-    np.testing.assert_array_equal(kept(sampler_lib.filter_logits(logits, 2, 1.0)), [1, 1, 0, 0])
-    np.testing.assert_array_equal(kept(sampler_lib.filter_logits(logits, 0, 0.8)), [1, 1, 0, 0])
-    np.testing.assert_array_equal(kept(sampler_lib.filter_logits(logits, 0, 0.81)), [1, 1, 1, 0])
-    np.testing.assert_array_equal(kept(sampler_lib.filter_logits(logits, 0, 0.1)), [1, 0, 0, 0])
+  logits = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05]]))
+  kept = lambda x: np.asarray(x[0] > -1e8)
+  np.testing.assert_array_equal(kept(sampler_lib.filter_logits(logits, 2, 1.0)), [1, 1, 0, 0])
+  np.testing.assert_array_equal(kept(sampler_lib.filter_logits(logits, 0, 0.8)), [1, 1, 0, 0])
+  np.testing.assert_array_equal(kept(sampler_lib.filter_logits(logits, 0, 0.81)), [1, 1, 1, 0])
+  np.testing.assert_array_equal(kept(sampler_lib.filter_logits(logits, 0, 0.1)), [1, 0, 0, 0])
 
 
 def test_left_pad_and_buckets():
-    ids, mask = sampler_lib.left_pad([[1, 2], [3, 4, 5, 6]], 3, pad_id=9)
-    np.testing.assert_array_equal(ids, [[9, 1, 2], [4, 5, 6]])
-    np.testing.assert_array_equal(mask, [[0, 1, 1], [1, 1, 1]])
-    assert sampler_lib.bucket_length(70, (64, 128)) == 128 and sampler_lib.bucket_length(300, (64, 128)) == 128
-    assert sampler_lib.truncate_at_stop("<answer>a</answer> junk", ["</answer>"]) == "<answer>a</answer>"
+  ids, mask = sampler_lib.left_pad([[1, 2], [3, 4, 5, 6]], 3, pad_id=9)
+  np.testing.assert_array_equal(ids, [[9, 1, 2], [4, 5, 6]])
+  np.testing.assert_array_equal(mask, [[0, 1, 1], [1, 1, 1]])
+  assert (
+      sampler_lib.bucket_length(70, (64, 128)) == 128
+      and sampler_lib.bucket_length(300, (64, 128)) == 128
+  )
+  assert (
+      sampler_lib.truncate_at_stop("<answer>a</answer> junk", ["</answer>"]) == "<answer>a</answer>"
+  )

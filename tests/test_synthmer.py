@@ -1,12 +1,24 @@
 """synthmer: determinism, cache, label/reason/cue structure, and learnability (probe)."""
+
 import numpy as np
 import pytest
 
 from input_pipeline import synthmer
 
-CFG = {'num_frames': 8, 'sample_rate': 16000,
-       'synthmer': {'seed': 3, 'num_sft': 40, 'num_rl': 12, 'num_eval': 6, 'frame_size': 48,
-                    'audio_seconds': 2.0, 'sft_label_noise': 0.5, 'conflict_rate': 0.3}}
+CFG = {
+    'num_frames': 8,
+    'sample_rate': 16000,
+    'synthmer': {
+        'seed': 3,
+        'num_sft': 40,
+        'num_rl': 12,
+        'num_eval': 6,
+        'frame_size': 48,
+        'audio_seconds': 2.0,
+        'sft_label_noise': 0.5,
+        'conflict_rate': 0.3,
+    },
+}
 ALL_FORMS = {w for forms in synthmer.CONCEPT_FORMS.values() for w in forms}
 
 
@@ -35,7 +47,7 @@ def test_generate_split_cache_roundtrip(tmp_path):
   assert len(fresh) == len(first) == len(cached) == 12
   for x, y in zip(fresh, cached):
     np.testing.assert_array_equal(x['frames'], y['frames'])
-    np.testing.assert_array_equal(x['audio'], y['audio'])    # audio lives on the int16 grid
+    np.testing.assert_array_equal(x['audio'], y['audio'])  # audio lives on the int16 grid
     for k in ('name', 'subtitle', 'labels', 'reason', 'cues', 'probes', 'latent'):
       assert x[k] == y[k]
   # A different setting gets a different cache entry.
@@ -62,20 +74,25 @@ def test_clean_split_labels_reason_cues_probes():
       assert set(c['labels']) <= allowed
     answers = {(p['modality'], p['answer']) for p in c['probes']}
     assert answers == {('visual', 'yes'), ('visual', 'no'), ('audio', 'yes'), ('audio', 'no')}
-    yes_v = [p['question'] for p in c['probes'] if p['modality'] == 'visual' and p['answer'] == 'yes']
+    yes_v = [
+        p['question'] for p in c['probes'] if p['modality'] == 'visual' and p['answer'] == 'yes'
+    ]
     assert yes_v == [synthmer.VISUAL_PROBES[lat['visual']]]
   # Conflicts make the gold depend on two modalities: same face, different labels.
   forced = [c for c in conflicts if c['latent']['conflict'] == 'forced_smile_nervous']
-  assert forced and all(c['latent']['visual'] == 'happy' and c['latent']['audio'] == 'fearful'
-                        for c in forced)
+  assert forced and all(
+      c['latent']['visual'] == 'happy' and c['latent']['audio'] == 'fearful' for c in forced
+  )
   assert all('embarrassed' in c['labels'] for c in forced)
 
 
 def test_sft_split_is_noisy():
   s = synthmer.settings(CFG)
   sft = [synthmer.generate_clip(s, 'sft', i) for i in range(150)]
-  clean_suffix = sum(c['reason'].endswith('emotional state is ' + ', '.join(c['labels']) + '.') for c in sft)
-  assert clean_suffix < 0.9 * len(sft)          # truncated or relabelled descriptions
+  clean_suffix = sum(
+      c['reason'].endswith('emotional state is ' + ', '.join(c['labels']) + '.') for c in sft
+  )
+  assert clean_suffix < 0.9 * len(sft)  # truncated or relabelled descriptions
   assert all(set(c['labels']) <= ALL_FORMS for c in sft)
 
 
@@ -89,14 +106,17 @@ def test_linear_probe_on_random_features():
     y = np.array([synthmer.EMOTIONS.index(c['latent'][key]) for c in clips])
     clf = sklearn.LogisticRegression(max_iter=3000).fit(feats[:420], y[:420])
     acc = clf.score(feats[420:], y[420:])
-    assert acc > 0.85, (key, acc)     # chance is 1/7
+    assert acc > 0.85, (key, acc)  # chance is 1/7
 
 
 def _lexicons():
   lexicon = pytest.importorskip('mer_jax.metrics.lexicon')
   out = [('builtin', lexicon.load_lexicon('builtin'))]
   import os
-  official = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'reference', 'emotion_wheel')
+
+  official = os.path.join(
+      os.path.dirname(__file__), '..', '..', 'shared', 'reference', 'emotion_wheel'
+  )
   if os.path.isdir(official):
     out.append(('official', lexicon.load_official(official)))
   return out
@@ -107,9 +127,12 @@ def test_label_forms_are_wheel_synonyms():
   for lex_name, lex in _lexicons():
     for concept, forms in synthmer.CONCEPT_FORMS.items():
       for form in forms:
-        same = sum(lex.map_label(form, f'wheel{w}_level1') is not None and
-                   lex.map_label(form, f'wheel{w}_level1') == lex.map_label(forms[0], f'wheel{w}_level1')
-                   for w in range(1, 6))
+        same = sum(
+            lex.map_label(form, f'wheel{w}_level1') is not None
+            and lex.map_label(form, f'wheel{w}_level1')
+            == lex.map_label(forms[0], f'wheel{w}_level1')
+            for w in range(1, 6)
+        )
         assert same >= 3, (lex_name, concept, form, same)
 
 
@@ -127,8 +150,13 @@ def test_sft_face_only_annotations():
     assert not any(cue in c['reason'] for cue in c['cues']['audio'])
     assert c['reason'].endswith('emotional state is ' + c['labels'][0] + '.')
   # A conflict clip annotated from the face misses what the voice adds.
-  assert any(c['latent']['conflict'] == 'forced_smile_nervous' and c['labels'][0] in
-             synthmer.CONCEPT_FORMS['happy'] for c in face_only)
+  assert any(
+      c['latent']['conflict'] == 'forced_smile_nervous'
+      and c['labels'][0] in synthmer.CONCEPT_FORMS['happy']
+      for c in face_only
+  )
   # The other clips keep the clean annotation (no label noise here).
   rest = [c for c in sft if 'In the audio' in c['reason']]
-  assert all(c['reason'].endswith('emotional state is ' + ', '.join(c['labels']) + '.') for c in rest)
+  assert all(
+      c['reason'].endswith('emotional state is ' + ', '.join(c['labels']) + '.') for c in rest
+  )

@@ -40,12 +40,18 @@ def _reference(kind, hf, x):
 
 @pytest.mark.parametrize("kind", ["qwen2", "clip", "hubert", "bert"])
 def test_hf_forward_matches_transformers(tmp_path, kind):
-  makers = {"qwen2": fx.make_qwen2, "clip": fx.make_clip_vision, "bert": fx.make_bert,
-            "hubert": lambda d: fx.make_hubert(d, large=True)}
+  makers = {
+      "qwen2": fx.make_qwen2,
+      "clip": fx.make_clip_vision,
+      "bert": fx.make_bert,
+      "hubert": lambda d: fx.make_hubert(d, large=True),
+  }
   hf_dir, hf = makers[kind](str(tmp_path / "ckpt"))
   x = _inputs(kind)
   np.save(tmp_path / "x.npy", x)
-  hf_forward.main(["--hf-dir", hf_dir, "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")])
+  hf_forward.main(
+      ["--hf-dir", hf_dir, "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]
+  )
   y = np.load(tmp_path / "y.npy")
   ref = _reference(kind, hf, x)
   assert y.shape == ref.shape and y.dtype == np.float32
@@ -61,13 +67,25 @@ def _hf_count(cls_name, config_cls_name, file):
 
 
 def test_param_count_paper_matches_transformers():
-  out = subprocess.run([sys.executable, "-m", "mer_jax.tools.param_count", "--config=configs/grpo.py:paper",
-                        "--json"], cwd=REPO, capture_output=True, text=True, check=True)
+  out = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "mer_jax.tools.param_count",
+          "--config=configs/grpo.py:paper",
+          "--json",
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      check=True,
+  )
   counts = json.loads(out.stdout.strip().splitlines()[-1])
   assert set(counts) == {"llm", "vision", "audio", "fusion", "lora", "trainable", "total"}
   assert counts["llm"] == _hf_count("Qwen2ForCausalLM", "Qwen2Config", "qwen2.5-7b-instruct.json")
-  assert counts["vision"] == _hf_count("CLIPVisionModelWithProjection", "CLIPVisionConfig",
-                                       "clip-vit-large-patch14-vision.json")
+  assert counts["vision"] == _hf_count(
+      "CLIPVisionModelWithProjection", "CLIPVisionConfig", "clip-vit-large-patch14-vision.json"
+  )
   assert counts["audio"] == _hf_count("HubertModel", "HubertConfig", "hubert-large.json")
   # r=16 on q,k,v,o,gate,up,down of 28 layers: r * (in + out) per adapted Dense.
   e, kv, m = 3584, 512, 18944

@@ -3,5 +3,11 @@
 from mer_jax.hf.export import export_hf, hf_state_dict
 from mer_jax.hf.loader import abstract_params, config_from_hf_dir, load_hf_params, param_shardings
 
-__all__ = ["abstract_params", "config_from_hf_dir", "export_hf", "hf_state_dict",
-           "load_hf_params", "param_shardings"]
+__all__ = [
+    "abstract_params",
+    "config_from_hf_dir",
+    "export_hf",
+    "hf_state_dict",
+    "load_hf_params",
+    "param_shardings",
+]

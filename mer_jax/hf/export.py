@@ -47,7 +47,9 @@ def hf_state_dict(params: Params, config: Any, dtype: Any = None) -> dict[str, n
     layer_paths = keymaps.unscanned_paths(path, spec, arr.shape[0] if arr.ndim else None)
     pieces = zip(layer_paths, arr) if layer_paths is not None else [(path, arr)]
     for p, a in pieces:
-      tensors[keymaps.hf_key_candidates(p, spec)[0]] = np.ascontiguousarray(keymaps.to_hf_layout(a, p))
+      tensors[keymaps.hf_key_candidates(p, spec)[0]] = np.ascontiguousarray(
+          keymaps.to_hf_layout(a, p)
+      )
   return tensors
 
 
@@ -55,12 +57,19 @@ def _host_value(x: Any) -> np.ndarray:
   """The full value of a parameter on this host (gathered from the others when sharded across hosts)."""
   if isinstance(x, jax.Array) and not x.is_fully_addressable:
     from jax.experimental import multihost_utils
+
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(jax.device_get(x))
 
 
-def export_hf(params: Params, config: Any, out_dir: str, arch: str | None = None,
-              dtype: Any = None, max_shard_bytes: int | None = None) -> str:
+def export_hf(
+    params: Params,
+    config: Any,
+    out_dir: str,
+    arch: str | None = None,
+    dtype: Any = None,
+    max_shard_bytes: int | None = None,
+) -> str:
   """Writes `out_dir/model.safetensors` (or shards + index) and `config.json`.
 
   arch: key of `mer_jax.hf.keymaps.ARCHS` (checked against `config`); dtype: cast every
@@ -151,26 +160,41 @@ def run(config, workdir: str, writer) -> dict:
 
   step_dir = config.checkpoint.init_from
   if not step_dir:
-    raise ValueError("config.checkpoint.init_from: mode export_hf needs a checkpoint step directory "
-                     "(e.g. W/checkpoints/300)")
+    raise ValueError(
+        "config.checkpoint.init_from: mode export_hf needs a checkpoint step directory "
+        "(e.g. W/checkpoints/300)"
+    )
   mesh = mesh_lib.make_mesh(config.mesh)
   # A generated (synthmer) tokenizer lives in the training run's workdir: reuse it.
   tokenizer_dir = _checkpoint_workdir(step_dir) if config.data.tokenizer == "synthmer" else None
   tokenizer = tokenization.get_tokenizer(config, tokenizer_dir or workdir)
   # The encoders too: their sources are part of the checkpoint's identity (checked on restore).
   policy = policy_lib.build_policy(config, tokenizer, mesh)
-  ctx = context_lib.RunContext(config=config, workdir=workdir, writer=writer, mesh=mesh, tokenizer=tokenizer,
-                               policy=policy, samples={})
+  ctx = context_lib.RunContext(
+      config=config,
+      workdir=workdir,
+      writer=writer,
+      mesh=mesh,
+      tokenizer=tokenizer,
+      policy=policy,
+      samples={},
+  )
   params = state_lib.load_trained_params(ctx, step_dir)
   llm_cfg = policy.config.llm
   out = os.path.join(workdir, "hf")
   llm_dir = os.path.join(out, "llm")
   # Every process takes part in gathering sharded weights; process 0 writes.
   tensors = hf_state_dict(params["llm"], llm_cfg)
-  fusion = {".".join(p): _host_value(v) for p, v in traverse_util.flatten_dict(params["fusion"]).items()}
-  summary = {"dir": out, "llm_tensors": len(tensors), "fusion_tensors": len(fusion),
-             "llm_params": int(sum(t.size for t in tensors.values())),
-             "fusion_params": int(sum(t.size for t in fusion.values()))}
+  fusion = {
+      ".".join(p): _host_value(v) for p, v in traverse_util.flatten_dict(params["fusion"]).items()
+  }
+  summary = {
+      "dir": out,
+      "llm_tensors": len(tensors),
+      "fusion_tensors": len(fusion),
+      "llm_params": int(sum(t.size for t in tensors.values())),
+      "fusion_params": int(sum(t.size for t in fusion.values())),
+  }
   if not ctx.is_primary:
     return summary
   os.makedirs(llm_dir, exist_ok=True)
@@ -183,22 +207,48 @@ def run(config, workdir: str, writer) -> dict:
   d = config.data
   fusion_cfg = dataclasses.asdict(policy.config.fusion)
   meta = {
-      "checkpoint": os.path.abspath(step_dir), "llm": "llm", "fusion_weights": "fusion.safetensors",
-      "fusion": fusion_cfg, "placeholders": [list(p) for p in affectgpt.placeholder_ids(tokenizer)],
+      "checkpoint": os.path.abspath(step_dir),
+      "llm": "llm",
+      "fusion_weights": "fusion.safetensors",
+      "fusion": fusion_cfg,
+      "placeholders": [list(p) for p in affectgpt.placeholder_ids(tokenizer)],
       "lora_merged": {"rank": llm_cfg.lora_rank, "alpha": llm_cfg.lora_alpha},
-      "data": {k: d[k] for k in ("num_frames", "num_audio_clips", "audio_clip_seconds", "sample_rate",
-                                 "image_size", "face_or_frame", "question", "target")},
+      "data": {
+          k: d[k]
+          for k in (
+              "num_frames",
+              "num_audio_clips",
+              "audio_clip_seconds",
+              "sample_rate",
+              "image_size",
+              "face_or_frame",
+              "question",
+              "target",
+          )
+      },
       "tokens_per_modality": dict(d.tokens_per_modality),
-      "encoders": {"vision": policy.frozen_source["vision"], "audio": policy.frozen_source["audio"],
-                   "audio_num_last_layers": int(config.model.audio.num_last_layers), "seed": int(config.seed)},
+      "encoders": {
+          "vision": policy.frozen_source["vision"],
+          "audio": policy.frozen_source["audio"],
+          "audio_num_last_layers": int(config.model.audio.num_last_layers),
+          "seed": int(config.seed),
+      },
   }
   with open(os.path.join(out, "affectgpt.json"), "w") as f:
     json.dump(meta, f, indent=2, sort_keys=True)
   with open(os.path.join(out, "README.md"), "w") as f:
-    f.write(_LOADER_NOTE.format(checkpoint=meta["checkpoint"], rank=llm_cfg.lora_rank, alpha=llm_cfg.lora_alpha,
-                                fusion_type=fusion_cfg["fusion_type"], num_frames=d.num_frames,
-                                num_audio_clips=d.num_audio_clips, vision=meta["encoders"]["vision"],
-                                audio=meta["encoders"]["audio"], num_last_layers=config.model.audio.num_last_layers))
+    f.write(
+        _LOADER_NOTE.format(
+            checkpoint=meta["checkpoint"],
+            rank=llm_cfg.lora_rank,
+            alpha=llm_cfg.lora_alpha,
+            fusion_type=fusion_cfg["fusion_type"],
+            num_frames=d.num_frames,
+            num_audio_clips=d.num_audio_clips,
+            vision=meta["encoders"]["vision"],
+            audio=meta["encoders"]["audio"],
+            num_last_layers=config.model.audio.num_last_layers,
+        )
+    )
   writer.update_summary("export_hf", summary)
   return summary
-

@@ -53,22 +53,48 @@ class ArchSpec:
 
 ARCHS: dict[str, ArchSpec] = {
     "qwen2": ArchSpec(
-        "qwen2", qwen2.Qwen2Config, qwen2.Qwen2ForCausalLM, ("Qwen2ForCausalLM",), ("qwen2",),
-        stack_names=("layers",), ignore=(r"rotary_emb\.inv_freq$",),
-        ignore_for_config=lambda c: (r"^lm_head\.weight$",) if c.tie_word_embeddings else ()),
+        "qwen2",
+        qwen2.Qwen2Config,
+        qwen2.Qwen2ForCausalLM,
+        ("Qwen2ForCausalLM",),
+        ("qwen2",),
+        stack_names=("layers",),
+        ignore=(r"rotary_emb\.inv_freq$",),
+        ignore_for_config=lambda c: (r"^lm_head\.weight$",) if c.tie_word_embeddings else (),
+    ),
     "clip_vision": ArchSpec(
-        "clip_vision", clip_vision.CLIPVisionConfig, clip_vision.CLIPVisionModelWithProjection,
-        ("CLIPVisionModelWithProjection",), ("clip_vision_model", "clip"), stack_names=("layers",),
-        ignore=(r"^text_model\.", r"^text_projection\.", r"^logit_scale$", r"position_ids$")),
+        "clip_vision",
+        clip_vision.CLIPVisionConfig,
+        clip_vision.CLIPVisionModelWithProjection,
+        ("CLIPVisionModelWithProjection",),
+        ("clip_vision_model", "clip"),
+        stack_names=("layers",),
+        ignore=(r"^text_model\.", r"^text_projection\.", r"^logit_scale$", r"position_ids$"),
+    ),
     "hubert": ArchSpec(
-        "hubert", hubert.HubertConfig, hubert.HubertModel, ("HubertModel",), ("hubert",),
-        stack_names=("layers",), prefixes=("", "hubert."),
-        aliases={"conv.weight_g": ("conv.parametrizations.weight.original0", "conv.weight_g"),
-                 "conv.weight_v": ("conv.parametrizations.weight.original1", "conv.weight_v")},
-        ignore=(r"^(lm_head|projector|classifier|final_proj|label_embs_concat)", r"layer_weights$")),
+        "hubert",
+        hubert.HubertConfig,
+        hubert.HubertModel,
+        ("HubertModel",),
+        ("hubert",),
+        stack_names=("layers",),
+        prefixes=("", "hubert."),
+        aliases={
+            "conv.weight_g": ("conv.parametrizations.weight.original0", "conv.weight_g"),
+            "conv.weight_v": ("conv.parametrizations.weight.original1", "conv.weight_v"),
+        },
+        ignore=(r"^(lm_head|projector|classifier|final_proj|label_embs_concat)", r"layer_weights$"),
+    ),
     "bert": ArchSpec(
-        "bert", bert.BertConfig, bert.BertModel, ("BertModel",), ("bert",), stack_names=("layer",),
-        prefixes=("", "bert."), ignore=(r"position_ids$", r"^cls\.")),
+        "bert",
+        bert.BertConfig,
+        bert.BertModel,
+        ("BertModel",),
+        ("bert",),
+        stack_names=("layer",),
+        prefixes=("", "bert."),
+        ignore=(r"position_ids$", r"^cls\."),
+    ),
 }
 
 
@@ -96,15 +122,17 @@ def spec_for_hf_dict(d: dict[str, Any]) -> ArchSpec:
   for spec in ARCHS.values():
     if model_type in spec.model_types:
       return spec
-  raise ValueError(f"unsupported model_type {model_type!r}; known: "
-                   f"{sorted(t for s in ARCHS.values() for t in s.model_types)}")
+  raise ValueError(
+      f"unsupported model_type {model_type!r}; known: "
+      f"{sorted(t for s in ARCHS.values() for t in s.model_types)}"
+  )
 
 
 def unscanned_paths(path: Path, spec: ArchSpec, num_layers: int | None) -> list[Path] | None:
   """The per-layer paths of a scanned leaf, or None when `path` is not scanned."""
   for i, part in enumerate(path):
     if part in spec.stack_names:
-      return [path[:i] + (f"{part}_{n}",) + path[i + 1:] for n in range(num_layers)]
+      return [path[:i] + (f"{part}_{n}",) + path[i + 1 :] for n in range(num_layers)]
   return None
 
 

@@ -41,7 +41,9 @@ def param_shardings(abstract: Params, mesh: Mesh | None, rules=None) -> Params:
   if mesh is None:
     device = SingleDeviceSharding(jax.devices()[0])
     return jax.tree.map(lambda _: device, nn.unbox(abstract))
-  return sharding_lib.logical_shardings(abstract, mesh, rules or sharding_lib.DEFAULT_LOGICAL_AXIS_RULES)
+  return sharding_lib.logical_shardings(
+      abstract, mesh, rules or sharding_lib.DEFAULT_LOGICAL_AXIS_RULES
+  )
 
 
 class _KeyResolver:
@@ -60,7 +62,9 @@ class _KeyResolver:
     return None
 
 
-def _read(ckpt: SafetensorsCheckpoint, key: str, perm: tuple[int, ...], index: tuple, dtype) -> np.ndarray:
+def _read(
+    ckpt: SafetensorsCheckpoint, key: str, perm: tuple[int, ...], index: tuple, dtype
+) -> np.ndarray:
   """`ckpt[key].transpose(perm)[index]`, reading only the indexed part of the file."""
   hf_index = [slice(None)] * len(perm)
   for ours, theirs in enumerate(perm):
@@ -68,9 +72,15 @@ def _read(ckpt: SafetensorsCheckpoint, key: str, perm: tuple[int, ...], index: t
   return np.asarray(ckpt[key][tuple(hf_index)]).transpose(perm).astype(dtype)
 
 
-def load_hf_params(hf_dir: str, model_cls: type | None = None, config: Any = None,
-                   mesh: Mesh | None = None, rules=None, dtype: Any = None,
-                   rng: jax.Array | None = None) -> Params:
+def load_hf_params(
+    hf_dir: str,
+    model_cls: type | None = None,
+    config: Any = None,
+    mesh: Mesh | None = None,
+    rules=None,
+    dtype: Any = None,
+    rng: jax.Array | None = None,
+) -> Params:
   """Loads `hf_dir` (config.json + model.safetensors or a sharded index) into our params.
 
   Args:
@@ -106,15 +116,19 @@ def load_hf_params(hf_dir: str, model_cls: type | None = None, config: Any = Non
     layer_paths = layer_paths or [inner]
     keys = [resolver.find(p) for p in layer_paths]
     if None in keys:
-      missing.extend(keymaps.hf_key_candidates(p, spec)[0] for p, k in zip(layer_paths, keys) if k is None)
+      missing.extend(
+          keymaps.hf_key_candidates(p, spec)[0] for p, k in zip(layer_paths, keys) if k is None
+      )
       continue
     per_layer_shape = leaf.shape[1:] if scanned else leaf.shape
     perm = keymaps.layout_perm(inner, len(per_layer_shape))
     for key in keys:
       expect = tuple(int(per_layer_shape[j]) for j in np.argsort(perm))
       if ckpt.shape(key) != expect:
-        raise ValueError(f"{key}: checkpoint shape {ckpt.shape(key)} != expected {expect} "
-                         f"(for {'/'.join(inner)})")
+        raise ValueError(
+            f"{key}: checkpoint shape {ckpt.shape(key)} != expected {expect} "
+            f"(for {'/'.join(inner)})"
+        )
 
     def callback(index, keys=keys, perm=perm, scanned=scanned, dtype=leaf.dtype):
       if not scanned:
@@ -124,11 +138,15 @@ def load_hf_params(hf_dir: str, model_cls: type | None = None, config: Any = Non
 
     out[path] = jax.make_array_from_callback(leaf.shape, shardings[path], callback)
 
-  unexpected = sorted(k for k in ckpt.keys() if k not in resolver.used and not spec.ignored(k, config))
+  unexpected = sorted(
+      k for k in ckpt.keys() if k not in resolver.used and not spec.ignored(k, config)
+  )
   if missing or unexpected:
-    raise ValueError(f"{hf_dir}: checkpoint does not match {spec.model_cls.__name__}.\n"
-                     f"  missing keys ({len(missing)}): {missing}\n"
-                     f"  unexpected keys ({len(unexpected)}): {unexpected}")
+    raise ValueError(
+        f"{hf_dir}: checkpoint does not match {spec.model_cls.__name__}.\n"
+        f"  missing keys ({len(missing)}): {missing}\n"
+        f"  unexpected keys ({len(unexpected)}): {unexpected}"
+    )
   if lora_paths:
     out.update(_init_leaves(model, lora_paths, shardings, rng))
   return traverse_util.unflatten_dict(out)

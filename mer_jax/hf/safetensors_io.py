@@ -19,9 +19,15 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
 _DTYPES = {
-    "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16), "I64": np.dtype(np.int64), "I32": np.dtype(np.int32),
-    "I16": np.dtype(np.int16), "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8),
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
     "BOOL": np.dtype(np.bool_),
 }
 _NAMES = {v: k for k, v in _DTYPES.items()}
@@ -88,8 +94,11 @@ def save_safetensors(tensors: Mapping[str, np.ndarray], path: str) -> None:
     arr = tensors[key]
     if arr.dtype not in _NAMES:
       raise TypeError(f"{key}: dtype {arr.dtype} not supported by safetensors")
-    header[key] = {"dtype": _NAMES[arr.dtype], "shape": list(arr.shape),
-                   "data_offsets": [offset, offset + arr.nbytes]}
+    header[key] = {
+        "dtype": _NAMES[arr.dtype],
+        "shape": list(arr.shape),
+        "data_offsets": [offset, offset + arr.nbytes],
+    }
     offset += arr.nbytes
   header["__metadata__"] = {"format": "pt"}
   blob = json.dumps(header, separators=(",", ":")).encode()
@@ -98,7 +107,9 @@ def save_safetensors(tensors: Mapping[str, np.ndarray], path: str) -> None:
     f.write(struct.pack("<Q", len(blob)))
     f.write(blob)
     for key in order:
-      f.write(np.ascontiguousarray(tensors[key]).astype(tensors[key].dtype.newbyteorder("<")).tobytes())
+      f.write(
+          np.ascontiguousarray(tensors[key]).astype(tensors[key].dtype.newbyteorder("<")).tobytes()
+      )
 
 
 def shard_checkpoint(tensors: Mapping[str, np.ndarray], out_dir: str, max_shard_bytes: int) -> None:
@@ -119,4 +130,3 @@ def shard_checkpoint(tensors: Mapping[str, np.ndarray], out_dir: str, max_shard_
   total = sum(int(v.nbytes) for v in tensors.values())
   with open(os.path.join(out_dir, INDEX_FILE), "w") as f:
     json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-

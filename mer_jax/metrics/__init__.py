@@ -10,27 +10,55 @@ Public API (kept stable for the training / RL code):
 * :func:`extract_emotion_words`, :func:`text_to_sentiment`.
 """
 
-from mer_jax.metrics.lexicon import (LEVELS, N_WHEELS, VARIANTS, Lexicon,
-                                     load_lexicon)
-from mer_jax.metrics.parsing import (LabelFileError, parse_labels,
-                                     read_label_csv, string_to_list)
-from mer_jax.metrics.scoring import (EWRewardScorer, ew_all_variants,
-                                     ew_scores, hit_rate, ovmer_report,
-                                     reference_reward)
-from mer_jax.metrics.extract import (LLMEmotionExtractor, LLMSentimentMapper,
-                                     extract_emotion_words, text_to_sentiment,
-                                     word_valence)
-from mer_jax.metrics.unibench import (evaluate_dataset, sentiment_scores,
-                                      unibench_from_dirs, unibench_report,
-                                      weighted_f1)
+from mer_jax.metrics.lexicon import (LEVELS, N_WHEELS, VARIANTS, Lexicon, load_lexicon)
+from mer_jax.metrics.parsing import (LabelFileError, parse_labels, read_label_csv, string_to_list)
+from mer_jax.metrics.scoring import (
+    EWRewardScorer,
+    ew_all_variants,
+    ew_scores,
+    hit_rate,
+    ovmer_report,
+    reference_reward,
+)
+from mer_jax.metrics.extract import (
+    LLMEmotionExtractor,
+    LLMSentimentMapper,
+    extract_emotion_words,
+    text_to_sentiment,
+    word_valence,
+)
+from mer_jax.metrics.unibench import (
+    evaluate_dataset,
+    sentiment_scores,
+    unibench_from_dirs,
+    unibench_report,
+    weighted_f1,
+)
 
 __all__ = [
-    'LEVELS', 'N_WHEELS', 'VARIANTS', 'Lexicon', 'load_lexicon',
-    'LabelFileError', 'parse_labels', 'read_label_csv', 'string_to_list',
-    'EWRewardScorer', 'ew_all_variants', 'ew_scores', 'hit_rate',
-    'ovmer_report', 'reference_reward',
-    'LLMEmotionExtractor', 'LLMSentimentMapper', 'extract_emotion_words',
-    'text_to_sentiment', 'word_valence',
-    'evaluate_dataset', 'sentiment_scores', 'unibench_from_dirs',
-    'unibench_report', 'weighted_f1',
+    'LEVELS',
+    'N_WHEELS',
+    'VARIANTS',
+    'Lexicon',
+    'load_lexicon',
+    'LabelFileError',
+    'parse_labels',
+    'read_label_csv',
+    'string_to_list',
+    'EWRewardScorer',
+    'ew_all_variants',
+    'ew_scores',
+    'hit_rate',
+    'ovmer_report',
+    'reference_reward',
+    'LLMEmotionExtractor',
+    'LLMSentimentMapper',
+    'extract_emotion_words',
+    'text_to_sentiment',
+    'word_valence',
+    'evaluate_dataset',
+    'sentiment_scores',
+    'unibench_from_dirs',
+    'unibench_report',
+    'weighted_f1',
 ]

@@ -42,64 +42,293 @@ LABEL_EXTRACTION_PROMPT = (
     'please identify the emotional states of the main character. Please separate '
     'different emotional categories with commas and output only the clearly identifiable '
     'emotional categories in a list format. If none are identified, please output an '
-    'empty list.')
+    'empty list.'
+)
 # AffectGPT appendix E, sentiment prompt (after label extraction).
 SENTIMENT_PROMPT = (
     'Please act as an expert in the field of emotions. We provide a few words to '
     'describe the emotions of a character. Please choose the most likely sentiment from '
-    'the given candidates: [positive, negative, neutral].')
+    'the given candidates: [positive, negative, neutral].'
+)
 # AffectGPT-R1 appendix E.1 (think-text emotion words for the alignment reward).
 THINK_EXTRACTION_PROMPT = (
     'Please assume the role of an expert in the field of emotions. We provide clues '
     'related to the emotional state of a character. Based on the provided clues, please '
     "identify the character's emotional states. Separate different emotional categories "
     'with commas, and output only the clearly identifiable emotional categories in a list '
-    'format. If no emotions can be identified, please return an empty list.')
+    'format. If no emotions can be identified, please return an empty list.'
+)
 
-NEGATORS = frozenset({'not', 'no', 'never', 'without', 'nor', 'neither', 'hardly',
-                      'barely', 'scarcely', "n't", 'nothing', 'none', 'lacks', 'lack',
-                      'lacking', 'absence'})
-_SKIPPABLE = frozenset({'very', 'too', 'so', 'really', 'particularly', 'overly', 'at', 'all',
-                        'be', 'been', 'being', 'is', 'was', 'are', 'were', 'seem', 'seems',
-                        'seemed', 'appear', 'appears', 'look', 'looks', 'feel', 'feels',
-                        'of', 'any', 'a', 'an', 'the', 'sign', 'signs', 'trace', 'hint',
-                        'longer', 'feeling', 'feelings', 'sense', 'obviously', 'overtly',
-                        'or', 'and', 'much', 'more', 'less', 'quite', 'that', 'entirely',
-                        'completely', 'totally', 'showing', 'show', 'shows', 'expressing',
-                        'express', 'expresses'})
-_INTENSIFIERS = frozenset({'very', 'too', 'so', 'really', 'quite', 'particularly', 'overly',
-                           'much', 'more', 'less', 'a', 'an', 'any', 'entirely', 'completely',
-                           'totally', 'at', 'all'})
+NEGATORS = frozenset(
+    {
+        'not',
+        'no',
+        'never',
+        'without',
+        'nor',
+        'neither',
+        'hardly',
+        'barely',
+        'scarcely',
+        "n't",
+        'nothing',
+        'none',
+        'lacks',
+        'lack',
+        'lacking',
+        'absence',
+    }
+)
+_SKIPPABLE = frozenset(
+    {
+        'very',
+        'too',
+        'so',
+        'really',
+        'particularly',
+        'overly',
+        'at',
+        'all',
+        'be',
+        'been',
+        'being',
+        'is',
+        'was',
+        'are',
+        'were',
+        'seem',
+        'seems',
+        'seemed',
+        'appear',
+        'appears',
+        'look',
+        'looks',
+        'feel',
+        'feels',
+        'of',
+        'any',
+        'a',
+        'an',
+        'the',
+        'sign',
+        'signs',
+        'trace',
+        'hint',
+        'longer',
+        'feeling',
+        'feelings',
+        'sense',
+        'obviously',
+        'overtly',
+        'or',
+        'and',
+        'much',
+        'more',
+        'less',
+        'quite',
+        'that',
+        'entirely',
+        'completely',
+        'totally',
+        'showing',
+        'show',
+        'shows',
+        'expressing',
+        'express',
+        'expresses',
+    }
+)
+_INTENSIFIERS = frozenset(
+    {
+        'very',
+        'too',
+        'so',
+        'really',
+        'quite',
+        'particularly',
+        'overly',
+        'much',
+        'more',
+        'less',
+        'a',
+        'an',
+        'any',
+        'entirely',
+        'completely',
+        'totally',
+        'at',
+        'all',
+    }
+)
 _LIST_JOINERS = frozenset({'or', 'and', ','})
 _CLAUSE_SPLIT = re.compile(r'[.;:!?\n]+|\b(?:but|however|although|though|yet|whereas|while)\b')
 _TOKEN = re.compile(r"n't|[a-z]+(?:[-'][a-z]+)*|,")
 _QUOTED = re.compile(r'"[^"]*"|“[^”]*”|「[^」]*」')
 # surface forms that in descriptions are nearly always literal / non-emotional
-EXTRACT_STOP = frozenset({
-    'down', 'low', 'still', 'quiet', 'free', 'open', 'close', 'cold', 'warm', 'moved',
-    'touched', 'mean', 'like', 'liked', 'likes', 'want', 'wants', 'wanted', 'wish', 'care',
-    'cares', 'cared', 'interest', 'interests', 'active', 'bright', 'sharp', 'heavy', 'soft',
-    'long', 'close', 'dark', 'off', 'sick', 'blue', 'lost', 'left', 'used', 'use', 'expose',
-    'exposed', 'stimulated', 'bad', 'empty', 'numb', 'weak', 'busy', 'rushed', 'hurried',
-    'important', 'aware', 'sure', 'certain', 'overcome', 'responsive', 'pressure', 'pressed',
-    'threat', 'attention', 'attentive', 'emotional', 'intense', 'intensity', 'strong',
-    'power', 'powerful', 'energy', 'engaged', 'drawn', 'fire', 'shaky', 'stiff', 'tight',
-    'slight', 'serious', 'deep', 'wild', 'focused', 'concern', 'concerned', 'expectation',
-    'dismissed', 'passive', 'collected', 'composed', 'positive', 'negative', 'neutral',
-    'please', 'pleasant', 'unpleasant', 'upset_', 'distant', 'detached', 'remote', 'open-minded',
-    'awful', 'terrible', 'horrible', 'dreadful', 'lovely', 'tender', 'gentle', 'kind',
-    'respect', 'sensitive', 'alert', 'careful', 'cautious', 'wary', 'watchful', 'quick',
-    'content', 'frown', 'frowns', 'frowned', 'frowning', 'laugh', 'laughs', 'laughed',
-    'laughter', 'laughing', 'smile', 'smiles', 'smiling', 'tears', 'thinking', 'question',
-    'questions', 'questioned', 'asking', 'consideration', 'considering', 'control', 'force',
-    'engaging', 'interesting', 'biting', 'cutting', 'stirring', 'touching', 'affected',
-    'revealed', 'uncovered', 'naked', 'including', 'included', 'approved', 'drained',
-    'closed', 'closing', 'believing', 'wanting', 'importance',
-})
+EXTRACT_STOP = frozenset(
+    {
+        'down',
+        'low',
+        'still',
+        'quiet',
+        'free',
+        'open',
+        'close',
+        'cold',
+        'warm',
+        'moved',
+        'touched',
+        'mean',
+        'like',
+        'liked',
+        'likes',
+        'want',
+        'wants',
+        'wanted',
+        'wish',
+        'care',
+        'cares',
+        'cared',
+        'interest',
+        'interests',
+        'active',
+        'bright',
+        'sharp',
+        'heavy',
+        'soft',
+        'long',
+        'close',
+        'dark',
+        'off',
+        'sick',
+        'blue',
+        'lost',
+        'left',
+        'used',
+        'use',
+        'expose',
+        'exposed',
+        'stimulated',
+        'bad',
+        'empty',
+        'numb',
+        'weak',
+        'busy',
+        'rushed',
+        'hurried',
+        'important',
+        'aware',
+        'sure',
+        'certain',
+        'overcome',
+        'responsive',
+        'pressure',
+        'pressed',
+        'threat',
+        'attention',
+        'attentive',
+        'emotional',
+        'intense',
+        'intensity',
+        'strong',
+        'power',
+        'powerful',
+        'energy',
+        'engaged',
+        'drawn',
+        'fire',
+        'shaky',
+        'stiff',
+        'tight',
+        'slight',
+        'serious',
+        'deep',
+        'wild',
+        'focused',
+        'concern',
+        'concerned',
+        'expectation',
+        'dismissed',
+        'passive',
+        'collected',
+        'composed',
+        'positive',
+        'negative',
+        'neutral',
+        'please',
+        'pleasant',
+        'unpleasant',
+        'upset_',
+        'distant',
+        'detached',
+        'remote',
+        'open-minded',
+        'awful',
+        'terrible',
+        'horrible',
+        'dreadful',
+        'lovely',
+        'tender',
+        'gentle',
+        'kind',
+        'respect',
+        'sensitive',
+        'alert',
+        'careful',
+        'cautious',
+        'wary',
+        'watchful',
+        'quick',
+        'content',
+        'frown',
+        'frowns',
+        'frowned',
+        'frowning',
+        'laugh',
+        'laughs',
+        'laughed',
+        'laughter',
+        'laughing',
+        'smile',
+        'smiles',
+        'smiling',
+        'tears',
+        'thinking',
+        'question',
+        'questions',
+        'questioned',
+        'asking',
+        'consideration',
+        'considering',
+        'control',
+        'force',
+        'engaging',
+        'interesting',
+        'biting',
+        'cutting',
+        'stirring',
+        'touching',
+        'affected',
+        'revealed',
+        'uncovered',
+        'naked',
+        'including',
+        'included',
+        'approved',
+        'drained',
+        'closed',
+        'closing',
+        'believing',
+        'wanting',
+        'importance',
+    }
+)
 
 
 class EmotionExtractor(Protocol):
-  def __call__(self, text: str) -> list[str]: ...
+
+  def __call__(self, text: str) -> list[str]:
+    ...
 
 
 def _emotion_forms(lexicon: Lexicon) -> tuple[frozenset, int]:
@@ -131,7 +360,7 @@ def _negated(tokens: list[str], i: int, forms: frozenset) -> bool:
     if t in _LIST_JOINERS:
       # "not angry or (very) sad": a joiner continues the scope only when
       # nothing but intensifiers separates it from the word
-      if all(x in _INTENSIFIERS for x in tokens[j + 1:i]):
+      if all(x in _INTENSIFIERS for x in tokens[j + 1 : i]):
         continue
       return False
     if t in _SKIPPABLE or t in forms:
@@ -161,7 +390,7 @@ def extract_emotion_words(text: str, lexicon='builtin', keep_quoted: bool = Fals
     while i < len(toks):
       match = None
       for n in range(min(maxlen, len(toks) - i), 0, -1):
-        cand = ' '.join(toks[i:i + n])
+        cand = ' '.join(toks[i : i + n])
         if cand in forms:
           match = (cand, n)
           break
@@ -184,8 +413,7 @@ class LLMEmotionExtractor:
   any chat model (vLLM, an HF pipeline, an API client).
   """
 
-  def __init__(self, generate: Callable[[str], str],
-               prompt: str = LABEL_EXTRACTION_PROMPT):
+  def __init__(self, generate: Callable[[str], str], prompt: str = LABEL_EXTRACTION_PROMPT):
     self.generate = generate
     self.prompt = prompt
 

@@ -36,8 +36,7 @@ from mer_jax.metrics import parsing
 
 N_WHEELS = 5
 LEVELS = ('level1', 'level2')
-WHEEL_VARIANTS = tuple(f'wheel{w}_{lv}' for w in range(1, N_WHEELS + 1)
-                       for lv in LEVELS)
+WHEEL_VARIANTS = tuple(f'wheel{w}_{lv}' for w in range(1, N_WHEELS + 1) for lv in LEVELS)
 VARIANTS = ('case1', 'case2') + WHEEL_VARIANTS
 BUILTIN_PATH = Path(__file__).with_name('data') / 'builtin_lexicon.json'
 
@@ -76,11 +75,15 @@ def wheel_map_from_tree(tree: WheelTree, level: str) -> dict[str, str]:
 class Lexicon:
   """A compiled emotion-wheel lexicon (see module docstring)."""
 
-  def __init__(self, name: str, format2roots: Mapping[str, Sequence[str]],
-               root2words: Mapping[str, Sequence[str]],
-               wheels: Sequence[tuple[str, WheelTree]],
-               valence: Mapping[str, int] | None = None,
-               meta: Mapping | None = None):
+  def __init__(
+      self,
+      name: str,
+      format2roots: Mapping[str, Sequence[str]],
+      root2words: Mapping[str, Sequence[str]],
+      wheels: Sequence[tuple[str, WheelTree]],
+      valence: Mapping[str, int] | None = None,
+      meta: Mapping | None = None,
+  ):
     if len(wheels) != N_WHEELS:
       raise ValueError(f'{name}: expected {N_WHEELS} wheels, got {len(wheels)}')
     self.name = name
@@ -128,7 +131,7 @@ class Lexicon:
   # -------------------------------------------------------------- compiling
   def _compile(self):
     nv = len(VARIANTS)
-    self.vocab = [[] for _ in range(nv)]     # variant -> id -> category string
+    self.vocab = [[] for _ in range(nv)]  # variant -> id -> category string
     index = [{} for _ in range(nv)]
     # bit layout per level: each wheel's categories get contiguous bits inside
     # 64-bit words (a wheel never straddles a word unless it has > 64
@@ -162,10 +165,13 @@ class Lexicon:
           wheel_words.append(ws)
           pos = 0
       n_words = word + (1 if pos else 0)
-      self.level_bits[lv] = {'bit_of': bit_of, 'wheel_words': wheel_words,
-                             'n_words': max(1, n_words)}
-    self.table = {}        # label -> tuple of nv ids (-1 = dropped)
-    self.level_mask = {lv: {} for lv in LEVELS}   # label -> int bitmask
+      self.level_bits[lv] = {
+          'bit_of': bit_of,
+          'wheel_words': wheel_words,
+          'n_words': max(1, n_words),
+      }
+    self.table = {}  # label -> tuple of nv ids (-1 = dropped)
+    self.level_mask = {lv: {} for lv in LEVELS}  # label -> int bitmask
     for label in self.format2roots:
       ids = []
       for v, variant in enumerate(VARIANTS):
@@ -208,8 +214,7 @@ class Lexicon:
     return label in self.format2roots
 
   def level1_categories(self, label: str) -> list[str | None]:
-    return [self.map_label(label, f'wheel{w}_level1')
-            for w in range(1, N_WHEELS + 1)]
+    return [self.map_label(label, f'wheel{w}_level1') for w in range(1, N_WHEELS + 1)]
 
   def all_wheel_words(self) -> set[str]:
     out = set()
@@ -228,14 +233,19 @@ class Lexicon:
         'surface_forms': len(self.format2roots),
         'roots': len(self.root2words),
         'wheel_words': len(self.all_wheel_words()),
-        'wheels': {n: {'level1': len(set(self.wheel_maps[f'wheel{i + 1}_level1'].values())),
-                       'level2': len(set(self.wheel_maps[f'wheel{i + 1}_level2'].values()))}
-                   for i, n in enumerate(self.wheel_names)},
+        'wheels': {
+            n: {
+                'level1': len(set(self.wheel_maps[f'wheel{i + 1}_level1'].values())),
+                'level2': len(set(self.wheel_maps[f'wheel{i + 1}_level2'].values())),
+            }
+            for i, n in enumerate(self.wheel_names)
+        },
     }
 
   def __repr__(self):
-    return (f'Lexicon({self.name!r}, forms={len(self.format2roots)}, '
-            f'roots={len(self.root2words)})')
+    return (
+        f'Lexicon({self.name!r}, forms={len(self.format2roots)}, ' f'roots={len(self.root2words)})'
+    )
 
 
 # ----------------------------------------------------------------- builders
@@ -268,6 +278,7 @@ def merge_synonym_runs(runs: Sequence[Sequence[tuple[str, Sequence[str]]]]) -> d
 def _xlsx_rows(path: Path) -> tuple[list[str], list[list]]:
   """Header and data rows of the first sheet, pandas-like NA handling."""
   import openpyxl  # pylint: disable=import-outside-toplevel
+
   wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
   try:
     ws = wb.worksheets[0]
@@ -287,7 +298,7 @@ def _xlsx_rows(path: Path) -> tuple[list[str], list[list]]:
   for r in rows[1:]:
     r = [cell(v) for v in r]
     if all(v is None for v in r):
-      continue          # pandas skips blank rows (and trims trailing ones)
+      continue  # pandas skips blank rows (and trims trailing ones)
     data.append(r)
   return header, data
 
@@ -302,8 +313,10 @@ def read_wheel_xlsx(path: Path) -> dict:
   tree: dict[str, dict[str, list[str]]] = {}
   l1 = l2 = l3 = ''
   for r in rows:
+
     def get(i):
       return r[i] if i < len(r) else None
+
     if get(i1) is not None:
       l1 = str(get(i1))
     if get(i2) is not None:
@@ -349,20 +362,27 @@ def load_official(directory) -> Lexicon:
     raise ValueError(f'{d / "synonym.xlsx"}: no word_runK/synonym_runK columns')
   r2w = merge_synonym_runs(runs)
   wheels = [(f'wheel{i}', read_wheel_xlsx(d / f'wheel{i}.xlsx')) for i in range(1, 6)]
-  return Lexicon(f'official:{d}', f2r, r2w, wheels,
-                 meta={'source': str(d), 'synonym_runs': len(runs)})
+  return Lexicon(
+      f'official:{d}', f2r, r2w, wheels, meta={'source': str(d), 'synonym_runs': len(runs)}
+  )
 
 
 def load_builtin(path=BUILTIN_PATH) -> Lexicon:
   """Read the lexicon authored in this project (scripts/build_lexicon.py)."""
   with open(path, encoding='utf-8') as f:
     data = json.load(f)
-  root2forms = data['forms']                  # root -> [surface forms]
+  root2forms = data['forms']  # root -> [surface forms]
   f2r = build_format2roots(root2forms)
   r2w = {k: sorted(set(v)) for k, v in data['root2words'].items()}
   wheels = [(w['name'], w['tree']) for w in data['wheels']]
-  return Lexicon('builtin', f2r, r2w, wheels, valence=data.get('valence'),
-                 meta={k: data[k] for k in ('version', 'sources') if k in data})
+  return Lexicon(
+      'builtin',
+      f2r,
+      r2w,
+      wheels,
+      valence=data.get('valence'),
+      meta={k: data[k] for k in ('version', 'sources') if k in data},
+  )
 
 
 @functools.lru_cache(maxsize=8)
@@ -383,7 +403,7 @@ def load_lexicon(spec: str | Lexicon = 'builtin') -> Lexicon:
   if spec == 'builtin':
     return _load_cached('builtin', '')
   if spec.startswith('official:'):
-    d = os.path.abspath(os.path.expanduser(spec[len('official:'):]))
+    d = os.path.abspath(os.path.expanduser(spec[len('official:') :]))
     return _load_cached('official', d)
   if spec.endswith('.json'):
     return _load_cached('builtin', os.path.abspath(spec))

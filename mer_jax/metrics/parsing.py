@@ -26,13 +26,32 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-_SPLIT_RE = re.compile("['\",]")
+_SPLIT_RE = re.compile('[\'",]')
 
 # pandas.read_csv / read_excel default NA strings (matched on the whole cell).
-PANDAS_NA_STRINGS = frozenset({
-    '', '#N/A', '#N/A N/A', '#NA', '-1.#IND', '-1.#QNAN', '-NaN', '-nan',
-    '1.#IND', '1.#QNAN', '<NA>', 'N/A', 'NA', 'NULL', 'NaN', 'None', 'n/a',
-    'nan', 'null'})
+PANDAS_NA_STRINGS = frozenset(
+    {
+        '',
+        '#N/A',
+        '#N/A N/A',
+        '#NA',
+        '-1.#IND',
+        '-1.#QNAN',
+        '-NaN',
+        '-nan',
+        '1.#IND',
+        '1.#QNAN',
+        '<NA>',
+        'N/A',
+        'NA',
+        'NULL',
+        'NaN',
+        'None',
+        'n/a',
+        'nan',
+        'null',
+    }
+)
 
 
 def is_missing(value) -> bool:
@@ -127,13 +146,13 @@ def read_csv_rows(path, required: Iterable[str] = ('name',)):
           header = [h.strip() for h in fields]
           missing = [c for c in required if c not in header]
           if missing:
-            raise LabelFileError(
-                f'{path}:{line}: header {header!r} lacks column(s) {missing!r}')
+            raise LabelFileError(f'{path}:{line}: header {header!r} lacks column(s) {missing!r}')
           continue
         if len(fields) != len(header):
           raise LabelFileError(
               f'{path}:{line}: expected {len(header)} fields '
-              f'({",".join(header)}), found {len(fields)}')
+              f'({",".join(header)}), found {len(fields)}'
+          )
         yield line, dict(zip(header, fields))
     except csv.Error as e:
       raise LabelFileError(f'{path}:{reader.line_num}: malformed CSV ({e})') from e

@@ -23,8 +23,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mer_jax.metrics.lexicon import (LEVELS, N_WHEELS, VARIANTS, Lexicon,
-                                     load_lexicon)
+from mer_jax.metrics.lexicon import (LEVELS, N_WHEELS, VARIANTS, Lexicon, load_lexicon)
 from mer_jax.metrics.parsing import _SPLIT_RE, parse_labels
 
 _popcount = np.bitwise_count
@@ -178,16 +177,13 @@ def _level_result(lexicon, level, g: _Encoded, p: _Encoded):
   per_wheel = _per_wheel_prf(gc, pc, ic)
   wheels = {}
   for w, (f, pr, rc, n) in enumerate(per_wheel):
-    wheels[f'wheel{w + 1}'] = {'f1': f, 'precision': pr, 'recall': rc,
-                               'n_samples': n}
+    wheels[f'wheel{w + 1}'] = {'f1': f, 'precision': pr, 'recall': rc, 'n_samples': n}
   arr = np.array([x[:3] for x in per_wheel], dtype=np.float64)
   mean = arr.mean(axis=0).tolist()
-  return {'f1': mean[0], 'precision': mean[1], 'recall': mean[2],
-          'wheels': wheels}, (gc, pc, ic)
+  return {'f1': mean[0], 'precision': mean[1], 'recall': mean[2], 'wheels': wheels}, (gc, pc, ic)
 
 
-def ew_scores(gt: Mapping, pred: Mapping, lexicon='builtin',
-              level: str = 'level1') -> dict:
+def ew_scores(gt: Mapping, pred: Mapping, lexicon='builtin', level: str = 'level1') -> dict:
   """Dataset-level EW score of one level (mean over 5 wheels of F, P, R).
 
   ``gt`` / ``pred``: ``{name: labels}``, labels as raw strings or lists.
@@ -208,9 +204,12 @@ def _variants_from(lexicon, g: _Encoded, p: _Encoded, level_results) -> dict:
     res = level_results[level]
     for w in range(N_WHEELS):
       r = res['wheels'][f'wheel{w + 1}']
-      out[f'wheel{w + 1}_{level}'] = {'precision': r['precision'],
-                                      'recall': r['recall'], 'f1': r['f1'],
-                                      'n_samples': r['n_samples']}
+      out[f'wheel{w + 1}_{level}'] = {
+          'precision': r['precision'],
+          'recall': r['recall'],
+          'f1': r['f1'],
+          'n_samples': r['n_samples'],
+      }
   return out
 
 
@@ -235,8 +234,13 @@ def per_sample_f(gc, pc, ic) -> np.ndarray:
   return f.mean(axis=1)
 
 
-def ovmer_report(gt: Mapping, pred: Mapping, lexicon='builtin',
-                 all_variants: bool = False, per_sample: bool = False) -> dict:
+def ovmer_report(
+    gt: Mapping,
+    pred: Mapping,
+    lexicon='builtin',
+    all_variants: bool = False,
+    per_sample: bool = False,
+) -> dict:
   """The ``evaluate ovmer`` JSON: level1, level2, wheels (+variants, per_sample)."""
   lexicon = load_lexicon(lexicon)
   names, g, p = _encode_pair(gt, pred, lexicon, with_cases=all_variants)
@@ -246,8 +250,7 @@ def ovmer_report(gt: Mapping, pred: Mapping, lexicon='builtin',
   for level in LEVELS:
     res, counts[level] = _level_result(lexicon, level, g, p)
     results[level] = res
-    out[level] = {'f1': res['f1'], 'precision': res['precision'],
-                  'recall': res['recall']}
+    out[level] = {'f1': res['f1'], 'precision': res['precision'], 'recall': res['recall']}
     for wname, r in res['wheels'].items():
       wheels.setdefault(wname, {})[level] = r
   out['wheels'] = wheels
@@ -274,8 +277,7 @@ class EWRewardScorer:
   answers cost one dict lookup.
   """
 
-  def __init__(self, lexicon='builtin', level: str = 'level1',
-               cache_size: int = 1 << 20):
+  def __init__(self, lexicon='builtin', level: str = 'level1', cache_size: int = 1 << 20):
     self.lexicon = load_lexicon(lexicon)
     self.level = level
     self._codec = _Codec(self.lexicon, level)
@@ -317,11 +319,9 @@ class EWRewardScorer:
     if len(a_list) != len(b_list):
       raise ValueError(f'length mismatch: {len(a_list)} vs {len(b_list)}')
     pack = self.pack
-    return self._codec.gpi_counts([pack(x) for x in a_list],
-                                  [pack(x) for x in b_list])
+    return self._codec.gpi_counts([pack(x) for x in a_list], [pack(x) for x in b_list])
 
-  def reward(self, gt_labels_list, pred_labels_list,
-             dtype=np.float32) -> np.ndarray:
+  def reward(self, gt_labels_list, pred_labels_list, dtype=np.float32) -> np.ndarray:
     return per_sample_f(*self.counts(gt_labels_list, pred_labels_list)).astype(dtype)
 
   def jaccard(self, a_list, b_list, dtype=np.float32) -> np.ndarray:
@@ -337,9 +337,13 @@ class EWRewardScorer:
 
   def n_labels(self, labels_list) -> np.ndarray:
     """Number of distinct parsed labels per sample (for length penalties)."""
-    return np.array([len(parse_labels(x)) if not isinstance(x, (list, tuple))
-                     else len(set(_as_labels(x))) for x in labels_list],
-                    dtype=np.int64)
+    return np.array(
+        [
+            len(parse_labels(x)) if not isinstance(x, (list, tuple)) else len(set(_as_labels(x)))
+            for x in labels_list
+        ],
+        dtype=np.int64,
+    )
 
 
 def hit_rate(gt: Mapping, pred: Mapping, lexicon='builtin') -> dict:
@@ -360,8 +364,7 @@ def hit_rate(gt: Mapping, pred: Mapping, lexicon='builtin') -> dict:
     v = float(np.mean(ic[valid, w])) if valid.any() else 0.0
     wheels[f'wheel{w + 1}'] = {'hit_rate': v, 'n_samples': int(valid.sum())}
     vals.append(v)
-  return {'hit_rate': float(np.mean(vals)), 'wheels': wheels,
-          'n_samples': len(names)}
+  return {'hit_rate': float(np.mean(vals)), 'wheels': wheels, 'n_samples': len(names)}
 
 
 # ------------------------------------------------------------------ reference

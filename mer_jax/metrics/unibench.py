@@ -57,8 +57,15 @@ OV_DATASETS = ('OVMERD',)
 ALL_DATASETS = tuple(HIT_DATASETS) + SENTIMENT_DATASETS + OV_DATASETS
 LABEL_COLUMNS = ('openset', 'labels', 'answer')
 TEXT_COLUMNS = ('reason', 'description', 'text', 'output')
-_ALIASES = {'OVMERD+': 'OVMERD', 'OVMERDPLUS': 'OVMERD', 'IEMOCAPFOUR': 'IEMOCAP',
-            'CHSIMS': 'SIMS', 'CHSIMSV2': 'SIMSv2', 'CH-SIMS': 'SIMS', 'CH-SIMSV2': 'SIMSv2'}
+_ALIASES = {
+    'OVMERD+': 'OVMERD',
+    'OVMERDPLUS': 'OVMERD',
+    'IEMOCAPFOUR': 'IEMOCAP',
+    'CHSIMS': 'SIMS',
+    'CHSIMSV2': 'SIMSv2',
+    'CH-SIMS': 'SIMS',
+    'CH-SIMSV2': 'SIMSv2',
+}
 
 
 def canonical_name(stem: str) -> str | None:
@@ -114,9 +121,14 @@ def sentiment_scores(gold: Mapping[str, float], pred: Mapping[str, str]) -> dict
 
 
 # ------------------------------------------------------------------ report
-def evaluate_dataset(dataset: str, gold: Mapping, pred: Mapping, lexicon='builtin',
-                     pred_sentiment: Mapping | None = None,
-                     sentiment_mapper: Callable | None = None) -> dict:
+def evaluate_dataset(
+    dataset: str,
+    gold: Mapping,
+    pred: Mapping,
+    lexicon='builtin',
+    pred_sentiment: Mapping | None = None,
+    sentiment_mapper: Callable | None = None,
+) -> dict:
   """Score one dataset; returns a dict with ``primary`` plus details."""
   lexicon = load_lexicon(lexicon)
   if dataset in HIT_DATASETS:
@@ -139,18 +151,28 @@ def evaluate_dataset(dataset: str, gold: Mapping, pred: Mapping, lexicon='builti
     return {'task': 'sentiment', 'metric': 'waf', 'primary': r['waf'], **r}
   if dataset in OV_DATASETS:
     r = ew_scores(gold, pred, lexicon, 'level1')
-    return {'task': 'fine-grained', 'metric': 'ew_f1_level1', 'primary': r['f1'],
-            'f1': r['f1'], 'precision': r['precision'], 'recall': r['recall'],
-            'n_samples': len(gold)}
+    return {
+        'task': 'fine-grained',
+        'metric': 'ew_f1_level1',
+        'primary': r['f1'],
+        'f1': r['f1'],
+        'precision': r['precision'],
+        'recall': r['recall'],
+        'n_samples': len(gold),
+    }
   raise ValueError(f'unknown dataset {dataset!r}; known: {ALL_DATASETS}')
 
 
 def unibench_report(results: Mapping[str, dict], lexicon_name: str = '') -> dict:
   present = [d for d in ALL_DATASETS if d in results]
   mean = float(np.mean([results[d]['primary'] for d in present])) if present else 0.0
-  return {'datasets': {d: results[d] for d in present}, 'mean': mean,
-          'n_datasets': len(present), 'missing': [d for d in ALL_DATASETS if d not in results],
-          'lexicon': lexicon_name}
+  return {
+      'datasets': {d: results[d] for d in present},
+      'mean': mean,
+      'n_datasets': len(present),
+      'missing': [d for d in ALL_DATASETS if d not in results],
+      'lexicon': lexicon_name,
+  }
 
 
 def _find_csv(directory: Path, dataset: str) -> Path | None:
@@ -166,7 +188,8 @@ def _read_column(path: Path, candidates) -> tuple[dict, str]:
   col = next((c for c in candidates if c in header), None)
   if col is None:
     raise parsing.LabelFileError(
-        f'{path}:1: needs one of the columns {list(candidates)}; has {header}')
+        f'{path}:1: needs one of the columns {list(candidates)}; has {header}'
+    )
   out = {}
   for _, row in rows:
     cell = row[col]
@@ -174,8 +197,9 @@ def _read_column(path: Path, candidates) -> tuple[dict, str]:
   return out, col
 
 
-def unibench_from_dirs(gt_dir, pred_dir, lexicon='builtin', datasets=None,
-                       sentiment_mapper: Callable | None = None) -> dict:
+def unibench_from_dirs(
+    gt_dir, pred_dir, lexicon='builtin', datasets=None, sentiment_mapper: Callable | None = None
+) -> dict:
   """Score every dataset with a gold CSV in ``gt_dir`` and predictions in ``pred_dir``."""
   gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
   for d in (gt_dir, pred_dir):
@@ -202,15 +226,16 @@ def unibench_from_dirs(gt_dir, pred_dir, lexicon='builtin', datasets=None,
     else:
       gold, _ = _read_column(g_path, ('openset',))
     pred, col = _read_column(p_path, LABEL_COLUMNS + TEXT_COLUMNS)
-    if col in TEXT_COLUMNS:          # descriptive output: extract emotion words
+    if col in TEXT_COLUMNS:  # descriptive output: extract emotion words
       pred = {n: extract_emotion_words(t or '', lex) for n, t in pred.items()}
     pred_sent = None
     if d in SENTIMENT_DATASETS:
       rows = list(parsing.read_csv_rows(p_path, required=('name',)))
       if rows and 'sentiment' in rows[0][1]:
         pred_sent = {r['name']: r['sentiment'] for _, r in rows}
-    res = evaluate_dataset(d, gold, pred, lex, pred_sentiment=pred_sent,
-                           sentiment_mapper=sentiment_mapper)
+    res = evaluate_dataset(
+        d, gold, pred, lex, pred_sentiment=pred_sent, sentiment_mapper=sentiment_mapper
+    )
     res['gold_file'], res['pred_file'] = str(g_path), str(p_path)
     results[d] = res
   return unibench_report(results, lex.name)
@@ -218,15 +243,25 @@ def unibench_from_dirs(gt_dir, pred_dir, lexicon='builtin', datasets=None,
 
 def print_table(rep: dict, out=None):
   import sys  # pylint: disable=import-outside-toplevel
+
   out = out or sys.stdout
   print(f'MER-UniBench  lexicon={rep["lexicon"]}  datasets={rep["n_datasets"]}', file=out)
   print(f'{"dataset":10s} {"metric":14s} {"score":>7s} {"extra":>18s} {"n":>7s}', file=out)
   for d, r in rep['datasets'].items():
-    extra = f'ACC {100 * r["acc"]:6.2f}' if r['task'] == 'sentiment' else (
-        f'P {100 * r["precision"]:5.1f} R {100 * r["recall"]:5.1f}'
-        if r['task'] == 'fine-grained' else '')
-    print(f'{d:10s} {r["metric"]:14s} {100 * r["primary"]:7.2f} {extra:>18s} '
-          f'{r.get("n_samples", 0):7d}', file=out)
+    extra = (
+        f'ACC {100 * r["acc"]:6.2f}'
+        if r['task'] == 'sentiment'
+        else (
+            f'P {100 * r["precision"]:5.1f} R {100 * r["recall"]:5.1f}'
+            if r['task'] == 'fine-grained'
+            else ''
+        )
+    )
+    print(
+        f'{d:10s} {r["metric"]:14s} {100 * r["primary"]:7.2f} {extra:>18s} '
+        f'{r.get("n_samples", 0):7d}',
+        file=out,
+    )
   print(f'{"mean":10s} {"":14s} {100 * rep["mean"]:7.2f}', file=out)
   if rep['missing']:
     print(f'(not found: {", ".join(rep["missing"])})', file=out)

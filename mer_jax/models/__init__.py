@@ -6,6 +6,13 @@ from mer_jax.models.hubert import HubertConfig, HubertModel
 from mer_jax.models.qwen2 import Qwen2Config, Qwen2ForCausalLM
 
 __all__ = [
-    "BertConfig", "BertModel", "CLIPVisionConfig", "CLIPVisionModelWithProjection", "HubertConfig",
-    "HubertModel", "Qwen2Config", "Qwen2ForCausalLM", "mean_pool_normalize",
+    "BertConfig",
+    "BertModel",
+    "CLIPVisionConfig",
+    "CLIPVisionModelWithProjection",
+    "HubertConfig",
+    "HubertModel",
+    "Qwen2Config",
+    "Qwen2ForCausalLM",
+    "mean_pool_normalize",
 ]

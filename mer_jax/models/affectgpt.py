@@ -60,23 +60,53 @@ class AffectGPT(nn.Module):
         continue
       is_ph = jnp.isin(input_ids, jnp.asarray(ids, input_ids.dtype))
       occurrence = jnp.clip(jnp.cumsum(is_ph, axis=1) - 1, 0, tokens[modality].shape[1] - 1)
-      fused = jnp.take_along_axis(tokens[modality].astype(embeds.dtype), occurrence[..., None], axis=1)
+      fused = jnp.take_along_axis(
+          tokens[modality].astype(embeds.dtype), occurrence[..., None], axis=1
+      )
       embeds = jnp.where(is_ph[..., None], fused, embeds)
     return embeds
 
-  def __call__(self, input_ids: Array, vision_feats: Array, audio_feats: Array, attention_mask: Array,
-               *, lora: bool = True, deterministic: bool = True, return_hidden: bool = False):
+  def __call__(
+      self,
+      input_ids: Array,
+      vision_feats: Array,
+      audio_feats: Array,
+      attention_mask: Array,
+      *,
+      lora: bool = True,
+      deterministic: bool = True,
+      return_hidden: bool = False,
+  ):
     """Full-sequence forward: logits `[B, T, V]` (float32) for training / scoring."""
     embeds = self.embed_prompt(input_ids, vision_feats, audio_feats)
-    out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask, lora=lora,
-                   deterministic=deterministic, return_hidden=return_hidden)
+    out = self.llm(
+        inputs_embeds=embeds,
+        attention_mask=attention_mask,
+        lora=lora,
+        deterministic=deterministic,
+        return_hidden=return_hidden,
+    )
     return (out[0], out[2]) if return_hidden else out[0]
 
-  def decode(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
-             positions: Array, attention_mask: Array, cache: Any, lora: bool = True):
+  def decode(
+      self,
+      input_ids: Array | None = None,
+      *,
+      inputs_embeds: Array | None = None,
+      positions: Array,
+      attention_mask: Array,
+      cache: Any,
+      lora: bool = True,
+  ):
     """The LLM call the sampler drives (prefill with embeds, then token steps)."""
-    return self.llm(input_ids, inputs_embeds=inputs_embeds, positions=positions,
-                    attention_mask=attention_mask, cache=cache, lora=lora)
+    return self.llm(
+        input_ids,
+        inputs_embeds=inputs_embeds,
+        positions=positions,
+        attention_mask=attention_mask,
+        cache=cache,
+        lora=lora,
+    )
 
   def init_cache(self, batch: int, max_len: int, dtype: Any = None):
     return self.llm.init_cache(batch, max_len, dtype)
@@ -108,7 +138,7 @@ class AudioEncoder(nn.Module):
   def __call__(self, clips: Array) -> Array:
     b, c = clips.shape[:2]
     out = self.hubert(clips.reshape(b * c, -1), output_hidden_states=True)
-    hidden = out["hidden_states"][-self.num_last_layers:].mean(axis=0)  # [B*C, T, E]
+    hidden = out["hidden_states"][-self.num_last_layers :].mean(axis=0)  # [B*C, T, E]
     return hidden.mean(axis=1).reshape(b, c, -1).astype(jnp.float32)
 
 
@@ -116,13 +146,19 @@ def placeholder_ids(tokenizer) -> tuple[tuple[int, str], ...]:
   """(id, modality) of the placeholder tokens the tokenizer knows."""
   from input_pipeline import prompts  # the placeholder strings live with the prompt builder
 
-  pairs = [(prompts.FRAME_TOKEN, "video"), (prompts.FACE_TOKEN, "video"),
-           (prompts.AUDIO_TOKEN, "audio"), (prompts.MULTI_TOKEN, "multi")]
+  pairs = [
+      (prompts.FRAME_TOKEN, "video"),
+      (prompts.FACE_TOKEN, "video"),
+      (prompts.AUDIO_TOKEN, "audio"),
+      (prompts.MULTI_TOKEN, "multi"),
+  ]
   out = []
   for token, modality in pairs:
     tid = tokenizer.convert_tokens_to_ids(token)
     if tid is None or tid == tokenizer.unk_token_id:
-      raise ValueError(f"tokenizer has no {token} token; add the placeholder tokens "
-                       "(input_pipeline.tokenization) before building the model")
+      raise ValueError(
+          f"tokenizer has no {token} token; add the placeholder tokens "
+          "(input_pipeline.tokenization) before building the model"
+      )
     out.append((int(tid), modality))
   return tuple(out)

@@ -50,8 +50,14 @@ class BertConfig(layers.HFConfig):
 
 
 def _dense(c: BertConfig, features: int, axes, name: str) -> layers.Dense:
-  return layers.Dense(features, axes, dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype,
-                      kernel_init=layers.default_kernel_init(c.initializer_range), name=name)
+  return layers.Dense(
+      features,
+      axes,
+      dtype=c.jnp_dtype,
+      param_dtype=c.jnp_param_dtype,
+      kernel_init=layers.default_kernel_init(c.initializer_range),
+      name=name,
+  )
 
 
 def _norm(c: BertConfig) -> layers.LayerNorm:
@@ -64,11 +70,14 @@ class BertEmbeddings(nn.Module):
   @nn.compact
   def __call__(self, input_ids: Array, token_type_ids: Array, position_ids: Array) -> Array:
     c = self.config
-    embed = lambda n, axes, name: layers.Embed(n, c.hidden_size, axes, c.jnp_dtype, c.jnp_param_dtype,
-                                               c.initializer_range, name=name)
-    x = (embed(c.vocab_size, ("vocab", "embed"), "word_embeddings")(input_ids)
-         + embed(c.type_vocab_size, (None, "embed"), "token_type_embeddings")(token_type_ids)
-         + embed(c.max_position_embeddings, (None, "embed"), "position_embeddings")(position_ids))
+    embed = lambda n, axes, name: layers.Embed(
+        n, c.hidden_size, axes, c.jnp_dtype, c.jnp_param_dtype, c.initializer_range, name=name
+    )
+    x = (
+        embed(c.vocab_size, ("vocab", "embed"), "word_embeddings")(input_ids)
+        + embed(c.type_vocab_size, (None, "embed"), "token_type_embeddings")(token_type_ids)
+        + embed(c.max_position_embeddings, (None, "embed"), "position_embeddings")(position_ids)
+    )
     return _norm(c)(x)
 
 
@@ -116,7 +125,9 @@ class BertIntermediate(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     c = self.config
-    return layers.activation(c.hidden_act)(_dense(c, c.intermediate_size, ("embed", "mlp"), "dense")(x))
+    return layers.activation(c.hidden_act)(
+        _dense(c, c.intermediate_size, ("embed", "mlp"), "dense")(x)
+    )
 
 
 class BertLayer(nn.Module):
@@ -127,7 +138,9 @@ class BertLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, _: Any, mask: Array):
     x = BertAttention(self.config, name="attention")(x, mask)
-    x = BertOutput(self.config, in_axis="mlp", name="output")(BertIntermediate(self.config, name="intermediate")(x), x)
+    x = BertOutput(self.config, in_axis="mlp", name="output")(
+        BertIntermediate(self.config, name="intermediate")(x), x
+    )
     return nn.with_logical_constraint(x, ("batch", "length", "act_embed")), None
 
 
@@ -136,8 +149,14 @@ class BertEncoder(nn.Module):
 
   def setup(self):
     c = self.config
-    self.layer = layers.make_stack(BertLayer, c.num_hidden_layers, scan=c.scan_layers, remat=c.remat_policy,
-                                   in_axes=(0, nn.broadcast), config=c)
+    self.layer = layers.make_stack(
+        BertLayer,
+        c.num_hidden_layers,
+        scan=c.scan_layers,
+        remat=c.remat_policy,
+        in_axes=(0, nn.broadcast),
+        config=c,
+    )
 
   def __call__(self, x: Array, mask: Array) -> Array:
     return layers.run_stack(self.layer, x, None, mask)[0]
@@ -165,8 +184,13 @@ class BertModel(nn.Module):
     if c.add_pooling_layer:
       self.pooler = BertPooler(c)
 
-  def __call__(self, input_ids: Array, attention_mask: Array | None = None,
-               token_type_ids: Array | None = None, position_ids: Array | None = None) -> dict[str, Array]:
+  def __call__(
+      self,
+      input_ids: Array,
+      attention_mask: Array | None = None,
+      token_type_ids: Array | None = None,
+      position_ids: Array | None = None,
+  ) -> dict[str, Array]:
     b, t = input_ids.shape
     attention_mask = jnp.ones((b, t), bool) if attention_mask is None else attention_mask > 0
     token_type_ids = jnp.zeros((b, t), jnp.int32) if token_type_ids is None else token_type_ids
@@ -185,5 +209,7 @@ class BertModel(nn.Module):
 def mean_pool_normalize(last_hidden_state: Array, attention_mask: Array) -> Array:
   """sentence-transformers Pooling(mean) + Normalize: `[B, T, E], [B, T] -> [B, E]` unit rows."""
   m = attention_mask.astype(jnp.float32)[..., None]
-  pooled = jnp.sum(last_hidden_state.astype(jnp.float32) * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1e-9)
+  pooled = jnp.sum(last_hidden_state.astype(jnp.float32) * m, axis=1) / jnp.maximum(
+      jnp.sum(m, axis=1), 1e-9
+  )
   return pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)

@@ -60,9 +60,14 @@ class PatchEmbedding(nn.Module):
     """pixel_values: `[B, C, H, W]` -> `[B, (H/p)(W/p), E]` (row-major patches)."""
     c = self.config
     p = c.patch_size
-    kernel = self.param("kernel", layers.partitioned(layers.default_kernel_init(c.initializer_range),
-                                                     ("conv", "conv", "conv", "embed")),
-                        (p, p, c.num_channels, c.hidden_size), c.jnp_param_dtype)
+    kernel = self.param(
+        "kernel",
+        layers.partitioned(
+            layers.default_kernel_init(c.initializer_range), ("conv", "conv", "conv", "embed")
+        ),
+        (p, p, c.num_channels, c.hidden_size),
+        c.jnp_param_dtype,
+    )
     b, ch, h, w = pixel_values.shape
     patches = pixel_values.astype(c.jnp_dtype).reshape(b, ch, h // p, p, w // p, p)
     out = jnp.einsum("bcyixj,ijce->byxe", patches, kernel.astype(c.jnp_dtype))
@@ -79,16 +84,26 @@ class CLIPVisionEmbeddings(nn.Module):
     """pixel_values: `[B, C, H, W]` -> `[B, 1 + (H/p)(W/p), E]`."""
     c = self.config
     class_embedding = self.param(
-        "class_embedding", layers.partitioned(layers.default_kernel_init(c.initializer_range), ("embed",)),
-        (c.hidden_size,), c.jnp_param_dtype)
+        "class_embedding",
+        layers.partitioned(layers.default_kernel_init(c.initializer_range), ("embed",)),
+        (c.hidden_size,),
+        c.jnp_param_dtype,
+    )
     patches = PatchEmbedding(c, name="patch_embedding")(pixel_values)
-    cls_tok = jnp.broadcast_to(class_embedding.astype(c.jnp_dtype), (patches.shape[0], 1, c.hidden_size))
+    cls_tok = jnp.broadcast_to(
+        class_embedding.astype(c.jnp_dtype), (patches.shape[0], 1, c.hidden_size)
+    )
     x = jnp.concatenate([cls_tok, patches], axis=1)
-    positions = layers.Embed(c.num_positions, c.hidden_size, axes=(None, "embed"), dtype=c.jnp_dtype,
-                             param_dtype=c.jnp_param_dtype, init_stddev=c.initializer_range,
-                             name="position_embedding")
+    positions = layers.Embed(
+        c.num_positions,
+        c.hidden_size,
+        axes=(None, "embed"),
+        dtype=c.jnp_dtype,
+        param_dtype=c.jnp_param_dtype,
+        init_stddev=c.initializer_range,
+        name="position_embedding",
+    )
     return x + positions(jnp.arange(c.num_positions))[None]
-
 
 
 class CLIPVisionTransformer(nn.Module):
@@ -117,11 +132,21 @@ class CLIPEncoder(nn.Module):
   def setup(self):
     c = self.config
     self.layers = layers.make_stack(
-        layers.EncoderLayer, c.num_hidden_layers, scan=c.scan_layers, remat=c.remat_policy,
-        in_axes=(0, nn.broadcast, nn.broadcast), static_argnums=(4,),
-        num_heads=c.num_attention_heads, intermediate_size=c.intermediate_size, act=c.hidden_act,
-        eps=c.layer_norm_eps, pre_norm=True, names=layers.CLIP_NAMES, dtype=c.jnp_dtype,
-        param_dtype=c.jnp_param_dtype)
+        layers.EncoderLayer,
+        c.num_hidden_layers,
+        scan=c.scan_layers,
+        remat=c.remat_policy,
+        in_axes=(0, nn.broadcast, nn.broadcast),
+        static_argnums=(4,),
+        num_heads=c.num_attention_heads,
+        intermediate_size=c.intermediate_size,
+        act=c.hidden_act,
+        eps=c.layer_norm_eps,
+        pre_norm=True,
+        names=layers.CLIP_NAMES,
+        dtype=c.jnp_dtype,
+        param_dtype=c.jnp_param_dtype,
+    )
 
   def __call__(self, x: Array) -> Array:
     x, _ = layers.run_stack(self.layers, x, None, None, False)
@@ -137,13 +162,21 @@ class CLIPVisionModelWithProjection(nn.Module):
   def setup(self):
     c = self.config
     self.vision_model = CLIPVisionTransformer(c)
-    self.visual_projection = layers.Dense(c.projection_dim, ("embed", "mlp"), use_bias=False,
-                                          dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype)
+    self.visual_projection = layers.Dense(
+        c.projection_dim,
+        ("embed", "mlp"),
+        use_bias=False,
+        dtype=c.jnp_dtype,
+        param_dtype=c.jnp_param_dtype,
+    )
 
   def __call__(self, pixel_values: Array) -> dict[str, Array]:
     last, pooled = self.vision_model(pixel_values)
-    return {"image_embeds": self.visual_projection(pooled), "last_hidden_state": last,
-            "pooler_output": pooled}
+    return {
+        "image_embeds": self.visual_projection(pooled),
+        "last_hidden_state": last,
+        "pooler_output": pooled,
+    }
 
   def get_image_features(self, pixel_values: Array) -> Array:
     """`[B, C, H, W] -> [B, projection_dim]` (projected pooled CLS)."""

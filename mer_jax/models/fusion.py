@@ -46,7 +46,9 @@ class FusionConfig:
   qformer_layers: int = 2
   qformer_hidden: int = 768
   qformer_heads: int = 12
-  num_queries: dict = dataclasses.field(default_factory=lambda: {"video": 32, "audio": 8, "multi": 16})
+  num_queries: dict = dataclasses.field(
+      default_factory=lambda: {"video": 32, "audio": 8, "multi": 16}
+  )
   dtype: str = "float32"
   param_dtype: str = "float32"
 
@@ -56,10 +58,18 @@ class FusionConfig:
 
   def qformer_bert_config(self) -> bert.BertConfig:
     return bert.BertConfig(
-        vocab_size=1, hidden_size=self.qformer_hidden, num_hidden_layers=self.qformer_layers,
-        num_attention_heads=self.qformer_heads, intermediate_size=4 * self.qformer_hidden,
-        max_position_embeddings=1, type_vocab_size=1, layer_norm_eps=1e-12,
-        hidden_act="gelu", dtype=self.dtype, param_dtype=self.param_dtype)
+        vocab_size=1,
+        hidden_size=self.qformer_hidden,
+        num_hidden_layers=self.qformer_layers,
+        num_attention_heads=self.qformer_heads,
+        intermediate_size=4 * self.qformer_hidden,
+        max_position_embeddings=1,
+        type_vocab_size=1,
+        layer_norm_eps=1e-12,
+        hidden_act="gelu",
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+    )
 
   def expected_tokens(self, num_frames: int, num_clips: int) -> dict:
     """How many embeddings each placeholder receives (prompts must hold as many copies)."""
@@ -70,9 +80,17 @@ class FusionConfig:
     return dict(self.tokens)
 
 
-def _dense(cfg: FusionConfig, features: int, axes, name: str, use_bias: bool = True) -> layers.Dense:
-  return layers.Dense(features, axes, use_bias=use_bias, dtype=jnp.dtype(cfg.dtype),
-                      param_dtype=jnp.dtype(cfg.param_dtype), name=name)
+def _dense(
+    cfg: FusionConfig, features: int, axes, name: str, use_bias: bool = True
+) -> layers.Dense:
+  return layers.Dense(
+      features,
+      axes,
+      use_bias=use_bias,
+      dtype=jnp.dtype(cfg.dtype),
+      param_dtype=jnp.dtype(cfg.param_dtype),
+      name=name,
+  )
 
 
 class QFormerLayer(nn.Module):
@@ -102,13 +120,23 @@ class QFormer(nn.Module):
   def __call__(self, inputs: Array) -> Array:
     c = self.config
     if inputs.shape[1] > self.num_positions:
-      raise ValueError(f"Q-Former input has {inputs.shape[1]} steps but only {self.num_positions} "
-                       "temporal position embeddings")
-    pos = self.param("position_embedding", layers.partitioned(nn.initializers.normal(0.02), (None, "embed")),
-                     (self.num_positions, inputs.shape[-1]), c.jnp_param_dtype)
+      raise ValueError(
+          f"Q-Former input has {inputs.shape[1]} steps but only {self.num_positions} "
+          "temporal position embeddings"
+      )
+    pos = self.param(
+        "position_embedding",
+        layers.partitioned(nn.initializers.normal(0.02), (None, "embed")),
+        (self.num_positions, inputs.shape[-1]),
+        c.jnp_param_dtype,
+    )
     inputs = inputs + pos[None, : inputs.shape[1]].astype(inputs.dtype)
-    query = self.param("query_tokens", layers.partitioned(nn.initializers.normal(0.02), (None, "embed")),
-                       (self.num_queries, c.hidden_size), c.jnp_param_dtype)
+    query = self.param(
+        "query_tokens",
+        layers.partitioned(nn.initializers.normal(0.02), (None, "embed")),
+        (self.num_queries, c.hidden_size),
+        c.jnp_param_dtype,
+    )
     x = jnp.broadcast_to(query[None].astype(c.jnp_dtype), (inputs.shape[0],) + query.shape)
     x = layers.LayerNorm(c.layer_norm_eps, c.jnp_dtype, c.jnp_param_dtype, name="LayerNorm")(x)
     for i in range(c.num_hidden_layers):
@@ -159,9 +187,14 @@ class PreFusion(nn.Module):
       fused_video, fused_audio = video.mean(axis=1), audio.mean(axis=1)
     v = multi_video(video.mean(axis=1))  # [B, D]
     a = multi_audio(audio.mean(axis=1))
-    hidden = _dense(cfg, d_multi, ("mlp", "embed"), "attention_mlp")(jnp.concatenate([v, a], axis=-1))
+    hidden = _dense(cfg, d_multi, ("mlp", "embed"), "attention_mlp")(
+        jnp.concatenate([v, a], axis=-1)
+    )
     weights = _dense(cfg, 2, ("embed", None), "fc_att")(hidden)  # [B, 2], no softmax (released)
     multi = weights[:, 0:1] * v + weights[:, 1:2] * a
     repeat = lambda x, key: jnp.repeat(x[:, None, :], cfg.tokens[key], axis=1)
-    return {"video": repeat(video_proj(fused_video), "video"), "audio": repeat(audio_proj(fused_audio), "audio"),
-            "multi": repeat(multi_proj(multi), "multi")}
+    return {
+        "video": repeat(video_proj(fused_video), "video"),
+        "audio": repeat(audio_proj(fused_audio), "audio"),
+        "multi": repeat(multi_proj(multi), "multi"),
+    }

@@ -53,7 +53,9 @@ class HubertConfig(layers.HFConfig):
   def __post_init__(self):
     super().__post_init__()
     if self.feat_extract_norm not in ("group", "layer"):
-      raise ValueError(f"feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}")
+      raise ValueError(
+          f"feat_extract_norm must be 'group' or 'layer', got {self.feat_extract_norm!r}"
+      )
     if self.conv_pos_batch_norm:
       raise ValueError("conv_pos_batch_norm=True is not supported")
 
@@ -62,7 +64,9 @@ class HubertConfig(layers.HFConfig):
     return self.mask_time_prob > 0.0 or self.mask_feature_prob > 0.0
 
 
-def _conv1d(x: Array, kernel: Array, stride: int = 1, padding: Any = "VALID", groups: int = 1) -> Array:
+def _conv1d(
+    x: Array, kernel: Array, stride: int = 1, padding: Any = "VALID", groups: int = 1
+) -> Array:
   """x `[B, T, Cin]`, kernel `[K, Cin/groups, Cout]` -> `[B, T', Cout]`.
 
   A grouped conv runs as `groups` ordinary convs on channel slices: XLA:CPU's grouped
@@ -70,8 +74,13 @@ def _conv1d(x: Array, kernel: Array, stride: int = 1, padding: Any = "VALID", gr
   on GPU/TPU both lower to the same kind of kernels.
   """
   conv = lambda xs, ks: jax.lax.conv_general_dilated(
-      xs, ks, window_strides=(stride,), padding=padding, dimension_numbers=("NWC", "WIO", "NWC"),
-      preferred_element_type=jnp.float32)
+      xs,
+      ks,
+      window_strides=(stride,),
+      padding=padding,
+      dimension_numbers=("NWC", "WIO", "NWC"),
+      preferred_element_type=jnp.float32,
+  )
   if groups == 1:
     return conv(x, kernel).astype(x.dtype)
   xs = jnp.split(x, groups, axis=-1)
@@ -94,16 +103,29 @@ class Conv1D(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     """x: `[B, T, Cin]` -> `[B, (T + 2 pad - K) // stride + 1, Cout]`."""
-    kernel = self.param("kernel", layers.partitioned(nn.initializers.he_normal(), ("conv", None, "embed")),
-                        (self.kernel_size, x.shape[-1] // self.groups, self.features), self.param_dtype)
+    kernel = self.param(
+        "kernel",
+        layers.partitioned(nn.initializers.he_normal(), ("conv", None, "embed")),
+        (self.kernel_size, x.shape[-1] // self.groups, self.features),
+        self.param_dtype,
+    )
     return self._conv(x, kernel)
 
   def _conv(self, x: Array, kernel: Array) -> Array:
-    y = _conv1d(x.astype(self.dtype), kernel.astype(self.dtype), self.stride,
-                [(self.padding, self.padding)], self.groups)
+    y = _conv1d(
+        x.astype(self.dtype),
+        kernel.astype(self.dtype),
+        self.stride,
+        [(self.padding, self.padding)],
+        self.groups,
+    )
     if self.use_bias:
-      bias = self.param("bias", layers.partitioned(nn.initializers.zeros, ("embed",)),
-                        (self.features,), self.param_dtype)
+      bias = self.param(
+          "bias",
+          layers.partitioned(nn.initializers.zeros, ("embed",)),
+          (self.features,),
+          self.param_dtype,
+      )
       y = y + bias.astype(self.dtype)
     return y
 
@@ -115,11 +137,20 @@ class WeightNormConv1D(Conv1D):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     k, cin = self.kernel_size, x.shape[-1] // self.groups
-    g = self.param("weight_g", layers.partitioned(nn.initializers.ones, (None, None, "conv")),
-                   (1, 1, k), self.param_dtype)
-    v = self.param("weight_v", layers.partitioned(nn.initializers.he_normal(in_axis=1, out_axis=0),
-                                                  ("embed", None, "conv")),
-                   (self.features, cin, k), self.param_dtype)
+    g = self.param(
+        "weight_g",
+        layers.partitioned(nn.initializers.ones, (None, None, "conv")),
+        (1, 1, k),
+        self.param_dtype,
+    )
+    v = self.param(
+        "weight_v",
+        layers.partitioned(
+            nn.initializers.he_normal(in_axis=1, out_axis=0), ("embed", None, "conv")
+        ),
+        (self.features, cin, k),
+        self.param_dtype,
+    )
     v32 = v.astype(jnp.float32)
     w = g.astype(jnp.float32) * v32 / jnp.sqrt(jnp.sum(v32 * v32, axis=(0, 1), keepdims=True))
     return self._conv(x, jnp.transpose(w, (2, 1, 0)))
@@ -135,7 +166,9 @@ class HubertConvLayer(nn.Module):
   def __call__(self, x: Array) -> Array:
     c, i = self.config, self.layer_id
     kw = dict(dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype)
-    x = Conv1D(c.conv_dim[i], c.conv_kernel[i], c.conv_stride[i], use_bias=c.conv_bias, name="conv", **kw)(x)
+    x = Conv1D(
+        c.conv_dim[i], c.conv_kernel[i], c.conv_stride[i], use_bias=c.conv_bias, name="conv", **kw
+    )(x)
     if c.feat_extract_norm == "layer":
       x = layers.LayerNorm(1e-5, name="layer_norm", **kw)(x)
     elif i == 0:
@@ -176,8 +209,15 @@ class HubertPositionalConvEmbedding(nn.Module):
   def __call__(self, x: Array) -> Array:
     c = self.config
     k = c.num_conv_pos_embeddings
-    y = WeightNormConv1D(c.hidden_size, k, padding=k // 2, groups=c.num_conv_pos_embedding_groups,
-                         dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype, name="conv")(x)
+    y = WeightNormConv1D(
+        c.hidden_size,
+        k,
+        padding=k // 2,
+        groups=c.num_conv_pos_embedding_groups,
+        dtype=c.jnp_dtype,
+        param_dtype=c.jnp_param_dtype,
+        name="conv",
+    )(x)
     y = y[:, : x.shape[1]]  # HubertSamePadLayer drops the extra frame of an even kernel
     return layers.activation(c.feat_extract_activation)(y)
 
@@ -192,11 +232,21 @@ class HubertEncoder(nn.Module):
     self.pos_conv_embed = HubertPositionalConvEmbedding(c)
     self.layer_norm = layers.LayerNorm(c.layer_norm_eps, c.jnp_dtype, c.jnp_param_dtype)
     self.layers = layers.make_stack(
-        layers.EncoderLayer, c.num_hidden_layers, scan=c.scan_layers, remat=c.remat_policy,
-        in_axes=(0, nn.broadcast, nn.broadcast), static_argnums=(4,),
-        num_heads=c.num_attention_heads, intermediate_size=c.intermediate_size, act=c.hidden_act,
-        eps=c.layer_norm_eps, pre_norm=c.do_stable_layer_norm, names=layers.HUBERT_NAMES,
-        dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype)
+        layers.EncoderLayer,
+        c.num_hidden_layers,
+        scan=c.scan_layers,
+        remat=c.remat_policy,
+        in_axes=(0, nn.broadcast, nn.broadcast),
+        static_argnums=(4,),
+        num_heads=c.num_attention_heads,
+        intermediate_size=c.intermediate_size,
+        act=c.hidden_act,
+        eps=c.layer_norm_eps,
+        pre_norm=c.do_stable_layer_norm,
+        names=layers.HUBERT_NAMES,
+        dtype=c.jnp_dtype,
+        param_dtype=c.jnp_param_dtype,
+    )
 
   def __call__(self, x: Array, mask: Array | None, collect: bool):
     stable = self.config.do_stable_layer_norm
@@ -222,11 +272,18 @@ class HubertModel(nn.Module):
     self.encoder = HubertEncoder(c)
     if c.has_masked_spec_embed:
       self.masked_spec_embed = self.param(
-          "masked_spec_embed", layers.partitioned(nn.initializers.uniform(1.0), ("embed",)),
-          (c.hidden_size,), c.jnp_param_dtype)
+          "masked_spec_embed",
+          layers.partitioned(nn.initializers.uniform(1.0), ("embed",)),
+          (c.hidden_size,),
+          c.jnp_param_dtype,
+      )
 
-  def __call__(self, input_values: Array, attention_mask: Array | None = None,
-               output_hidden_states: bool = False) -> dict[str, Array]:
+  def __call__(
+      self,
+      input_values: Array,
+      attention_mask: Array | None = None,
+      output_hidden_states: bool = False,
+  ) -> dict[str, Array]:
     """input_values: raw 16 kHz waveform `[B, N]` (already feature-extractor normalized).
 
     attention_mask: optional `[B, T]` bool over the *conv frames*. Returns a dict with

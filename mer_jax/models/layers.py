@@ -35,10 +35,18 @@ class HFConfig:
 
   MODEL_TYPE: ClassVar[str] = ""
   ARCHITECTURES: ClassVar[tuple[str, ...]] = ()
-  RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({
-      "dtype", "param_dtype", "scan_layers", "remat_policy",
-      "lora_rank", "lora_alpha", "lora_dropout", "lora_targets",
-  })
+  RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
+      {
+          "dtype",
+          "param_dtype",
+          "scan_layers",
+          "remat_policy",
+          "lora_rank",
+          "lora_alpha",
+          "lora_dropout",
+          "lora_targets",
+      }
+  )
 
   def __post_init__(self):
     if getattr(self, "remat_policy", "none") not in REMAT_POLICIES:
@@ -48,8 +56,11 @@ class HFConfig:
   def from_hf_dict(cls, d: dict[str, Any], **runtime: Any):
     """Builds the config from a HF config.json dict; unknown keys are ignored."""
     names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in cls._normalize_hf(dict(d)).items()
-              if k in names and k not in cls.RUNTIME_FIELDS}
+    kwargs = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in cls._normalize_hf(dict(d)).items()
+        if k in names and k not in cls.RUNTIME_FIELDS
+    }
     bad = set(runtime) - names
     if bad:
       raise TypeError(f"{cls.__name__}: unknown runtime fields {sorted(bad)}")
@@ -61,8 +72,11 @@ class HFConfig:
 
   def to_hf_dict(self) -> dict[str, Any]:
     """The HF config.json dict (architecture fields only, with `model_type`)."""
-    d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-         if f.name not in self.RUNTIME_FIELDS}
+    d = {
+        f.name: getattr(self, f.name)
+        for f in dataclasses.fields(self)
+        if f.name not in self.RUNTIME_FIELDS
+    }
     d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
     d["model_type"] = self.MODEL_TYPE
     d["architectures"] = list(self.ARCHITECTURES)
@@ -128,17 +142,34 @@ class Dense(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, *, use_lora: bool = True, deterministic: bool = True) -> Array:
-    kernel = self.param("kernel", partitioned(self.kernel_init, self.axes),
-                        (x.shape[-1], self.features), self.param_dtype)
+    kernel = self.param(
+        "kernel",
+        partitioned(self.kernel_init, self.axes),
+        (x.shape[-1], self.features),
+        self.param_dtype,
+    )
     y = jnp.einsum("...i,io->...o", x.astype(self.dtype), kernel.astype(self.dtype))
     if self.lora_rank:
       y = y + lora_lib.lora_delta(
-          self, x, self.features, rank=self.lora_rank, alpha=self.lora_alpha,
-          dropout=self.lora_dropout, axes=self.axes, dtype=self.dtype,
-          param_dtype=self.param_dtype, enabled=use_lora, deterministic=deterministic)
+          self,
+          x,
+          self.features,
+          rank=self.lora_rank,
+          alpha=self.lora_alpha,
+          dropout=self.lora_dropout,
+          axes=self.axes,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          enabled=use_lora,
+          deterministic=deterministic,
+      )
     if self.use_bias:
-      bias = self.param("bias", partitioned(nn.initializers.zeros, self.axes[-1:]),
-                        (self.features,), self.param_dtype)
+      bias = self.param(
+          "bias",
+          partitioned(nn.initializers.zeros, self.axes[-1:]),
+          (self.features,),
+          self.param_dtype,
+      )
       y = y + bias.astype(self.dtype)
     return y
 
@@ -152,8 +183,9 @@ class RMSNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
-    scale = self.param("scale", partitioned(nn.initializers.ones, ("norm",)), (x.shape[-1],),
-                       self.param_dtype)
+    scale = self.param(
+        "scale", partitioned(nn.initializers.ones, ("norm",)), (x.shape[-1],), self.param_dtype
+    )
     x32 = x.astype(jnp.float32)
     x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
     return scale.astype(self.dtype) * x32.astype(self.dtype)
@@ -174,7 +206,9 @@ class LayerNorm(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     feat = (x.shape[-1],)
-    scale = self.param("scale", partitioned(nn.initializers.ones, ("norm",)), feat, self.param_dtype)
+    scale = self.param(
+        "scale", partitioned(nn.initializers.ones, ("norm",)), feat, self.param_dtype
+    )
     bias = self.param("bias", partitioned(nn.initializers.zeros, ("norm",)), feat, self.param_dtype)
     x32 = x.astype(jnp.float32)
     mean = jnp.mean(x32, axis=self.stats_axis, keepdims=True)
@@ -195,8 +229,11 @@ class Embed(nn.Module):
 
   def setup(self):
     self.embedding = self.param(
-        "embedding", partitioned(nn.initializers.normal(self.init_stddev), self.axes),
-        (self.num_embeddings, self.features), self.param_dtype)
+        "embedding",
+        partitioned(nn.initializers.normal(self.init_stddev), self.axes),
+        (self.num_embeddings, self.features),
+        self.param_dtype,
+    )
 
   def __call__(self, ids: Array) -> Array:
     return jnp.take(self.embedding, ids, axis=0).astype(self.dtype)
@@ -221,8 +258,14 @@ def rotary_embedding(x: Array, positions: Array, theta: float) -> Array:
   return (x.astype(jnp.float32) * cos + rotated * sin).astype(x.dtype)
 
 
-def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = None,
-                          scale: float | None = None, implementation: str | None = None) -> Array:
+def dot_product_attention(
+    q: Array,
+    k: Array,
+    v: Array,
+    mask: Array | None = None,
+    scale: float | None = None,
+    implementation: str | None = None,
+) -> Array:
   """Multi-head / grouped-query attention with fp32 logits and softmax.
 
   q: `[B, T, H, D]`; k, v: `[B, S, K, D]` with H % K == 0 (GQA groups share a kv head);
@@ -232,7 +275,9 @@ def dot_product_attention(q: Array, k: Array, v: Array, mask: Array | None = Non
   """
   if mask is not None:
     mask = mask[:, None]  # [B, 1, T, S]: same for every head
-  return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=scale, implementation=implementation)
+  return jax.nn.dot_product_attention(
+      q, k, v, mask=mask, scale=scale, implementation=implementation
+  )
 
 
 class SelfAttention(nn.Module):
@@ -250,7 +295,9 @@ class SelfAttention(nn.Module):
   def __call__(self, x: Array, mask: Array | None = None) -> Array:
     e = x.shape[-1]
     hd = e // self.num_heads
-    dense = lambda name, axes: Dense(e, axes, dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+    dense = lambda name, axes: Dense(
+        e, axes, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+    )
     split = lambda y: y.reshape(*y.shape[:2], self.num_heads, hd)
     q = split(dense("q_proj", ("embed", "heads"))(x))
     k = split(dense("k_proj", ("embed", "heads"))(x))
@@ -267,9 +314,16 @@ def remat_policy(name: str):
   return {"full": None, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}[name]
 
 
-def make_stack(layer_cls: type[nn.Module], num_layers: int, *, scan: bool, remat: str,
-               in_axes: Sequence[Any], static_argnums: Sequence[int] = (), **layer_kwargs: Any,
-               ) -> nn.Module | list[nn.Module]:
+def make_stack(
+    layer_cls: type[nn.Module],
+    num_layers: int,
+    *,
+    scan: bool,
+    remat: str,
+    in_axes: Sequence[Any],
+    static_argnums: Sequence[int] = (),
+    **layer_kwargs: Any,
+) -> nn.Module | list[nn.Module]:
   """Builds the layer stack in a parent's `setup` (assign it to the HF list name).
 
   The layer's signature is `__call__(carry, xs, *broadcast) -> (carry, ys)`; `in_axes`
@@ -281,12 +335,21 @@ def make_stack(layer_cls: type[nn.Module], num_layers: int, *, scan: bool, remat
   """
   cls = layer_cls
   if remat != "none":
-    cls = nn.remat(layer_cls, policy=remat_policy(remat), prevent_cse=not scan,
-                   static_argnums=tuple(static_argnums))
+    cls = nn.remat(
+        layer_cls,
+        policy=remat_policy(remat),
+        prevent_cse=not scan,
+        static_argnums=tuple(static_argnums),
+    )
   if scan:
-    cls = nn.scan(cls, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-                  in_axes=tuple(in_axes), length=num_layers,
-                  metadata_params={nn.PARTITION_NAME: "layers"})
+    cls = nn.scan(
+        cls,
+        variable_axes={"params": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=tuple(in_axes),
+        length=num_layers,
+        metadata_params={nn.PARTITION_NAME: "layers"},
+    )
     return cls(**layer_kwargs)
   return [cls(**layer_kwargs) for _ in range(num_layers)]
 
@@ -322,8 +385,14 @@ class EncoderNames:
 
 
 CLIP_NAMES = EncoderNames("self_attn", "layer_norm1", "layer_norm2", "mlp", "fc1", "fc2")
-HUBERT_NAMES = EncoderNames("attention", "layer_norm", "final_layer_norm", "feed_forward",
-                            "intermediate_dense", "output_dense")
+HUBERT_NAMES = EncoderNames(
+    "attention",
+    "layer_norm",
+    "final_layer_norm",
+    "feed_forward",
+    "intermediate_dense",
+    "output_dense",
+)
 
 
 class FeedForward(nn.Module):

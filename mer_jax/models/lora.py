@@ -27,9 +27,20 @@ def normalize_targets(targets: Sequence[str]) -> tuple[str, ...]:
   return tuple(t if t.endswith("_proj") else f"{t}_proj" for t in targets)
 
 
-def lora_delta(module: nn.Module, x: jax.Array, features: int, *, rank: int, alpha: float,
-               dropout: float, axes: tuple, dtype: Any, param_dtype: Any, enabled: bool,
-               deterministic: bool) -> jax.Array | float:
+def lora_delta(
+    module: nn.Module,
+    x: jax.Array,
+    features: int,
+    *,
+    rank: int,
+    alpha: float,
+    dropout: float,
+    axes: tuple,
+    dtype: Any,
+    param_dtype: Any,
+    enabled: bool,
+    deterministic: bool,
+) -> jax.Array | float:
   """Creates `lora_a`/`lora_b` in `module` (a compact Dense) and returns the LoRA update.
 
   x: `[..., in]` -> `[..., features]`. Dropout acts on the LoRA input path only and only
@@ -37,10 +48,18 @@ def lora_delta(module: nn.Module, x: jax.Array, features: int, *, rank: int, alp
   """
   # peft: kaiming_uniform_(a=sqrt(5)) on A [r, in] == U(-1/sqrt(in), 1/sqrt(in)).
   a_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform", in_axis=0, out_axis=1)
-  a = module.param("lora_a", nn.with_logical_partitioning(a_init, (axes[0], "lora_rank")),
-                   (x.shape[-1], rank), param_dtype)
-  b = module.param("lora_b", nn.with_logical_partitioning(nn.initializers.zeros, ("lora_rank", axes[-1])),
-                   (rank, features), param_dtype)
+  a = module.param(
+      "lora_a",
+      nn.with_logical_partitioning(a_init, (axes[0], "lora_rank")),
+      (x.shape[-1], rank),
+      param_dtype,
+  )
+  b = module.param(
+      "lora_b",
+      nn.with_logical_partitioning(nn.initializers.zeros, ("lora_rank", axes[-1])),
+      (rank, features),
+      param_dtype,
+  )
   if not enabled:
     return 0.0
   h = x.astype(dtype)
@@ -90,8 +109,14 @@ def _add_delta(params: Params, scale: float, drop_adapters: bool) -> Params:
   flat = dict(traverse_util.flatten_dict(params))
   for mod in _adapted_modules(flat):
     k = flat[mod + ("kernel",)]
-    delta = jnp.einsum("...ir,...ro->...io", flat[mod + ("lora_a",)].astype(jnp.float32),
-                       flat[mod + ("lora_b",)].astype(jnp.float32)) * scale
+    delta = (
+        jnp.einsum(
+            "...ir,...ro->...io",
+            flat[mod + ("lora_a",)].astype(jnp.float32),
+            flat[mod + ("lora_b",)].astype(jnp.float32),
+        )
+        * scale
+    )
     flat[mod + ("kernel",)] = (k.astype(jnp.float32) + delta).astype(k.dtype)
     if drop_adapters:
       del flat[mod + ("lora_a",)], flat[mod + ("lora_b",)]

@@ -77,17 +77,33 @@ def _dense(config: Qwen2Config, name: str, features: int, axes, use_bias: bool) 
   targets = lora_lib.normalize_targets(config.lora_targets)
   rank = config.lora_rank if name in targets else 0
   return layers.Dense(
-      features, axes, use_bias=use_bias, dtype=config.jnp_dtype,
-      param_dtype=config.jnp_param_dtype, kernel_init=layers.default_kernel_init(config.initializer_range),
-      lora_rank=rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, name=name)
+      features,
+      axes,
+      use_bias=use_bias,
+      dtype=config.jnp_dtype,
+      param_dtype=config.jnp_param_dtype,
+      kernel_init=layers.default_kernel_init(config.initializer_range),
+      lora_rank=rank,
+      lora_alpha=config.lora_alpha,
+      lora_dropout=config.lora_dropout,
+      name=name,
+  )
 
 
 class Qwen2Attention(nn.Module):
   config: Qwen2Config
 
   @nn.compact
-  def __call__(self, x: Array, layer_cache: tuple[Array, Array] | None, positions: Array,
-               mask: Array, cache_index: Array | None, use_lora: bool, deterministic: bool):
+  def __call__(
+      self,
+      x: Array,
+      layer_cache: tuple[Array, Array] | None,
+      positions: Array,
+      mask: Array,
+      cache_index: Array | None,
+      use_lora: bool,
+      deterministic: bool,
+  ):
     """x: `[B, T, E]`; layer_cache: (k, v) `[B, S, K, D]` or None; positions `[B, T]`;
     mask: bool `[B, T, S]`. Returns (`[B, T, E]`, updated (k, v) or None)."""
     c = self.config
@@ -97,9 +113,15 @@ class Qwen2Attention(nn.Module):
     k = _dense(c, "k_proj", kv * d, ("embed", "kv_heads"), True)(x, **call)
     v = _dense(c, "v_proj", kv * d, ("embed", "kv_heads"), True)(x, **call)
     b, t = x.shape[:2]
-    q = nn.with_logical_constraint(q.reshape(b, t, h, d), ("batch", "length", "act_heads", "head_dim"))
-    k = nn.with_logical_constraint(k.reshape(b, t, kv, d), ("batch", "length", "act_kv", "head_dim"))
-    v = nn.with_logical_constraint(v.reshape(b, t, kv, d), ("batch", "length", "act_kv", "head_dim"))
+    q = nn.with_logical_constraint(
+        q.reshape(b, t, h, d), ("batch", "length", "act_heads", "head_dim")
+    )
+    k = nn.with_logical_constraint(
+        k.reshape(b, t, kv, d), ("batch", "length", "act_kv", "head_dim")
+    )
+    v = nn.with_logical_constraint(
+        v.reshape(b, t, kv, d), ("batch", "length", "act_kv", "head_dim")
+    )
     q = layers.rotary_embedding(q, positions, c.rope_theta)
     k = layers.rotary_embedding(k, positions, c.rope_theta)
     new_cache = None
@@ -122,8 +144,9 @@ class Qwen2MLP(nn.Module):
     call = dict(use_lora=use_lora, deterministic=deterministic)
     gate = _dense(c, "gate_proj", c.intermediate_size, ("embed", "mlp"), False)(x, **call)
     up = _dense(c, "up_proj", c.intermediate_size, ("embed", "mlp"), False)(x, **call)
-    hidden = nn.with_logical_constraint(layers.activation(c.hidden_act)(gate) * up,
-                                        ("batch", "length", "act_mlp"))
+    hidden = nn.with_logical_constraint(
+        layers.activation(c.hidden_act)(gate) * up, ("batch", "length", "act_mlp")
+    )
     return _dense(c, "down_proj", c.hidden_size, ("mlp", "embed"), False)(hidden, **call)
 
 
@@ -133,12 +156,27 @@ class Qwen2DecoderLayer(nn.Module):
   config: Qwen2Config
 
   @nn.compact
-  def __call__(self, x: Array, layer_cache, positions: Array, mask: Array, cache_index,
-               use_lora: bool, deterministic: bool):
+  def __call__(
+      self,
+      x: Array,
+      layer_cache,
+      positions: Array,
+      mask: Array,
+      cache_index,
+      use_lora: bool,
+      deterministic: bool,
+  ):
     c = self.config
     norm = lambda name: layers.RMSNorm(c.rms_norm_eps, c.jnp_dtype, c.jnp_param_dtype, name=name)
     attn_out, new_cache = Qwen2Attention(c, name="self_attn")(
-        norm("input_layernorm")(x), layer_cache, positions, mask, cache_index, use_lora, deterministic)
+        norm("input_layernorm")(x),
+        layer_cache,
+        positions,
+        mask,
+        cache_index,
+        use_lora,
+        deterministic,
+    )
     x = x + attn_out
     x = x + Qwen2MLP(c, name="mlp")(norm("post_attention_layernorm")(x), use_lora, deterministic)
     return nn.with_logical_constraint(x, ("batch", "length", "act_embed")), new_cache
@@ -151,16 +189,33 @@ class Qwen2Model(nn.Module):
 
   def setup(self):
     c = self.config
-    self.embed_tokens = layers.Embed(c.vocab_size, c.hidden_size, dtype=c.jnp_dtype,
-                                     param_dtype=c.jnp_param_dtype, init_stddev=c.initializer_range)
+    self.embed_tokens = layers.Embed(
+        c.vocab_size,
+        c.hidden_size,
+        dtype=c.jnp_dtype,
+        param_dtype=c.jnp_param_dtype,
+        init_stddev=c.initializer_range,
+    )
     self.layers = layers.make_stack(
-        Qwen2DecoderLayer, c.num_hidden_layers, scan=c.scan_layers, remat=c.remat_policy,
+        Qwen2DecoderLayer,
+        c.num_hidden_layers,
+        scan=c.scan_layers,
+        remat=c.remat_policy,
         in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
-        static_argnums=(6, 7), config=c)
+        static_argnums=(6, 7),
+        config=c,
+    )
     self.norm = layers.RMSNorm(c.rms_norm_eps, c.jnp_dtype, c.jnp_param_dtype)
 
-  def __call__(self, inputs_embeds: Array, positions: Array, mask: Array, cache: Cache | None,
-               use_lora: bool, deterministic: bool):
+  def __call__(
+      self,
+      inputs_embeds: Array,
+      positions: Array,
+      mask: Array,
+      cache: Cache | None,
+      use_lora: bool,
+      deterministic: bool,
+  ):
     xs = None if cache is None else (cache["k"], cache["v"])
     index = None if cache is None else cache["index"]
     x = nn.with_logical_constraint(inputs_embeds, ("batch", "length", "act_embed"))
@@ -180,18 +235,32 @@ class Qwen2ForCausalLM(nn.Module):
     c = self.config
     self.model = Qwen2Model(c)
     if not c.tie_word_embeddings:
-      self.lm_head = layers.Dense(c.vocab_size, ("embed", "vocab"), use_bias=False, dtype=c.jnp_dtype,
-                                  param_dtype=c.jnp_param_dtype,
-                                  kernel_init=layers.default_kernel_init(c.initializer_range))
+      self.lm_head = layers.Dense(
+          c.vocab_size,
+          ("embed", "vocab"),
+          use_bias=False,
+          dtype=c.jnp_dtype,
+          param_dtype=c.jnp_param_dtype,
+          kernel_init=layers.default_kernel_init(c.initializer_range),
+      )
 
   def embed(self, input_ids: Array) -> Array:
     """Token embeddings `[B, T] int -> [B, T, E]` (splice multimodal features into these)."""
     return self.model.embed_tokens(input_ids)
 
-  def __call__(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
-               positions: Array | None = None, attention_mask: Array | None = None,
-               cache: Cache | None = None, lora: bool = True, deterministic: bool = True,
-               return_hidden: bool = False, logits_range: tuple[int, int] | None = None):
+  def __call__(
+      self,
+      input_ids: Array | None = None,
+      *,
+      inputs_embeds: Array | None = None,
+      positions: Array | None = None,
+      attention_mask: Array | None = None,
+      cache: Cache | None = None,
+      lora: bool = True,
+      deterministic: bool = True,
+      return_hidden: bool = False,
+      logits_range: tuple[int, int] | None = None,
+  ):
     """Causal LM forward (prefill, full sequence, or a decode step with T=1).
 
     Args:
@@ -231,13 +300,16 @@ class Qwen2ForCausalLM(nn.Module):
     hidden, new_cache = self.model(inputs_embeds, positions, mask, cache, lora, deterministic)
     projected = hidden
     if logits_range is not None:
-      projected = nn.with_logical_constraint(hidden[:, logits_range[0]:logits_range[1]],
-                                             ("batch", "length", "act_embed"))
+      projected = nn.with_logical_constraint(
+          hidden[:, logits_range[0] : logits_range[1]], ("batch", "length", "act_embed")
+      )
     if self.config.tie_word_embeddings:
       logits = self.model.embed_tokens.attend(projected)
     else:
       logits = self.lm_head(projected)
-    logits = nn.with_logical_constraint(logits.astype(jnp.float32), ("batch", "length", "act_vocab"))
+    logits = nn.with_logical_constraint(
+        logits.astype(jnp.float32), ("batch", "length", "act_vocab")
+    )
     if return_hidden:
       return logits, new_cache, hidden
     return logits, new_cache
@@ -247,8 +319,11 @@ class Qwen2ForCausalLM(nn.Module):
     c = self.config
     shape = (c.num_hidden_layers, batch, max_len, c.num_key_value_heads, c.head_dim)
     dtype = c.jnp_dtype if dtype is None else dtype
-    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
-            "index": jnp.zeros((), jnp.int32)}
+    return {
+        "k": jnp.zeros(shape, dtype),
+        "v": jnp.zeros(shape, dtype),
+        "index": jnp.zeros((), jnp.int32),
+    }
 
   @staticmethod
   def dummy_inputs(config: Qwen2Config) -> dict[str, Array]:

@@ -47,8 +47,12 @@ def _mesh_axes_size(mesh: Mesh, axes) -> int:
   return size
 
 
-def logical_to_sharding(names: Sequence[str | None], shape: Sequence[int], mesh: Mesh,
-                        rules: Rules = DEFAULT_LOGICAL_AXIS_RULES) -> NamedSharding:
+def logical_to_sharding(
+    names: Sequence[str | None],
+    shape: Sequence[int],
+    mesh: Mesh,
+    rules: Rules = DEFAULT_LOGICAL_AXIS_RULES,
+) -> NamedSharding:
   """NamedSharding for an array with logical axis `names`.
 
   A dimension the mesh axes do not divide falls back to replicated, so tiny test
@@ -63,16 +67,18 @@ def logical_to_sharding(names: Sequence[str | None], shape: Sequence[int], mesh:
   return NamedSharding(mesh, PartitionSpec(*spec))
 
 
-def logical_shardings(abstract_boxed_params: Any, mesh: Mesh,
-                      rules: Rules = DEFAULT_LOGICAL_AXIS_RULES) -> Any:
+def logical_shardings(
+    abstract_boxed_params: Any, mesh: Mesh, rules: Rules = DEFAULT_LOGICAL_AXIS_RULES
+) -> Any:
   """Pytree of NamedSharding matching the *unboxed* params of `abstract_boxed_params`.
 
   abstract_boxed_params: output of `jax.eval_shape(model.init, ...)` (leaves are
   `nn.LogicallyPartitioned` around ShapeDtypeStructs; unboxed leaves get replicated).
   """
+
   def one(leaf):
     if isinstance(leaf, nn.Partitioned):
       return logical_to_sharding(leaf.names, leaf.value.shape, mesh, rules)
     return NamedSharding(mesh, PartitionSpec())
-  return jax.tree.map(one, abstract_boxed_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
+  return jax.tree.map(one, abstract_boxed_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))

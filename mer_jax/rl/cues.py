@@ -60,15 +60,69 @@ Important:
 
 Reasoning Text: """
 
-_VISUAL_WORDS = ("expression", "face", "facial", "body", "posture", "gesture", "looking", "look", "eye", "brow",
-                 "mouth", "smile", "smiling", "frown", "lip", "glare", "stare", "gaze", "head", "hand", "fist",
-                 "nose", "cheek", "forehead", "tear", "video", "frame", "scene", "nod", "shrug")
-_AUDIO_WORDS = ("voice", "tone", "audio", "sound", "speak", "speech", "pitch", "volume", "loud", "intonation",
-                "rhythm", "tempo", "laugh", "sigh", "shout", "exclaim", "whisper", "stutter", "cry", "sob")
-_INFERENCE = re.compile(r"\b(suggest\w*|indicat\w*|reveal\w*|reflect\w*|shows?|showing|impl\w*|although|"
-                        r"therefore|because|means|hint\w*|so)\b")
-_HEADER = re.compile(r"^\s*(?:in|from)\s+the\s+(video|visual\w*|image\w*|frames?|audio|voice|speech|text|subtitles?)"
-                     r"\s*(?:,|:)\s*", re.I)
+_VISUAL_WORDS = (
+    "expression",
+    "face",
+    "facial",
+    "body",
+    "posture",
+    "gesture",
+    "looking",
+    "look",
+    "eye",
+    "brow",
+    "mouth",
+    "smile",
+    "smiling",
+    "frown",
+    "lip",
+    "glare",
+    "stare",
+    "gaze",
+    "head",
+    "hand",
+    "fist",
+    "nose",
+    "cheek",
+    "forehead",
+    "tear",
+    "video",
+    "frame",
+    "scene",
+    "nod",
+    "shrug",
+)
+_AUDIO_WORDS = (
+    "voice",
+    "tone",
+    "audio",
+    "sound",
+    "speak",
+    "speech",
+    "pitch",
+    "volume",
+    "loud",
+    "intonation",
+    "rhythm",
+    "tempo",
+    "laugh",
+    "sigh",
+    "shout",
+    "exclaim",
+    "whisper",
+    "stutter",
+    "cry",
+    "sob",
+)
+_INFERENCE = re.compile(
+    r"\b(suggest\w*|indicat\w*|reveal\w*|reflect\w*|shows?|showing|impl\w*|although|"
+    r"therefore|because|means|hint\w*|so)\b"
+)
+_HEADER = re.compile(
+    r"^\s*(?:in|from)\s+the\s+(video|visual\w*|image\w*|frames?|audio|voice|speech|text|subtitles?)"
+    r"\s*(?:,|:)\s*",
+    re.I,
+)
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 _PHRASE_SPLIT = re.compile(r"\s*;\s*|,?\s+and\s+(?=(?:his|her|their|he|she|they|the)\b)", re.I)
 _CLAUSE_RE = re.compile(r"[^.!?;,:\n]+")
@@ -106,7 +160,9 @@ def extract_cues_rules(reason: str) -> dict[str, list[str]]:
       kind = _header_modality(header.group(1))
       if kind is None:
         continue
-      phrases = [p.strip() for p in _PHRASE_SPLIT.split(sentence[header.end():]) if p and p.strip()]
+      phrases = [
+          p.strip() for p in _PHRASE_SPLIT.split(sentence[header.end() :]) if p and p.strip()
+      ]
       out[kind] += [p for p in phrases if len(_words(p)) >= 2]
       continue
     if _INFERENCE.search(lowered):
@@ -138,8 +194,12 @@ def parse_llm_cues(reply: str) -> dict[str, list[str]]:
   match = re.search(r"\{.*\}", reply, re.DOTALL)
   if not match:
     raise ValueError(f"no JSON object in the extractor reply: {reply[:200]!r}")
-  data = json.loads(re.sub(r",\s*([}\]])", r"\1", match.group(0)))  # the prompt's example has a trailing comma
-  return {k: [str(x).strip() for x in data.get(f"{k}_cues", []) if str(x).strip()] for k in CUE_SETS}
+  data = json.loads(
+      re.sub(r",\s*([}\]])", r"\1", match.group(0))
+  )  # the prompt's example has a trailing comma
+  return {
+      k: [str(x).strip() for x in data.get(f"{k}_cues", []) if str(x).strip()] for k in CUE_SETS
+  }
 
 
 def extract_cues(reason: str, method: str = "rules") -> dict[str, list[str]]:
@@ -148,8 +208,10 @@ def extract_cues(reason: str, method: str = "rules") -> dict[str, list[str]]:
     return extract_cues_rules(reason)
   if method == "llm":
     if not _LLM:
-      raise ValueError("oppo.cue_extractor='llm' needs a callable registered with "
-                       "mer_jax.rl.cues.set_llm_extractor(fn)")
+      raise ValueError(
+          "oppo.cue_extractor='llm' needs a callable registered with "
+          "mer_jax.rl.cues.set_llm_extractor(fn)"
+      )
     cues = parse_llm_cues(_LLM[0](EXTRACTION_PROMPT + reason))
     if not cues["emotion"]:  # appendix D asks for visual/audio only; inferences come from the rules
       cues["emotion"] = extract_cues_rules(reason)["emotion"]
@@ -218,7 +280,9 @@ def token_char_offsets(tokenizer, tokens: Sequence[int]) -> np.ndarray:
   tokens = [int(t) for t in tokens]
   if not tokens:
     return np.zeros((0, 2), np.int64)
-  prefixes = tokenizer.batch_decode([tokens[:i + 1] for i in range(len(tokens))], skip_special_tokens=True)
+  prefixes = tokenizer.batch_decode(
+      [tokens[: i + 1] for i in range(len(tokens))], skip_special_tokens=True
+  )
   full = len(prefixes[-1])
   ends = np.minimum(np.maximum.accumulate(np.array([len(p) for p in prefixes], np.int64)), full)
   # A later prefix can be shorter (replacement char merged): clamp from the right too.
@@ -227,7 +291,9 @@ def token_char_offsets(tokenizer, tokens: Sequence[int]) -> np.ndarray:
   return np.stack([starts, ends], axis=1)
 
 
-def clause_token_mask(offsets: np.ndarray, spans: Sequence[tuple[int, int]], length: int) -> np.ndarray:
+def clause_token_mask(
+    offsets: np.ndarray, spans: Sequence[tuple[int, int]], length: int
+) -> np.ndarray:
   """`[length]` float32: 1 on tokens whose character span overlaps any of `spans`."""
   mask = np.zeros(length, np.float32)
   n = min(len(offsets), length)

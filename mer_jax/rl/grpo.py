@@ -42,26 +42,56 @@ from mer_jax.train import sft as sft_lib
 from mer_jax.train import state as state_lib
 from mer_jax.train import train_step as ts
 
-UPDATE_KEYS = ("prompt_ids", "prompt_mask", "vision_feats", "audio_feats", "completion", "completion_mask",
-               "rewards", "old_logprobs")
+UPDATE_KEYS = (
+    "prompt_ids",
+    "prompt_mask",
+    "vision_feats",
+    "audio_feats",
+    "completion",
+    "completion_mask",
+    "rewards",
+    "old_logprobs",
+)
 REWARD_FIELDS = ("name", "labels", "reason", "cues")
 
 
-def completion_logits(model, params, batch: Mapping[str, jax.Array], temperature: float, *, lora: bool = True,
-                      deterministic: bool = True, rng: jax.Array | None = None) -> jax.Array:
+def completion_logits(
+    model,
+    params,
+    batch: Mapping[str, jax.Array],
+    temperature: float,
+    *,
+    lora: bool = True,
+    deterministic: bool = True,
+    rng: jax.Array | None = None,
+) -> jax.Array:
   """Logits / T `[N, L, V]` of each completion token given the prompt and the tokens before it."""
   embed = lambda m, ids, v, a: m.embed_prompt(ids, v, a)
-  prompt = model.apply({"params": params}, batch["prompt_ids"], batch["vision_feats"], batch["audio_feats"],
-                       method=embed)
-  completion = model.apply({"params": params}, batch["completion"], method=lambda m, ids: m.llm.embed(ids))
+  prompt = model.apply(
+      {"params": params},
+      batch["prompt_ids"],
+      batch["vision_feats"],
+      batch["audio_feats"],
+      method=embed,
+  )
+  completion = model.apply(
+      {"params": params}, batch["completion"], method=lambda m, ids: m.llm.embed(ids)
+  )
   embeds = jnp.concatenate([prompt, completion.astype(prompt.dtype)], axis=1)
   mask = jnp.concatenate([batch["prompt_mask"], batch["completion_mask"]], axis=1)
   rngs = {} if rng is None else {"dropout": rng}
   p, length = batch["prompt_ids"].shape[1], batch["completion"].shape[1]
   # Only the positions that predict completion tokens are projected to the vocabulary.
-  logits, _ = model.apply({"params": params}, inputs_embeds=embeds, attention_mask=mask, lora=lora,
-                          deterministic=deterministic, rngs=rngs, logits_range=(p - 1, p + length - 1),
-                          method=lambda m, **kw: m.llm(**kw))
+  logits, _ = model.apply(
+      {"params": params},
+      inputs_embeds=embeds,
+      attention_mask=mask,
+      lora=lora,
+      deterministic=deterministic,
+      rngs=rngs,
+      logits_range=(p - 1, p + length - 1),
+      method=lambda m, **kw: m.llm(**kw),
+  )
   return logits / (temperature if temperature > 0 else 1.0)
 
 
@@ -73,13 +103,23 @@ def logprobs_and_entropy(logits: jax.Array, completion: jax.Array) -> tuple[jax.
   return logp, entropy
 
 
-def completion_logprobs(model, params, batch: Mapping[str, jax.Array], temperature: float, *, lora: bool = True,
-                        deterministic: bool = True, rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def completion_logprobs(
+    model,
+    params,
+    batch: Mapping[str, jax.Array],
+    temperature: float,
+    *,
+    lora: bool = True,
+    deterministic: bool = True,
+    rng: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """Per-token log pi(completion | prompt) `[N, L]` and policy entropy `[N, L]`.
 
   Uses log_softmax(logits / T), the distribution the sampler drew from (T = 1 for greedy).
   """
-  logits = completion_logits(model, params, batch, temperature, lora=lora, deterministic=deterministic, rng=rng)
+  logits = completion_logits(
+      model, params, batch, temperature, lora=lora, deterministic=deterministic, rng=rng
+  )
   return logprobs_and_entropy(logits, batch["completion"])
 
 
@@ -94,6 +134,7 @@ class Hooks:
     on the host after the rewards (this process's rows).
   log_metrics: update metric sums (host floats) -> entries for the logged record.
   """
+
   extra_loss: Callable | None = None
   extra_keys: tuple[str, ...] = ()
   extra_update: Callable | None = None
@@ -109,12 +150,24 @@ def make_grpo_loss_fn(model, g, extra_loss: Callable | None = None):
     logp, entropy = logprobs_and_entropy(logits, batch["completion"])
     ref = None
     if g.beta > 0:
-      ref, _ = completion_logprobs(model, jax.lax.stop_gradient(params), batch, g.temperature, lora=False)
+      ref, _ = completion_logprobs(
+          model, jax.lax.stop_gradient(params), batch, g.temperature, lora=False
+      )
       ref = jax.lax.stop_gradient(ref)
     old = batch["old_logprobs"] if g.num_iterations > 1 else None
-    out = losses_lib.grpo_loss(logp, batch["advantages"], batch["completion_mask"], old, ref,
-                               jax.lax.stop_gradient(entropy), clip_eps=g.clip_eps, clip_eps_high=g.clip_eps_high,
-                               beta=g.beta, max_len=float(g.max_new_tokens), loss_agg=g.loss_agg)
+    out = losses_lib.grpo_loss(
+        logp,
+        batch["advantages"],
+        batch["completion_mask"],
+        old,
+        ref,
+        jax.lax.stop_gradient(entropy),
+        clip_eps=g.clip_eps,
+        clip_eps_high=g.clip_eps_high,
+        beta=g.beta,
+        max_len=float(g.max_new_tokens),
+        loss_agg=g.loss_agg,
+    )
     if extra_loss is None:
       return out.loss_sum, out.denominator, out.metrics
     term, metrics = extra_loss(params, batch, logits, rng)
@@ -124,9 +177,16 @@ def make_grpo_loss_fn(model, g, extra_loss: Callable | None = None):
 
 
 def grpo_optimizer(g, steps: int):
-  schedule = optim.learning_rate_schedule(steps=steps, init_lr=0.0 if g.warmup_steps else g.lr, peak_lr=g.lr,
-                                          warmup_steps=g.warmup_steps)
-  return optim.make_optimizer(lr=schedule, weight_decay=g.weight_decay, grad_clip=g.grad_clip), schedule
+  schedule = optim.learning_rate_schedule(
+      steps=steps,
+      init_lr=0.0 if g.warmup_steps else g.lr,
+      peak_lr=g.lr,
+      warmup_steps=g.warmup_steps,
+  )
+  return (
+      optim.make_optimizer(lr=schedule, weight_decay=g.weight_decay, grad_clip=g.grad_clip),
+      schedule,
+  )
 
 
 def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks: Hooks = Hooks()):
@@ -135,7 +195,9 @@ def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks: H
   tx, _ = grpo_optimizer(g, g.steps)
   state, s_sh = state_lib.init_state(trainable, t_sh, tx, config.seed, mesh)
   update = grpo_update_fn(policy.model, config, mesh, s_sh, f_sh, hooks)
-  old_fn = jax.jit(lambda params, batch: completion_logprobs(policy.model, params, batch, g.temperature)[0])
+  old_fn = jax.jit(
+      lambda params, batch: completion_logprobs(policy.model, params, batch, g.temperature)[0]
+  )
   return state, s_sh, update, old_fn
 
 
@@ -147,7 +209,9 @@ def grpo_update_fn(model, config, mesh, s_sh, f_sh, hooks: Hooks = Hooks()):
   """
   g = config.grpo
   tx, schedule = grpo_optimizer(g, g.steps)
-  base = ts.make_train_step(make_grpo_loss_fn(model, g, hooks.extra_loss), tx, schedule, g.grad_accum)
+  base = ts.make_train_step(
+      make_grpo_loss_fn(model, g, hooks.extra_loss), tx, schedule, g.grad_accum
+  )
   num_generations = g.num_generations
 
   def step(state, frozen, batch):
@@ -157,14 +221,22 @@ def grpo_update_fn(model, config, mesh, s_sh, f_sh, hooks: Hooks = Hooks()):
     inputs["advantages"] = advantages
     new_state, metrics = base(state, frozen, inputs)
     metrics["advantage_std"] = jnp.std(advantages)
-    metrics["zero_variance_groups"] = jnp.mean((jnp.max(grid, 1) == jnp.min(grid, 1)).astype(jnp.float32))
+    metrics["zero_variance_groups"] = jnp.mean(
+        (jnp.max(grid, 1) == jnp.min(grid, 1)).astype(jnp.float32)
+    )
     return new_state, metrics
 
   rows = config.grpo.prompts_per_step * num_generations
-  batch_sh = {k: mesh_lib.batch_sharding(mesh, _ndim(k), rows=rows) for k in UPDATE_KEYS + tuple(hooks.extra_keys)}
-  return jax.jit(mesh_lib.with_activation_rules(step, mesh, config.mesh.logical_axis_rules),
-                 in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
-                 donate_argnums=(0,))
+  batch_sh = {
+      k: mesh_lib.batch_sharding(mesh, _ndim(k), rows=rows)
+      for k in UPDATE_KEYS + tuple(hooks.extra_keys)
+  }
+  return jax.jit(
+      mesh_lib.with_activation_rules(step, mesh, config.mesh.logical_axis_rules),
+      in_shardings=(s_sh, f_sh, batch_sh),
+      out_shardings=(s_sh, mesh_lib.replicated(mesh)),
+      donate_argnums=(0,),
+  )
 
 
 def _ndim(key: str) -> int:
@@ -176,68 +248,121 @@ def _local_rows(array: np.ndarray, mesh) -> np.ndarray:
   return array[mesh_lib.process_rows(mesh, len(array))]
 
 
-def rollout(ctx, params, batch: dict, step_rng, sampling, stops, extra_update: Callable | None = None) -> dict:
+def rollout(
+    ctx, params, batch: dict, step_rng, sampling, stops, extra_update: Callable | None = None
+) -> dict:
   """Samples G completions per prompt, scores them; returns this process's update rows + stats."""
   g = ctx.config.grpo
   arrays, meta = datasets.split_meta(batch)
-  out = generation.generate(ctx.policy.model, params, arrays, step_rng, sampling, ctx.mesh, repeat=g.num_generations)
+  out = generation.generate(
+      ctx.policy.model, params, arrays, step_rng, sampling, ctx.mesh, repeat=g.num_generations
+  )
   tokens = _local_rows(out["tokens"], ctx.mesh)
   lengths = _local_rows(out["lengths"], ctx.mesh)
   cmask = _local_rows(out["completion_mask"], ctx.mesh)
   texts = generation.decode_completions(ctx.tokenizer, tokens, lengths, stops)
-  samples = [{k: meta[k][i] for k in REWARD_FIELDS} for i in range(len(meta["name"]))
-             for _ in range(g.num_generations)]
+  samples = [
+      {k: meta[k][i] for k in REWARD_FIELDS}
+      for i in range(len(meta["name"]))
+      for _ in range(g.num_generations)
+  ]
   total, components = rewards_lib.combine_rewards(texts, samples, ctx.config)
   rep = lambda x: np.repeat(x, g.num_generations, axis=0)
-  update = {"prompt_ids": rep(arrays["input_ids"]), "prompt_mask": rep(arrays["attention_mask"]),
-            "vision_feats": rep(arrays["vision_feats"]), "audio_feats": rep(arrays["audio_feats"]),
-            "completion": tokens, "completion_mask": cmask, "rewards": total,
-            "old_logprobs": _local_rows(out["logprobs"], ctx.mesh)}
+  update = {
+      "prompt_ids": rep(arrays["input_ids"]),
+      "prompt_mask": rep(arrays["attention_mask"]),
+      "vision_feats": rep(arrays["vision_feats"]),
+      "audio_feats": rep(arrays["audio_feats"]),
+      "completion": tokens,
+      "completion_mask": cmask,
+      "rewards": total,
+      "old_logprobs": _local_rows(out["logprobs"], ctx.mesh),
+  }
   labels = [len(evaluation.predicted_labels(t)) for t in texts]
   stats = {f"reward/{k}": float(np.mean(v)) for k, v in components.items()}
   if extra_update is not None:
     arrays_extra, stats_extra = extra_update(texts, tokens, lengths, samples)
     update.update(arrays_extra)
     stats.update(stats_extra)
-  stats.update({"reward_mean": float(np.mean(total)), "reward_std": float(np.std(total)),
-                "completion_length": float(np.mean(lengths)), "answer_labels": float(np.mean(labels))})
+  stats.update(
+      {
+          "reward_mean": float(np.mean(total)),
+          "reward_std": float(np.std(total)),
+          "completion_length": float(np.mean(lengths)),
+          "answer_labels": float(np.mean(labels)),
+      }
+  )
   return {"update": update, "stats": stats, "texts": texts}
 
 
-def train_grpo(ctx: context_lib.RunContext, init_params: dict, *, ckpt_dir: str, step_offset: int = 0,
-               metric_prefix: str = "grpo/", hooks: Hooks = Hooks()) -> dict:
+def train_grpo(
+    ctx: context_lib.RunContext,
+    init_params: dict,
+    *,
+    ckpt_dir: str,
+    step_offset: int = 0,
+    metric_prefix: str = "grpo/",
+    hooks: Hooks = Hooks(),
+) -> dict:
   """`config.grpo.steps` GRPO steps from `init_params` (resuming from `ckpt_dir`)."""
   config, mesh, policy = ctx.config, ctx.mesh, ctx.policy
   g = config.grpo
   mask = policy.trainable_mask()
   trainable, frozen = lora_lib.split_params(init_params, mask)
   t_sh, f_sh = lora_lib.split_params(policy.param_shardings, mask)
-  state, _, update, old_fn = make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks)
+  state, _, update, old_fn = make_grpo_step(
+      policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks
+  )
 
   prompt_config = config.copy_and_resolve_references()
   prompt_config.data.batch_size = g.prompts_per_step
-  prompts = datasets.make_train_iterator(prompt_config, ctx.samples["rl"], ctx.tokenizer, jax.process_index(),
-                                         jax.process_count(), prompt_only=True, question="labels",
-                                         rows=mesh_lib.process_rows(mesh, g.prompts_per_step))
-  ckpt = checkpointing.Checkpointer(ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
+  prompts = datasets.make_train_iterator(
+      prompt_config,
+      ctx.samples["rl"],
+      ctx.tokenizer,
+      jax.process_index(),
+      jax.process_count(),
+      prompt_only=True,
+      question="labels",
+      rows=mesh_lib.process_rows(mesh, g.prompts_per_step),
+  )
+  ckpt = checkpointing.Checkpointer(
+      ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep
+  )
   state, start = checkpointing.resume_or_start(ckpt, state, prompts, policy.frozen_source)
   if start:
     ctx.writer.truncate_metrics(step_offset + start, prefix=metric_prefix)
     logging.info("GRPO resumed from %s/%d", ckpt_dir, start)
 
   stops = generation.stop_strings_for(config.data.target)
-  sampling = generation.sampling_config(ctx.tokenizer, max_new_tokens=g.max_new_tokens, temperature=g.temperature,
-                                        top_p=g.top_p, top_k=g.top_k, stop_strings=tuple(g.stop_strings) or stops)
+  sampling = generation.sampling_config(
+      ctx.tokenizer,
+      max_new_tokens=g.max_new_tokens,
+      temperature=g.temperature,
+      top_p=g.top_p,
+      top_k=g.top_k,
+      stop_strings=tuple(g.stop_strings) or stops,
+  )
   base_rng = jax.random.PRNGKey(config.seed + 1)
   guard = checkpointing.PreemptionGuard()
-  bar = tqdm(total=g.steps, initial=start, desc="grpo", disable=not ctx.is_primary, dynamic_ncols=True)
+  bar = tqdm(
+      total=g.steps, initial=start, desc="grpo", disable=not ctx.is_primary, dynamic_ncols=True
+  )
   step, last = start, {}
   try:
     while step < g.steps:
       t0 = time.time()
       batch = mesh_lib.common_length(next(prompts), ctx.tokenizer.pad_token_id, left_pad=True)
       params = lora_lib.combine_params(state.trainable, frozen)
-      ro = rollout(ctx, params, batch, jax.random.fold_in(base_rng, step), sampling, stops, hooks.extra_update)
+      ro = rollout(
+          ctx,
+          params,
+          batch,
+          jax.random.fold_in(base_rng, step),
+          sampling,
+          stops,
+          hooks.extra_update,
+      )
       t_rollout = time.time() - t0
       arrays = mesh_lib.put_global_batch(ro["update"], mesh)
       if g.num_iterations > 1:
@@ -249,27 +374,43 @@ def train_grpo(ctx: context_lib.RunContext, init_params: dict, *, ckpt_dir: str,
       if step % g.log_every == 0 or step == g.steps:
         metrics = jax.device_get(metrics)
         tokens = max(float(metrics.pop("tokens")), 1.0)
-        record = {"loss": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"]),
-                  "lr": float(metrics["lr"]), "advantage_std": float(metrics["advantage_std"]),
-                  "zero_variance_groups": float(metrics["zero_variance_groups"]),
-                  "clip_fraction": (float(metrics["clip_low"]) + float(metrics["clip_high"])) / tokens,
-                  "kl": float(metrics["kl"]) / tokens, "entropy": float(metrics["entropy"]) / tokens,
-                  "ratio": float(metrics["ratio"]) / tokens, "rollout_s": t_rollout,
-                  "step_time_s": time.time() - t0, **ro["stats"]}
+        record = {
+            "loss": float(metrics["loss"]),
+            "grad_norm": float(metrics["grad_norm"]),
+            "lr": float(metrics["lr"]),
+            "advantage_std": float(metrics["advantage_std"]),
+            "zero_variance_groups": float(metrics["zero_variance_groups"]),
+            "clip_fraction": (float(metrics["clip_low"]) + float(metrics["clip_high"])) / tokens,
+            "kl": float(metrics["kl"]) / tokens,
+            "entropy": float(metrics["entropy"]) / tokens,
+            "ratio": float(metrics["ratio"]) / tokens,
+            "rollout_s": t_rollout,
+            "step_time_s": time.time() - t0,
+            **ro["stats"],
+        }
         if hooks.log_metrics is not None:
           record.update(hooks.log_metrics(metrics))
         record = {f"{metric_prefix}{k}": v for k, v in record.items()}
         ctx.writer.write_metrics(step_offset + step, record)
-        bar.set_postfix(reward=f"{ro['stats']['reward_mean']:.3f}", length=f"{ro['stats']['completion_length']:.0f}")
+        bar.set_postfix(
+            reward=f"{ro['stats']['reward_mean']:.3f}",
+            length=f"{ro['stats']['completion_length']:.0f}",
+        )
         last = record
-      if checkpointing.save_when_due(ckpt, guard, step, g.steps, state, prompts, policy.frozen_source):
+      if checkpointing.save_when_due(
+          ckpt, guard, step, g.steps, state, prompts, policy.frozen_source
+      ):
         break
   finally:
     bar.close()
     ckpt.close()
     guard.restore()
-  return {"params": lora_lib.combine_params(state.trainable, frozen), "step": step, "finished": step >= g.steps,
-          "last_metrics": last}
+  return {
+      "params": lora_lib.combine_params(state.trainable, frozen),
+      "step": step,
+      "finished": step >= g.steps,
+      "last_metrics": last,
+  }
 
 
 def plot_curves(workdir: str, prefix: str = "grpo/") -> str | None:
@@ -278,6 +419,7 @@ def plot_curves(workdir: str, prefix: str = "grpo/") -> str | None:
   if not records:
     return None
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
@@ -306,8 +448,12 @@ def cold_start(ctx, workdir: str) -> tuple[dict, int]:
   config = ctx.config
   if config.grpo.init_checkpoint:
     return state_lib.load_trained_params(ctx, config.grpo.init_checkpoint), 0
-  result = sft_lib.train_sft(ctx, samples=ctx.samples["sft"], ckpt_dir=os.path.join(workdir, "sft", "checkpoints"),
-                             metric_prefix="sft/")
+  result = sft_lib.train_sft(
+      ctx,
+      samples=ctx.samples["sft"],
+      ckpt_dir=os.path.join(workdir, "sft", "checkpoints"),
+      metric_prefix="sft/",
+  )
   if not result["finished"]:
     raise InterruptedError("SFT was interrupted; rerun the same command to resume")
   return result["params"], result["step"]
@@ -318,8 +464,14 @@ def evaluate_phase(ctx, params, workdir: str, name: str, step: int) -> dict:
   done = run_io.read_json(os.path.join(workdir, "summary.json"), {}).get(name, {})
   if "ew_f1" in done and done.get("eval_step") == step:
     return done
-  result = evaluation.evaluate(ctx, params, ctx.samples["eval"], os.path.join(workdir, name),
-                               max_samples=ctx.config.eval.num_samples, desc=f"eval {name}")
+  result = evaluation.evaluate(
+      ctx,
+      params,
+      ctx.samples["eval"],
+      os.path.join(workdir, name),
+      max_samples=ctx.config.eval.num_samples,
+      desc=f"eval {name}",
+  )
   ctx.writer.write_metrics(step, {f"eval_{name}/{k}": v for k, v in result.items()})
   result["eval_step"] = step
   ctx.writer.update_summary(name, result)
@@ -335,15 +487,30 @@ def run(config, workdir: str, writer, phase: str = "grpo") -> dict:
     logging.warning("%s", e)
     return {}
   sft_result = evaluate_phase(ctx, sft_params, workdir, "sft", sft_steps)
-  writer.update_summary("sft", evaluation.majority_baseline(ctx.samples["sft"], ctx.samples["eval"],
-                                                            config.eval.lexicon, config.eval.level))
-  result = train_grpo(ctx, sft_params, ckpt_dir=os.path.join(workdir, "checkpoints"), step_offset=sft_steps,
-                      metric_prefix=f"{phase}/")
+  writer.update_summary(
+      "sft",
+      evaluation.majority_baseline(
+          ctx.samples["sft"], ctx.samples["eval"], config.eval.lexicon, config.eval.level
+      ),
+  )
+  result = train_grpo(
+      ctx,
+      sft_params,
+      ckpt_dir=os.path.join(workdir, "checkpoints"),
+      step_offset=sft_steps,
+      metric_prefix=f"{phase}/",
+  )
   if not result["finished"]:
     return {"sft": sft_result}
   final = evaluate_phase(ctx, result["params"], workdir, phase, sft_steps + result["step"])
   if ctx.is_primary:
     path = plot_curves(workdir, prefix=f"{phase}/")
-    writer.update_summary(phase, {"curves_png": path, "steps": result["step"],
-                                  "train_reward_last": result["last_metrics"].get(f"{phase}/reward_mean")})
+    writer.update_summary(
+        phase,
+        {
+            "curves_png": path,
+            "steps": result["step"],
+            "train_reward_last": result["last_metrics"].get(f"{phase}/reward_mean"),
+        },
+    )
   return {"sft": sft_result, phase: final}

@@ -74,9 +74,13 @@ def utilization(completions: Mapping[str, str], samples: Sequence[Mapping], cfg)
       hits[k] += list(cue_recall(embedder.encode(sets[k]), clause_emb, threshold))
   mean = lambda x: float(np.mean(x)) if x else 0.0
   perception = hits["visual"] + hits["audio"]
-  return {"utilization_recall": mean(perception), "recall_visual": mean(hits["visual"]),
-          "recall_audio": mean(hits["audio"]), "recall_emotion": mean(hits["emotion"]),
-          "num_cues": len(perception)}
+  return {
+      "utilization_recall": mean(perception),
+      "recall_visual": mean(hits["visual"]),
+      "recall_audio": mean(hits["audio"]),
+      "recall_emotion": mean(hits["emotion"]),
+      "num_cues": len(perception),
+  }
 
 
 def parse_yes_no(text: str) -> str:
@@ -94,8 +98,14 @@ def probe_evidence(probe: Mapping, sample: Mapping, embedder, method: str) -> st
   return candidates[int(np.argmax(sims))]
 
 
-def generate_texts(ctx, params, samples: Sequence[Mapping], questions: Sequence[str | None], mask: str | None,
-                   max_new_tokens: int) -> list[str]:
+def generate_texts(
+    ctx,
+    params,
+    samples: Sequence[Mapping],
+    questions: Sequence[str | None],
+    mask: str | None,
+    max_new_tokens: int,
+) -> list[str]:
   """Greedy completions, one per sample; `questions[i]` None = the label question, else a probe.
 
   `mask` ('video' | 'audio' | None) zeroes that modality's features entirely (and so the
@@ -103,8 +113,12 @@ def generate_texts(ctx, params, samples: Sequence[Mapping], questions: Sequence[
   """
   config, tok = ctx.config, ctx.tokenizer
   d = config.data
-  cfg = generation.sampling_config(tok, max_new_tokens=max_new_tokens, temperature=0.0,
-                                   stop_strings=generation.stop_strings_for(d.target))
+  cfg = generation.sampling_config(
+      tok,
+      max_new_tokens=max_new_tokens,
+      temperature=0.0,
+      stop_strings=generation.stop_strings_for(d.target),
+  )
   stops = generation.stop_strings_for(d.target)
   bs, pc, pi = int(d.eval_batch_size), jax.process_count(), jax.process_index()
   local = bs // pc
@@ -112,28 +126,38 @@ def generate_texts(ctx, params, samples: Sequence[Mapping], questions: Sequence[
   empty_meta = {k: None for k in datasets.META_KEYS}
   for start in range(0, len(samples), bs):
     chunk = list(range(start, min(start + bs, len(samples))))
-    rows = (chunk + [chunk[-1]] * bs)[:bs][pi * local:(pi + 1) * local]
+    rows = (chunk + [chunk[-1]] * bs)[:bs][pi * local : (pi + 1) * local]
     examples = []
     for i in rows:
       s, q = samples[i], questions[i]
       subtitle = s.get("subtitle") or ""
-      text = (prompts.build_prompt(subtitle, "labels", d.face_or_frame, d.get("tokens_per_modality")) if q is None
-              else prompts.build_probe_prompt(subtitle, q, d.face_or_frame, d.get("tokens_per_modality")))
-      ids = tokenization.encode_prompt(tok, text)[-int(d.max_length):]
+      text = (
+          prompts.build_prompt(subtitle, "labels", d.face_or_frame, d.get("tokens_per_modality"))
+          if q is None
+          else prompts.build_probe_prompt(
+              subtitle, q, d.face_or_frame, d.get("tokens_per_modality")
+          )
+      )
+      ids = tokenization.encode_prompt(tok, text)[-int(d.max_length) :]
       feats = datasets.media_arrays(s, d)
       if mask is not None:
         key = omni.MODALITY_KEYS[mask]
         feats[key] = np.zeros_like(feats[key])
       examples.append({"input_ids": ids, **feats, "meta": empty_meta})
-    arrays, _ = datasets.split_meta(datasets.collate(examples, d.length_buckets, tok.pad_token_id, left_pad=True))
-    res = generation.generate(ctx.policy.model, params, arrays, jax.random.PRNGKey(0), cfg, ctx.mesh)
+    arrays, _ = datasets.split_meta(
+        datasets.collate(examples, d.length_buckets, tok.pad_token_id, left_pad=True)
+    )
+    res = generation.generate(
+        ctx.policy.model, params, arrays, jax.random.PRNGKey(0), cfg, ctx.mesh
+    )
     texts = generation.decode_completions(tok, res["tokens"], res["lengths"], stops)
-    out += texts[:len(chunk)]
+    out += texts[: len(chunk)]
   return out
 
 
-def faithfulness(ctx, params, samples: Sequence[Mapping], cfg,
-                 unmasked: Mapping[str, str] | None = None) -> dict:
+def faithfulness(
+    ctx, params, samples: Sequence[Mapping], cfg, unmasked: Mapping[str, str] | None = None
+) -> dict:
   """Probe accuracy under unimodal masking per modality (module doc), plus unmasked yes rates.
 
   `unmasked` (name -> completion of the label question on the full input, e.g. the
@@ -145,28 +169,49 @@ def faithfulness(ctx, params, samples: Sequence[Mapping], cfg,
   method = _opt(cfg, "cue_extractor", "rules")
   result = {}
   for cue_set, modality in PROBE_MODALITIES.items():
-    probes = [(s, p) for s in samples for p in (s.get("probes") or [])
-              if p["modality"] == cue_set and p["answer"] == "yes"]
+    probes = [
+        (s, p)
+        for s in samples
+        for p in (s.get("probes") or [])
+        if p["modality"] == cue_set and p["answer"] == "yes"
+    ]
     result[f"probes_{modality}"] = len(probes)
     if not probes:
       result[f"faithfulness_{modality}"] = 0.0
       continue
     probe_samples = [s for s, _ in probes]
-    for masked, name in ((modality, f"faithfulness_{modality}"), (None, f"{modality}_unmasked_yes")):
+    for masked, name in (
+        (modality, f"faithfulness_{modality}"),
+        (None, f"{modality}_unmasked_yes"),
+    ):
       if answerer == "ask":
-        texts = generate_texts(ctx, params, probe_samples, [p["question"] for _, p in probes], masked, 32)
+        texts = generate_texts(
+            ctx, params, probe_samples, [p["question"] for _, p in probes], masked, 32
+        )
         answers = [parse_yes_no(t) for t in texts]
       elif answerer == "reasoning":
-        if masked is None and unmasked is not None and all(s["name"] in unmasked for s in probe_samples):
+        if (
+            masked is None
+            and unmasked is not None
+            and all(s["name"] in unmasked for s in probe_samples)
+        ):
           texts = [unmasked[s["name"]] for s in probe_samples]
         else:
-          texts = generate_texts(ctx, params, probe_samples, [None] * len(probes), masked,
-                                 int(ctx.config.eval.max_new_tokens))
+          texts = generate_texts(
+              ctx,
+              params,
+              probe_samples,
+              [None] * len(probes),
+              masked,
+              int(ctx.config.eval.max_new_tokens),
+          )
         answers = []
         for (s, p), text in zip(probes, texts):
           evidence = probe_evidence(p, s, embedder, method)
           clauses = embedder.encode([c for *_, c in cues_lib.think_clauses(text)])
-          said = evidence is not None and bool(cue_recall(embedder.encode([evidence]), clauses, threshold)[0])
+          said = evidence is not None and bool(
+              cue_recall(embedder.encode([evidence]), clauses, threshold)[0]
+          )
           answers.append("yes" if said else "no")
       else:
         raise ValueError(f"oppo.probe_answerer must be 'reasoning' or 'ask', got {answerer!r}")

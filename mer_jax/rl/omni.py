@@ -49,7 +49,9 @@ def hit_scores(matrix: np.ndarray, delta: float) -> np.ndarray:
   return (np.maximum(best - delta, 0.0) / (1.0 - delta)).astype(np.float32)
 
 
-def omni_reward_value(cue_embs: Mapping[str, np.ndarray], clause_emb: np.ndarray, delta: float) -> float:
+def omni_reward_value(
+    cue_embs: Mapping[str, np.ndarray], clause_emb: np.ndarray, delta: float
+) -> float:
   """R_omni (eq. 4): sum over the non-empty cue sets of the mean hit score."""
   total = 0.0
   for name in cues_lib.CUE_SETS:
@@ -59,7 +61,9 @@ def omni_reward_value(cue_embs: Mapping[str, np.ndarray], clause_emb: np.ndarray
   return total
 
 
-def route_clauses(cue_embs: Mapping[str, np.ndarray], clause_emb: np.ndarray, delta: float) -> list[str | None]:
+def route_clauses(
+    cue_embs: Mapping[str, np.ndarray], clause_emb: np.ndarray, delta: float
+) -> list[str | None]:
   """Eq. 9: per clause 'video' | 'audio' (type of its best cue in C_V u C_A, cosine > delta) or None."""
   kinds, rows = [], []
   for modality, name in _CUE_OF.items():
@@ -104,8 +108,13 @@ def analyze(completions: Sequence[str], samples: Sequence[Mapping], cfg) -> list
     key = id(sample)
     if key not in memo:
       memo[key] = _cue_embeddings(embedder, sample, method)
-    out.append({"clauses": text_clauses, "clause_emb": flat[start:start + len(text_clauses)],
-                "cue_embs": memo[key]})
+    out.append(
+        {
+            "clauses": text_clauses,
+            "clause_emb": flat[start : start + len(text_clauses)],
+            "cue_embs": memo[key],
+        }
+    )
     start += len(text_clauses)
   return out
 
@@ -115,11 +124,19 @@ def omni_reward(completions: list[str], samples: list[dict], cfg) -> np.ndarray:
   """OPPO eq. 4 per completion (weight `oppo.alpha` in `grpo.rewards`, eq. 5)."""
   delta = float(rewards_lib._option(cfg, "oppo.delta", 0.5))
   rows = analyze(completions, samples, cfg)
-  return np.asarray([omni_reward_value(r["cue_embs"], r["clause_emb"], delta) for r in rows], np.float32)
+  return np.asarray(
+      [omni_reward_value(r["cue_embs"], r["clause_emb"], delta) for r in rows], np.float32
+  )
 
 
-def routed_token_weights(tokenizer, texts: Sequence[str], tokens: np.ndarray, lengths: np.ndarray,
-                         samples: Sequence[Mapping], cfg) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def routed_token_weights(
+    tokenizer,
+    texts: Sequence[str],
+    tokens: np.ndarray,
+    lengths: np.ndarray,
+    samples: Sequence[Mapping],
+    cfg,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
   """`{omni_weights_video, omni_weights_audio}` `[N, L]` (1 on routed clauses' tokens) + stats.
 
   Character offsets come from incremental decoding of each row's first `lengths` tokens
@@ -136,15 +153,17 @@ def routed_token_weights(tokenizer, texts: Sequence[str], tokens: np.ndarray, le
     num_clauses += len(kinds)
     if not any(kinds):
       continue
-    offsets = cues_lib.token_char_offsets(tokenizer, tokens[i, :int(lengths[i])])
+    offsets = cues_lib.token_char_offsets(tokenizer, tokens[i, : int(lengths[i])])
     for modality in WEIGHT_KEYS:
       spans = [(s, e) for (s, e, _), kind in zip(row["clauses"], kinds) if kind == modality]
       routed[modality] += len(spans)
       if spans:
         weights[modality][i] = cues_lib.clause_token_mask(offsets, spans, length)
-  stats = {"omni/clauses": num_clauses / max(n, 1),
-           **{f"omni/routed_clauses_{m}": routed[m] / max(n, 1) for m in WEIGHT_KEYS},
-           **{f"omni/routed_tokens_{m}": float(weights[m].sum()) / max(n, 1) for m in WEIGHT_KEYS}}
+  stats = {
+      "omni/clauses": num_clauses / max(n, 1),
+      **{f"omni/routed_clauses_{m}": routed[m] / max(n, 1) for m in WEIGHT_KEYS},
+      **{f"omni/routed_tokens_{m}": float(weights[m].sum()) / max(n, 1) for m in WEIGHT_KEYS},
+  }
   return {WEIGHT_KEYS[m]: w for m, w in weights.items()}, stats
 
 
@@ -196,8 +215,14 @@ def make_omni_loss(model, g, o):
     for i, modality in enumerate(MODALITY_KEYS):
       feats = batch[MODALITY_KEYS[modality]]
       keep = modality_keep_mask(jax.random.fold_in(rng, 1000 + i), feats.shape[:2], rho)
-      logits_m = grpo.completion_logits(model, params, masked_batch(batch, modality, keep), g.temperature,
-                                        deterministic=False, rng=rng)
+      logits_m = grpo.completion_logits(
+          model,
+          params,
+          masked_batch(batch, modality, keep),
+          g.temperature,
+          deterministic=False,
+          rng=rng,
+      )
       weights = batch["completion_mask"] if scope == "all" else batch[WEIGHT_KEYS[modality]]
       weights = weights * batch["completion_mask"]
       kl_sum, w_sum = losses_lib.omni_perception_kl(logits_full, logits_m, weights)
@@ -214,6 +239,8 @@ def log_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
   out = {}
   for m in MODALITY_KEYS:
     if f"omni_kl_{m}" in metrics:
-      out[f"omni/kl_{m}"] = float(metrics[f"omni_kl_{m}"]) / max(float(metrics[f"omni_tokens_{m}"]), 1.0)
+      out[f"omni/kl_{m}"] = float(metrics[f"omni_kl_{m}"]) / max(
+          float(metrics[f"omni_tokens_{m}"]), 1.0
+      )
       out[f"omni/loss_tokens_{m}"] = float(metrics[f"omni_tokens_{m}"])
   return out

@@ -47,17 +47,26 @@ def make_hooks(ctx) -> grpo.Hooks:
   if o.loss_scope == "routed":
     keys = tuple(omni.WEIGHT_KEYS.values())
     extra_update = lambda texts, tokens, lengths, samples: omni.routed_token_weights(
-        ctx.tokenizer, texts, tokens, lengths, samples, config)
-  return grpo.Hooks(extra_loss=omni.make_omni_loss(ctx.policy.model, config.grpo, o), extra_keys=keys,
-                    extra_update=extra_update, log_metrics=omni.log_metrics)
+        ctx.tokenizer, texts, tokens, lengths, samples, config
+    )
+  return grpo.Hooks(
+      extra_loss=omni.make_omni_loss(ctx.policy.model, config.grpo, o),
+      extra_keys=keys,
+      extra_update=extra_update,
+      log_metrics=omni.log_metrics,
+  )
 
 
 def evaluate_with_mep(ctx, params, workdir: str, name: str, step: int) -> dict:
   """`grpo.evaluate_phase` + the MEP diagnostics of the same policy (cached in summary.json)."""
   result = dict(grpo.evaluate_phase(ctx, params, workdir, name, step))
   if "mep" not in result:
-    result["mep"] = mep.evaluate_mep(ctx, params, ctx.samples["eval"][:ctx.config.eval.num_samples or None],
-                                     os.path.join(workdir, name, "predictions.csv"))
+    result["mep"] = mep.evaluate_mep(
+        ctx,
+        params,
+        ctx.samples["eval"][: ctx.config.eval.num_samples or None],
+        os.path.join(workdir, name, "predictions.csv"),
+    )
     ctx.writer.write_metrics(step, {f"mep_{name}/{k}": v for k, v in result["mep"].items()})
     ctx.writer.update_summary(name, {"mep": result["mep"]})
     logging.info("MEP %s: %s", name, result["mep"])
@@ -68,9 +77,13 @@ def run(config, workdir: str, writer) -> dict:
   """Mode `oppo`: SFT cold start -> OPPO-GRPO -> evaluation + MEP of both (summary `sft`, `oppo`)."""
   config = with_omni_reward(config)
   ctx = context_lib.build_context(config, workdir, writer, roles=("sft", "rl", "eval"))
-  cache_dir = os.path.join(os.path.dirname(os.path.abspath(ctx.config.data.feature_cache_dir)), "cue_embeddings")
+  cache_dir = os.path.join(
+      os.path.dirname(os.path.abspath(ctx.config.data.feature_cache_dir)), "cue_embeddings"
+  )
   for role in ("rl", "eval"):
-    n = omni.precompute_cue_embeddings(ctx.samples[role], ctx.config, cache_dir, f"{config.data.source}-{role}")
+    n = omni.precompute_cue_embeddings(
+        ctx.samples[role], ctx.config, cache_dir, f"{config.data.source}-{role}"
+    )
     logging.info("OPPO: %d distinct cues in the %s split", n, role)
   try:
     sft_params, sft_steps = grpo.cold_start(ctx, workdir)
@@ -78,13 +91,25 @@ def run(config, workdir: str, writer) -> dict:
     logging.warning("%s", e)
     return {}
   sft_result = evaluate_with_mep(ctx, sft_params, workdir, "sft", sft_steps)
-  result = grpo.train_grpo(ctx, sft_params, ckpt_dir=os.path.join(workdir, "checkpoints"), step_offset=sft_steps,
-                           metric_prefix=f"{PHASE}/", hooks=make_hooks(ctx))
+  result = grpo.train_grpo(
+      ctx,
+      sft_params,
+      ckpt_dir=os.path.join(workdir, "checkpoints"),
+      step_offset=sft_steps,
+      metric_prefix=f"{PHASE}/",
+      hooks=make_hooks(ctx),
+  )
   if not result["finished"]:
     return {"sft": sft_result}
   final = evaluate_with_mep(ctx, result["params"], workdir, PHASE, sft_steps + result["step"])
   if ctx.is_primary:
     path = grpo.plot_curves(workdir, prefix=f"{PHASE}/")
-    writer.update_summary(PHASE, {"curves_png": path, "steps": result["step"],
-                                  "train_reward_last": result["last_metrics"].get(f"{PHASE}/reward_mean")})
+    writer.update_summary(
+        PHASE,
+        {
+            "curves_png": path,
+            "steps": result["step"],
+            "train_reward_last": result["last_metrics"].get(f"{PHASE}/reward_mean"),
+        },
+    )
   return {"sft": sft_result, PHASE: final}

@@ -42,8 +42,12 @@ def hf_forward(hf_dir: str, x: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--hf-dir", required=True, help="HF checkpoint directory (config.json + safetensors)")
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument(
+      "--hf-dir", required=True, help="HF checkpoint directory (config.json + safetensors)"
+  )
   parser.add_argument("--input", required=True, help=".npy input (ids, pixels or waveform)")
   parser.add_argument("--output", required=True, help=".npy file to write the output to")
   args = parser.parse_args(argv)

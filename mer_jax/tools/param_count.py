@@ -28,8 +28,12 @@ from mer_jax.train import policy
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config, e.g. configs/grpo.py:paper.")
 _JSON = flags.DEFINE_bool("json", False, "Print the counts as one JSON line (last line of output).")
-_VOCAB = flags.DEFINE_integer("vocab_size", 0, "Tokenizer size for configs whose LLM arch leaves "
-                              "vocab_size 0 (demo/test presets); 0 = use the arch's.")
+_VOCAB = flags.DEFINE_integer(
+    "vocab_size",
+    0,
+    "Tokenizer size for configs whose LLM arch leaves "
+    "vocab_size 0 (demo/test presets); 0 = use the arch's.",
+)
 
 
 def _count(tree: Any, keep=lambda path: True) -> int:
@@ -41,14 +45,19 @@ def count_params(config, vocab_size: int = 0) -> dict[str, int]:
   """`{"llm", "vision", "audio", "fusion", "lora", "trainable", "total"}` for a run config."""
   model_cfg, vision_cfg, audio_cfg = policy.build_model_configs(config, vocab_size, placeholders=())
   if not model_cfg.llm.vocab_size:
-    raise ValueError("config.model.llm has vocab_size 0 (taken from the tokenizer): pass --vocab_size")
+    raise ValueError(
+        "config.model.llm has vocab_size 0 (taken from the tokenizer): pass --vocab_size"
+    )
   llm = abstract_params(qwen2.Qwen2ForCausalLM(model_cfg.llm))
   vision = abstract_params(clip_vision.CLIPVisionModelWithProjection(vision_cfg))
   audio = abstract_params(hubert.HubertModel(audio_cfg))
   frames, clips = config.data.num_frames, config.data.num_audio_clips
   fusion = jax.eval_shape(
-      fusion_lib.PreFusion(model_cfg.fusion).init, jax.random.key(0),
-      jnp.zeros((1, frames, vision_cfg.projection_dim)), jnp.zeros((1, clips, audio_cfg.hidden_size)))
+      fusion_lib.PreFusion(model_cfg.fusion).init,
+      jax.random.key(0),
+      jnp.zeros((1, frames, vision_cfg.projection_dim)),
+      jnp.zeros((1, clips, audio_cfg.hidden_size)),
+  )
   counts = {
       "llm": _count(llm, lambda p: not lora_lib.is_lora_path(p)),
       "vision": _count(vision),
@@ -57,7 +66,9 @@ def count_params(config, vocab_size: int = 0) -> dict[str, int]:
       "lora": _count(llm, lora_lib.is_lora_path),
   }
   counts["trainable"] = counts["lora"] + counts["fusion"]
-  counts["total"] = counts["llm"] + counts["vision"] + counts["audio"] + counts["fusion"] + counts["lora"]
+  counts["total"] = (
+      counts["llm"] + counts["vision"] + counts["audio"] + counts["fusion"] + counts["lora"]
+  )
   return counts
 
 

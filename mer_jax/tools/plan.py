@@ -40,7 +40,9 @@ def parse_mesh(spec: str) -> dict[str, int]:
   for part in filter(None, spec.split(",")):
     name, _, size = part.partition(":")
     if name not in sizes or not size.isdigit() or int(size) < 1:
-      raise ValueError(f"--mesh: bad entry {part!r}; expected axis:size with axis in data, fsdp, tensor")
+      raise ValueError(
+          f"--mesh: bad entry {part!r}; expected axis:size with axis in data, fsdp, tensor"
+      )
     sizes[name] = int(size)
   return sizes
 
@@ -48,9 +50,14 @@ def parse_mesh(spec: str) -> dict[str, int]:
 if __name__ == "__main__":
   # The fake CPU devices must exist before JAX initializes its backend.
   os.environ["JAX_PLATFORMS"] = "cpu"
-  flags_env = [f for f in os.environ.get("XLA_FLAGS", "").split()
-               if not f.startswith("--xla_force_host_platform_device_count")]
-  os.environ["XLA_FLAGS"] = " ".join(flags_env + [f"--xla_force_host_platform_device_count={_device_count(sys.argv)}"])
+  flags_env = [
+      f
+      for f in os.environ.get("XLA_FLAGS", "").split()
+      if not f.startswith("--xla_force_host_platform_device_count")
+  ]
+  os.environ["XLA_FLAGS"] = " ".join(
+      flags_env + [f"--xla_force_host_platform_device_count={_device_count(sys.argv)}"]
+  )
 
 import json  # noqa: E402
 import math  # noqa: E402
@@ -78,10 +85,16 @@ from mer_jax.train import sft  # noqa: E402
 from mer_jax.train import state as state_lib  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config, e.g. configs/grpo.py:paper.")
-_MESH = flags.DEFINE_string("mesh", "data:1,fsdp:1,tensor:1", "Mesh sizes, e.g. data:8,fsdp:8,tensor:1.")
-_JSON = flags.DEFINE_bool("json", False, "Print the result as one JSON line (the last line of output).")
+_MESH = flags.DEFINE_string(
+    "mesh", "data:1,fsdp:1,tensor:1", "Mesh sizes, e.g. data:8,fsdp:8,tensor:1."
+)
+_JSON = flags.DEFINE_bool(
+    "json", False, "Print the result as one JSON line (the last line of output)."
+)
 _DECODE = flags.DEFINE_bool("decode", True, "Also plan the sampler program (GRPO configs).")
-_PROMPT_LEN = flags.DEFINE_integer("prompt_len", 0, "Prompt tokens per row (0 = config.data.max_length).")
+_PROMPT_LEN = flags.DEFINE_integer(
+    "prompt_len", 0, "Prompt tokens per row (0 = config.data.max_length)."
+)
 
 GiB = 1 << 30
 
@@ -89,7 +102,8 @@ GiB = 1 << 30
 def _with_sharding(tree: Any, shardings: Any, dtype_of=None) -> Any:
   """ShapeDtypeStructs of `tree` carrying `shardings` (and `dtype_of(path, leaf)` when given)."""
   return jax.tree_util.tree_map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
+  )
 
 
 def _shard_bytes(tree: Any) -> int:
@@ -111,17 +125,27 @@ def abstract_policy(config, mesh) -> dict:
   llm_arch, _ = policy_lib._arch(config.model.llm, "llm")
   vocab = int(llm_arch.get("vocab_size") or 0)
   if not vocab:
-    raise ValueError("config.model.llm has no vocab_size (the demo/test presets take it from the tokenizer); "
-                     "pass --config.model.llm.arch.vocab_size=N")
+    raise ValueError(
+        "config.model.llm has no vocab_size (the demo/test presets take it from the tokenizer); "
+        "pass --config.model.llm.arch.vocab_size=N"
+    )
   # Placeholder ids only select rows of the embedding: any valid ids give the same program.
-  placeholders = tuple((vocab - 4 + i, m) for i, m in enumerate(("video", "video", "audio", "multi")))
+  placeholders = tuple(
+      (vocab - 4 + i, m) for i, m in enumerate(("video", "video", "audio", "multi"))
+  )
   model_cfg, vision_cfg, audio_cfg = policy_lib.build_model_configs(config, vocab, placeholders)
   model = affectgpt.AffectGPT(model_cfg)
   f, c = config.data.num_frames, config.data.num_audio_clips
   rng = jax.random.key(0)
-  fusion = jax.eval_shape(fusion_lib.PreFusion(model_cfg.fusion).init, rng,
-                          jnp.zeros((1, f, vision_cfg.projection_dim)), jnp.zeros((1, c, audio_cfg.hidden_size)))
-  llm = jax.eval_shape(qwen2.Qwen2ForCausalLM(model_cfg.llm).init, rng, jnp.zeros((1, 1), jnp.int32))
+  fusion = jax.eval_shape(
+      fusion_lib.PreFusion(model_cfg.fusion).init,
+      rng,
+      jnp.zeros((1, f, vision_cfg.projection_dim)),
+      jnp.zeros((1, c, audio_cfg.hidden_size)),
+  )
+  llm = jax.eval_shape(
+      qwen2.Qwen2ForCausalLM(model_cfg.llm).init, rng, jnp.zeros((1, 1), jnp.int32)
+  )
   boxed = {"fusion": fusion["params"], "llm": llm["params"]}
   shardings = sharding_lib.logical_shardings(boxed, mesh, rules)
   params = nn.unbox(boxed)
@@ -130,10 +154,20 @@ def abstract_policy(config, mesh) -> dict:
   t_sh, f_sh = lora_lib.split_params(shardings, mask)
   frozen_dtype = jnp.dtype(config.model.frozen_dtype)
   frozen = jax.tree_util.tree_map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, frozen_dtype if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype),
-      frozen)
-  return {"model": model, "vision": vision_cfg, "audio": audio_cfg, "trainable": _with_sharding(trainable, t_sh),
-          "frozen": _with_sharding(frozen, f_sh), "t_sh": t_sh, "f_sh": f_sh}
+      lambda x: jax.ShapeDtypeStruct(
+          x.shape, frozen_dtype if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype
+      ),
+      frozen,
+  )
+  return {
+      "model": model,
+      "vision": vision_cfg,
+      "audio": audio_cfg,
+      "trainable": _with_sharding(trainable, t_sh),
+      "frozen": _with_sharding(frozen, f_sh),
+      "t_sh": t_sh,
+      "f_sh": f_sh,
+  }
 
 
 def abstract_state(trainable, t_sh, tx, seed: int, mesh):
@@ -144,8 +178,12 @@ def abstract_state(trainable, t_sh, tx, seed: int, mesh):
 
 def _batch(mesh, rows: int, arrays: dict) -> dict:
   """Sharded ShapeDtypeStructs of a batch: name -> (shape, dtype), rows leading."""
-  return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=mesh_lib.batch_sharding(mesh, len(shape), rows=rows))
-          for k, (shape, dtype) in arrays.items()}
+  return {
+      k: jax.ShapeDtypeStruct(
+          shape, dtype, sharding=mesh_lib.batch_sharding(mesh, len(shape), rows=rows)
+      )
+      for k, (shape, dtype) in arrays.items()
+  }
 
 
 def _analyse(compiled, devices: int) -> dict:
@@ -153,12 +191,22 @@ def _analyse(compiled, devices: int) -> dict:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float((cost or {}).get("flops", 0.0))
-  per_device = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-                - mem.alias_size_in_bytes)
-  return {"per_device_bytes": int(per_device), "per_device_gib": round(per_device / GiB, 3),
-          "argument_bytes": int(mem.argument_size_in_bytes), "output_bytes": int(mem.output_size_in_bytes),
-          "temp_bytes": int(mem.temp_size_in_bytes), "alias_bytes": int(mem.alias_size_in_bytes),
-          "flops_per_device": flops, "flops_per_step": flops * devices}
+  per_device = (
+      mem.argument_size_in_bytes
+      + mem.output_size_in_bytes
+      + mem.temp_size_in_bytes
+      - mem.alias_size_in_bytes
+  )
+  return {
+      "per_device_bytes": int(per_device),
+      "per_device_gib": round(per_device / GiB, 3),
+      "argument_bytes": int(mem.argument_size_in_bytes),
+      "output_bytes": int(mem.output_size_in_bytes),
+      "temp_bytes": int(mem.temp_size_in_bytes),
+      "alias_bytes": int(mem.alias_size_in_bytes),
+      "flops_per_device": flops,
+      "flops_per_step": flops * devices,
+  }
 
 
 def plan_train_step(config, mesh, policy: dict, prompt_len: int) -> dict:
@@ -173,30 +221,50 @@ def plan_train_step(config, mesh, policy: dict, prompt_len: int) -> dict:
     state, s_sh = abstract_state(policy["trainable"], policy["t_sh"], tx, config.seed, mesh)
     step = grpo.grpo_update_fn(policy["model"], config, mesh, s_sh, policy["f_sh"])
     length = g.max_new_tokens
-    batch = _batch(mesh, rows, {
-        "prompt_ids": ((rows, prompt_len), jnp.int32), "prompt_mask": ((rows, prompt_len), jnp.int32),
-        "vision_feats": ((rows, f, dv), jnp.float32), "audio_feats": ((rows, c, da), jnp.float32),
-        "completion": ((rows, length), jnp.int32), "completion_mask": ((rows, length), jnp.int32),
-        "rewards": ((rows,), jnp.float32), "old_logprobs": ((rows, length), jnp.float32)})
+    batch = _batch(
+        mesh,
+        rows,
+        {
+            "prompt_ids": ((rows, prompt_len), jnp.int32),
+            "prompt_mask": ((rows, prompt_len), jnp.int32),
+            "vision_feats": ((rows, f, dv), jnp.float32),
+            "audio_feats": ((rows, c, da), jnp.float32),
+            "completion": ((rows, length), jnp.int32),
+            "completion_mask": ((rows, length), jnp.int32),
+            "rewards": ((rows,), jnp.float32),
+            "old_logprobs": ((rows, length), jnp.float32),
+        },
+    )
     tokens = rows * (prompt_len + length)
   else:
     rows = d.batch_size
     tx, _ = optim.sft_optimizer(config.train)
     state, s_sh = abstract_state(policy["trainable"], policy["t_sh"], tx, config.seed, mesh)
     step = sft.sft_step_fn(policy["model"], config, mesh, s_sh, policy["f_sh"])
-    batch = _batch(mesh, rows, {
-        "input_ids": ((rows, prompt_len), jnp.int32), "attention_mask": ((rows, prompt_len), jnp.int32),
-        "loss_mask": ((rows, prompt_len), jnp.float32), "vision_feats": ((rows, f, dv), jnp.float32),
-        "audio_feats": ((rows, c, da), jnp.float32)})
+    batch = _batch(
+        mesh,
+        rows,
+        {
+            "input_ids": ((rows, prompt_len), jnp.int32),
+            "attention_mask": ((rows, prompt_len), jnp.int32),
+            "loss_mask": ((rows, prompt_len), jnp.float32),
+            "vision_feats": ((rows, f, dv), jnp.float32),
+            "audio_feats": ((rows, c, da), jnp.float32),
+        },
+    )
     tokens = rows * prompt_len
   t0 = time.time()
   compiled = step.lower(state, policy["frozen"], batch).compile()
   out = _analyse(compiled, mesh.size)
-  out.update(rows=rows, tokens_per_step=tokens, compile_s=round(time.time() - t0, 1),
-             param_bytes_per_device=_shard_bytes((policy["trainable"], policy["frozen"])),
-             trainable_bytes_per_device=_shard_bytes(policy["trainable"]),
-             frozen_bytes_per_device=_shard_bytes(policy["frozen"]),
-             opt_state_bytes_per_device=_shard_bytes(state.opt_state))
+  out.update(
+      rows=rows,
+      tokens_per_step=tokens,
+      compile_s=round(time.time() - t0, 1),
+      param_bytes_per_device=_shard_bytes((policy["trainable"], policy["frozen"])),
+      trainable_bytes_per_device=_shard_bytes(policy["trainable"]),
+      frozen_bytes_per_device=_shard_bytes(policy["frozen"]),
+      opt_state_bytes_per_device=_shard_bytes(state.opt_state),
+  )
   return out
 
 
@@ -204,20 +272,38 @@ def plan_decode(config, mesh, policy: dict, prompt_len: int) -> dict:
   """Lowers + compiles the rollout sampler (prefill + KV-cache decode loop) on abstract inputs."""
   g = config.grpo
   d = config.data
-  cfg = sampler_lib.SamplingConfig(max_new_tokens=int(g.max_new_tokens), temperature=float(g.temperature),
-                                   top_p=float(g.top_p), top_k=int(g.top_k), eos_id=0, pad_id=0, stop_sequences=())
+  cfg = sampler_lib.SamplingConfig(
+      max_new_tokens=int(g.max_new_tokens),
+      temperature=float(g.temperature),
+      top_p=float(g.top_p),
+      top_k=int(g.top_k),
+      eos_id=0,
+      pad_id=0,
+      stop_sequences=(),
+  )
   rows = g.prompts_per_step
   params = lora_lib.combine_params(policy["trainable"], policy["frozen"])
-  batch = _batch(mesh, rows, {
-      "input_ids": ((rows, prompt_len), jnp.int32), "attention_mask": ((rows, prompt_len), jnp.int32),
-      "vision_feats": ((rows, d.num_frames, policy["vision"].projection_dim), jnp.float32),
-      "audio_feats": ((rows, d.num_audio_clips, policy["audio"].hidden_size), jnp.float32)})
-  fn = generation._generate_fn(policy["model"], cfg, g.num_generations, True, mesh, config.mesh.logical_axis_rules)
+  batch = _batch(
+      mesh,
+      rows,
+      {
+          "input_ids": ((rows, prompt_len), jnp.int32),
+          "attention_mask": ((rows, prompt_len), jnp.int32),
+          "vision_feats": ((rows, d.num_frames, policy["vision"].projection_dim), jnp.float32),
+          "audio_feats": ((rows, d.num_audio_clips, policy["audio"].hidden_size), jnp.float32),
+      },
+  )
+  fn = generation._generate_fn(
+      policy["model"], cfg, g.num_generations, True, mesh, config.mesh.logical_axis_rules
+  )
   t0 = time.time()
   compiled = fn.lower(params, batch, jax.random.key(0)).compile()
   out = _analyse(compiled, mesh.size)
-  out.update(rows=rows * g.num_generations, cache_tokens=prompt_len + g.max_new_tokens,
-             compile_s=round(time.time() - t0, 1))
+  out.update(
+      rows=rows * g.num_generations,
+      cache_tokens=prompt_len + g.max_new_tokens,
+      compile_s=round(time.time() - t0, 1),
+  )
   return out
 
 
@@ -229,9 +315,14 @@ def plan(config, mesh_sizes: dict[str, int], *, decode: bool = True, prompt_len:
   mesh = mesh_lib.make_mesh(mesh_sizes, jax.devices()[:devices])
   prompt_len = prompt_len or int(config.data.max_length)
   policy = abstract_policy(config, mesh)
-  result = {"mesh": dict(mesh_sizes), "devices": devices, "prompt_len": prompt_len,
-            "step": "grpo_update" if "grpo" in config else "sft_step",
-            "remat_policy": config.model.remat_policy, "frozen_dtype": config.model.frozen_dtype}
+  result = {
+      "mesh": dict(mesh_sizes),
+      "devices": devices,
+      "prompt_len": prompt_len,
+      "step": "grpo_update" if "grpo" in config else "sft_step",
+      "remat_policy": config.model.remat_policy,
+      "frozen_dtype": config.model.frozen_dtype,
+  }
   result.update(plan_train_step(config, mesh, policy, prompt_len))
   if decode and "grpo" in config:
     result["decode"] = plan_decode(config, mesh, policy, prompt_len)
@@ -240,15 +331,21 @@ def plan(config, mesh_sizes: dict[str, int], *, decode: bool = True, prompt_len:
 
 def main(argv):
   del argv
-  result = plan(_CONFIG.value, parse_mesh(_MESH.value), decode=_DECODE.value, prompt_len=_PROMPT_LEN.value)
-  print(f"{result['step']} on {result['mesh']}: {result['per_device_gib']:.2f} GiB per device "
-        f"(params {result['param_bytes_per_device'] / GiB:.2f}, optimizer "
-        f"{result['opt_state_bytes_per_device'] / GiB:.2f}, temporaries {result['temp_bytes'] / GiB:.2f}), "
-        f"{result['flops_per_step'] / 1e12:.1f} TFLOP per step; compiled in {result['compile_s']}s")
+  result = plan(
+      _CONFIG.value, parse_mesh(_MESH.value), decode=_DECODE.value, prompt_len=_PROMPT_LEN.value
+  )
+  print(
+      f"{result['step']} on {result['mesh']}: {result['per_device_gib']:.2f} GiB per device "
+      f"(params {result['param_bytes_per_device'] / GiB:.2f}, optimizer "
+      f"{result['opt_state_bytes_per_device'] / GiB:.2f}, temporaries {result['temp_bytes'] / GiB:.2f}), "
+      f"{result['flops_per_step'] / 1e12:.1f} TFLOP per step; compiled in {result['compile_s']}s"
+  )
   if "decode" in result:
     dec = result["decode"]
-    print(f"sampler ({dec['rows']} rows, {dec['cache_tokens']}-token KV cache): {dec['per_device_gib']:.2f} GiB "
-          f"per device, {dec['flops_per_step'] / 1e12:.2f} TFLOP per decode-loop body; compiled in {dec['compile_s']}s")
+    print(
+        f"sampler ({dec['rows']} rows, {dec['cache_tokens']}-token KV cache): {dec['per_device_gib']:.2f} GiB "
+        f"per device, {dec['flops_per_step'] / 1e12:.2f} TFLOP per decode-loop body; compiled in {dec['compile_s']}s"
+    )
   if _JSON.value:
     print(json.dumps(result, sort_keys=True))
 

@@ -23,115 +23,140 @@ import grain
 
 
 class Checkpointer:
-    """A `CheckpointManager` with items `state` (pytree), `data` (grain iterator), `meta` (JSON)."""
+  """A `CheckpointManager` with items `state` (pytree), `data` (grain iterator), `meta` (JSON)."""
 
-    def __init__(self, directory: str, *, every_steps: int, keep: int, async_save: bool = True):
-        self.directory = os.path.abspath(directory) if "://" not in directory else directory
-        self.every_steps = every_steps
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=("state", "data", "meta"))
+  def __init__(self, directory: str, *, every_steps: int, keep: int, async_save: bool = True):
+    self.directory = os.path.abspath(directory) if "://" not in directory else directory
+    self.every_steps = every_steps
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+    )
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=options, item_names=("state", "data", "meta")
+    )
 
-    def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
 
-    def should_save(self, step: int) -> bool:
-        return self.every_steps > 0 and step % self.every_steps == 0
+  def should_save(self, step: int) -> bool:
+    return self.every_steps > 0 and step % self.every_steps == 0
 
-    def save(self, step: int, state: Any, data_iterator: Any = None, meta: dict | None = None,
-             force: bool = False) -> bool:
-        args = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(dict(meta or {}, step=step))}
-        if data_iterator is not None:
-            args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-        saved = self.manager.save(step, args=ocp.args.Composite(**args), force=force)
-        if saved:
-            logging.info("checkpoint: saving step %d to %s", step, self.directory)
-        return saved
+  def save(
+      self,
+      step: int,
+      state: Any,
+      data_iterator: Any = None,
+      meta: dict | None = None,
+      force: bool = False,
+  ) -> bool:
+    args = {
+        "state": ocp.args.StandardSave(state),
+        "meta": ocp.args.JsonSave(dict(meta or {}, step=step)),
+    }
+    if data_iterator is not None:
+      args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    saved = self.manager.save(step, args=ocp.args.Composite(**args), force=force)
+    if saved:
+      logging.info("checkpoint: saving step %d to %s", step, self.directory)
+    return saved
 
-    def restore(self, step: int, abstract_state: Any, data_iterator: Any = None) -> tuple[Any, dict]:
-        """Restores `state` onto the shardings of `abstract_state` (ShapeDtypeStructs)."""
-        args = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
-        if data_iterator is not None:
-            args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-        restored = self.manager.restore(step, args=ocp.args.Composite(**args))
-        logging.info("checkpoint: restored step %d from %s", step, self.directory)
-        return restored["state"], dict(restored["meta"] or {})
+  def restore(self, step: int, abstract_state: Any, data_iterator: Any = None) -> tuple[Any, dict]:
+    """Restores `state` onto the shardings of `abstract_state` (ShapeDtypeStructs)."""
+    args = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
+    if data_iterator is not None:
+      args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+    logging.info("checkpoint: restored step %d from %s", step, self.directory)
+    return restored["state"], dict(restored["meta"] or {})
 
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
 
-    def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
-
-
-def resume_or_start(ckpt: "Checkpointer", state: Any, data_iterator: Any, frozen_source: dict) -> tuple[Any, int]:
-    """(state, first step): restored from the latest complete checkpoint, or as given at step 0."""
-    latest = ckpt.latest_step()
-    if latest is None:
-        return state, 0
-    state, meta = ckpt.restore(latest, abstract_like(state), data_iterator)
-    check_frozen_source(meta, frozen_source, ckpt.directory)
-    return state, int(latest)
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
 
 
-def save_when_due(ckpt: "Checkpointer", guard: "PreemptionGuard", step: int, last_step: int, state: Any,
-                  data_iterator: Any, frozen_source: dict) -> bool:
-    """Saves on schedule, at the last step, or on SIGTERM; True when the loop must stop now."""
-    stop = guard.should_stop()
-    if ckpt.should_save(step) or stop or step == last_step:
-        ckpt.save(step, state, data_iterator, meta={"frozen_source": frozen_source}, force=True)
-    if stop:
-        logging.warning("stopping at step %d after SIGTERM (checkpoint saved)", step)
-    return stop
+def resume_or_start(
+    ckpt: "Checkpointer", state: Any, data_iterator: Any, frozen_source: dict
+) -> tuple[Any, int]:
+  """(state, first step): restored from the latest complete checkpoint, or as given at step 0."""
+  latest = ckpt.latest_step()
+  if latest is None:
+    return state, 0
+  state, meta = ckpt.restore(latest, abstract_like(state), data_iterator)
+  check_frozen_source(meta, frozen_source, ckpt.directory)
+  return state, int(latest)
+
+
+def save_when_due(
+    ckpt: "Checkpointer",
+    guard: "PreemptionGuard",
+    step: int,
+    last_step: int,
+    state: Any,
+    data_iterator: Any,
+    frozen_source: dict,
+) -> bool:
+  """Saves on schedule, at the last step, or on SIGTERM; True when the loop must stop now."""
+  stop = guard.should_stop()
+  if ckpt.should_save(step) or stop or step == last_step:
+    ckpt.save(step, state, data_iterator, meta={"frozen_source": frozen_source}, force=True)
+  if stop:
+    logging.warning("stopping at step %d after SIGTERM (checkpoint saved)", step)
+  return stop
 
 
 def abstract_like(tree: Any) -> Any:
-    """ShapeDtypeStructs (with shardings) of a pytree of arrays, for restoring onto it."""
-    def to_abstract(x):
-        if isinstance(x, jax.Array):
-            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
-        x = np.asarray(x)
-        return jax.ShapeDtypeStruct(x.shape, x.dtype)
-    return jax.tree_util.tree_map(to_abstract, tree)
+  """ShapeDtypeStructs (with shardings) of a pytree of arrays, for restoring onto it."""
+
+  def to_abstract(x):
+    if isinstance(x, jax.Array):
+      return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+    x = np.asarray(x)
+    return jax.ShapeDtypeStruct(x.shape, x.dtype)
+
+  return jax.tree_util.tree_map(to_abstract, tree)
 
 
 def check_frozen_source(meta: dict, expected: dict, directory: str) -> None:
-    """Refuses to resume on different frozen weights than the checkpoint was trained on."""
-    saved = meta.get("frozen_source")
-    if saved is not None and saved != expected:
-        raise ValueError(f"checkpoint {directory} was trained on frozen weights {saved}, but this run "
-                         f"loads {expected}; point --workdir elsewhere or use the same weights")
+  """Refuses to resume on different frozen weights than the checkpoint was trained on."""
+  saved = meta.get("frozen_source")
+  if saved is not None and saved != expected:
+    raise ValueError(
+        f"checkpoint {directory} was trained on frozen weights {saved}, but this run "
+        f"loads {expected}; point --workdir elsewhere or use the same weights"
+    )
 
 
 class PreemptionGuard:
-    """Turns SIGTERM into a flag the train loop polls, so it can save and exit cleanly.
+  """Turns SIGTERM into a flag the train loop polls, so it can save and exit cleanly.
 
-    In multi-process runs every process must stop at the same step: `should_stop()`
-    all-gathers the flag (one tiny collective per call).
-    """
+  In multi-process runs every process must stop at the same step: `should_stop()`
+  all-gathers the flag (one tiny collective per call).
+  """
 
-    def __init__(self):
-        self._flag = threading.Event()
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+  def __init__(self):
+    self._flag = threading.Event()
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
 
-    def _handle(self, signum, frame):
-        del signum, frame
-        logging.warning("SIGTERM received: saving a checkpoint and stopping after this step")
-        self._flag.set()
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM received: saving a checkpoint and stopping after this step")
+    self._flag.set()
 
-    def should_stop(self) -> bool:
-        local = self._flag.is_set()
-        if jax.process_count() == 1:
-            return local
-        from jax.experimental import multihost_utils
-        flags = multihost_utils.process_allgather(np.asarray([local], dtype=np.int32))
-        return bool(np.any(flags))
+  def should_stop(self) -> bool:
+    local = self._flag.is_set()
+    if jax.process_count() == 1:
+      return local
+    from jax.experimental import multihost_utils
 
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+    flags = multihost_utils.process_allgather(np.asarray([local], dtype=np.int32))
+    return bool(np.any(flags))
+
+  def restore(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None

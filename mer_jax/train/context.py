@@ -38,7 +38,9 @@ class RunContext:
     return jax.process_index() == 0
 
 
-def build_context(config, workdir: str, writer: run_io.RunWriter, roles=("sft", "eval")) -> RunContext:
+def build_context(
+    config, workdir: str, writer: run_io.RunWriter, roles=("sft", "eval")
+) -> RunContext:
   """Loads the data of `roles`, builds the policy and caches encoder features."""
   t0 = time.time()
   mesh = mesh_lib.make_mesh(config.mesh)
@@ -46,10 +48,17 @@ def build_context(config, workdir: str, writer: run_io.RunWriter, roles=("sft", 
   splits = {}
   for role in roles:
     splits[role] = readers.load_split(config, SPLITS[config.data.source][role])
-    logging.info("data: %s split has %d samples (%d skipped)", role, len(splits[role][0]), len(splits[role][1]))
+    logging.info(
+        "data: %s split has %d samples (%d skipped)",
+        role,
+        len(splits[role][0]),
+        len(splits[role][1]),
+    )
     if not splits[role][0]:
-      raise ValueError(f"the {role} split has no usable samples (source {config.data.source}); "
-                       f"see summary.json['data']['skipped']")
+      raise ValueError(
+          f"the {role} split has no usable samples (source {config.data.source}); "
+          f"see summary.json['data']['skipped']"
+      )
   writer.update_summary("data", readers.data_summary(**splits))
   samples = {role: s for role, (s, _) in splits.items()}
 
@@ -58,15 +67,27 @@ def build_context(config, workdir: str, writer: run_io.RunWriter, roles=("sft", 
   mesh_lib.wait_for_processes("policy_built")
   cache_dir = features_lib.feature_dir(config, policy)
   seen = set()
-  unique = [s for role in roles for s in samples[role] if not (s["name"] in seen or seen.add(s["name"]))]
-  features_lib.precompute_features(config, policy, unique, cache_dir,
-                                   show_progress=jax.process_index() == 0)
+  unique = [
+      s for role in roles for s in samples[role] if not (s["name"] in seen or seen.add(s["name"]))
+  ]
+  features_lib.precompute_features(
+      config, policy, unique, cache_dir, show_progress=jax.process_index() == 0
+  )
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.data.feature_cache_dir = cache_dir
   # Media are no longer needed once features are cached: free them.
-  samples = {role: [{k: v for k, v in s.items() if k not in ("frames", "audio")} for s in ss]
-             for role, ss in samples.items()}
+  samples = {
+      role: [{k: v for k, v in s.items() if k not in ("frames", "audio")} for s in ss]
+      for role, ss in samples.items()
+  }
   logging.info("setup took %.1fs", time.time() - t0)
-  return RunContext(config=config, workdir=workdir, writer=writer, mesh=mesh, tokenizer=tokenizer,
-                    policy=policy, samples=samples)
+  return RunContext(
+      config=config,
+      workdir=workdir,
+      writer=writer,
+      mesh=mesh,
+      tokenizer=tokenizer,
+      policy=policy,
+      samples=samples,
+  )

@@ -34,13 +34,14 @@ def predicted_labels(completion: str) -> list[str]:
   lowered = answer.lower()
   for prefix in ("the character's emotional state is", "the emotional state is"):
     if prefix in lowered:
-      answer = answer[lowered.index(prefix) + len(prefix):]
+      answer = answer[lowered.index(prefix) + len(prefix) :]
       break
   return metrics.parse_labels(answer.strip().rstrip("."))
 
 
-def write_predictions(path: str, names: Sequence[str], labels: Sequence[list[str]],
-                      completions: Sequence[str]) -> None:
+def write_predictions(
+    path: str, names: Sequence[str], labels: Sequence[list[str]], completions: Sequence[str]
+) -> None:
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + ".tmp"
   with open(tmp, "w", newline="") as f:
@@ -51,8 +52,16 @@ def write_predictions(path: str, names: Sequence[str], labels: Sequence[list[str
   os.replace(tmp, path)
 
 
-def evaluate(ctx, params: Any, samples: Sequence[dict], out_dir: str, *, lora: bool = True,
-             max_samples: int = 0, desc: str = "eval") -> dict:
+def evaluate(
+    ctx,
+    params: Any,
+    samples: Sequence[dict],
+    out_dir: str,
+    *,
+    lora: bool = True,
+    max_samples: int = 0,
+    desc: str = "eval",
+) -> dict:
   """Greedy (or `config.eval.temperature`) generation on `samples`; returns the metrics.
 
   Every host generates its block of rows; all hosts see all completions (the sampler's
@@ -63,12 +72,18 @@ def evaluate(ctx, params: Any, samples: Sequence[dict], out_dir: str, *, lora: b
     samples = list(samples)[:max_samples]
   target = config.data.target
   stops = generation.stop_strings_for(target)
-  cfg = generation.sampling_config(ctx.tokenizer, max_new_tokens=config.eval.max_new_tokens,
-                                   temperature=config.eval.temperature, stop_strings=stops)
+  cfg = generation.sampling_config(
+      ctx.tokenizer,
+      max_new_tokens=config.eval.max_new_tokens,
+      temperature=config.eval.temperature,
+      stop_strings=stops,
+  )
   rng = jax.random.PRNGKey(config.seed + 17)
   names, completions, lengths = [], [], []
   t0 = time.time()
-  batches = datasets.make_eval_batches(config, samples, ctx.tokenizer, jax.process_index(), jax.process_count())
+  batches = datasets.make_eval_batches(
+      config, samples, ctx.tokenizer, jax.process_index(), jax.process_count()
+  )
   num_batches = -(-len(samples) // int(config.data.eval_batch_size))
   for batch in tqdm(batches, total=num_batches, desc=desc, disable=not ctx.is_primary, leave=False):
     batch = mesh_lib.common_length(batch, ctx.tokenizer.pad_token_id, left_pad=True)
@@ -76,7 +91,9 @@ def evaluate(ctx, params: Any, samples: Sequence[dict], out_dir: str, *, lora: b
     rng, step_rng = jax.random.split(rng)
     out = generation.generate(ctx.policy.model, params, arrays, step_rng, cfg, ctx.mesh, lora=lora)
     texts = generation.decode_completions(ctx.tokenizer, out["tokens"], out["lengths"], stops)
-    all_names = _gathered_names(meta["name"], meta["valid"], mesh_lib.process_rows(ctx.mesh, len(texts)))
+    all_names = _gathered_names(
+        meta["name"], meta["valid"], mesh_lib.process_rows(ctx.mesh, len(texts))
+    )
     for name, text, n in zip(all_names, texts, out["lengths"]):
       if name is not None:
         names.append(name)
@@ -89,21 +106,33 @@ def evaluate(ctx, params: Any, samples: Sequence[dict], out_dir: str, *, lora: b
   scores = metrics.ew_scores(gold, pred, config.eval.lexicon, level=config.eval.level)
   format_ok = rewards_lib.format_reward(completions, [{} for _ in completions], None)
   result = {
-      "ew_f1": scores["f1"], "ew_precision": scores["precision"], "ew_recall": scores["recall"],
+      "ew_f1": scores["f1"],
+      "ew_precision": scores["precision"],
+      "ew_recall": scores["recall"],
       "format_rate": float(np.mean(format_ok)) if completions else 0.0,
-      "num_samples": len(names), "mean_labels": float(np.mean([len(x) for x in labels])) if labels else 0.0,
+      "num_samples": len(names),
+      "mean_labels": float(np.mean([len(x) for x in labels])) if labels else 0.0,
       "mean_completion_tokens": float(np.mean(lengths)) if lengths else 0.0,
       "samples_per_sec": len(names) / max(elapsed, 1e-9),
   }
   if ctx.is_primary:
     write_predictions(os.path.join(out_dir, "predictions.csv"), names, labels, completions)
-  logging.info("%s: EW F1 %.4f (P %.4f R %.4f), format %.3f on %d samples in %.1fs", desc, result["ew_f1"],
-               result["ew_precision"], result["ew_recall"], result["format_rate"], len(names), elapsed)
+  logging.info(
+      "%s: EW F1 %.4f (P %.4f R %.4f), format %.3f on %d samples in %.1fs",
+      desc,
+      result["ew_f1"],
+      result["ew_precision"],
+      result["ew_recall"],
+      result["format_rate"],
+      len(names),
+      elapsed,
+  )
   return result
 
 
-def majority_baseline(train_samples: Sequence[dict], eval_samples: Sequence[dict], lexicon: str,
-                      level: str = "level1") -> dict:
+def majority_baseline(
+    train_samples: Sequence[dict], eval_samples: Sequence[dict], lexicon: str, level: str = "level1"
+) -> dict:
   """EW F1 of answering every eval clip with the training split's most frequent label."""
   counts: dict[str, int] = {}
   for s in train_samples:
@@ -115,7 +144,9 @@ def majority_baseline(train_samples: Sequence[dict], eval_samples: Sequence[dict
   return {"majority_label": label, "majority_baseline_f1": scores["f1"]}
 
 
-def _gathered_names(local_names: Sequence[str], local_valid: Sequence[bool], rows: np.ndarray) -> list[str | None]:
+def _gathered_names(
+    local_names: Sequence[str], local_valid: Sequence[bool], rows: np.ndarray
+) -> list[str | None]:
   """Names of all rows of a gathered eval batch, None for padding rows.
 
   `rows`: the global rows this host's names fill (`mesh_lib.process_rows`).
@@ -124,17 +155,18 @@ def _gathered_names(local_names: Sequence[str], local_valid: Sequence[bool], row
   if jax.process_count() == 1:
     return names
   from jax.experimental import multihost_utils
+
   encoded = np.zeros((len(names), 256), np.uint8)
   for i, name in enumerate(names):
     if name is not None:
       raw = name.encode()[:255]
       encoded[i, 0] = len(raw)
-      encoded[i, 1:1 + len(raw)] = np.frombuffer(raw, np.uint8)
+      encoded[i, 1 : 1 + len(raw)] = np.frombuffer(raw, np.uint8)
   allnames = np.asarray(multihost_utils.process_allgather(encoded, tiled=True))
   allrows = np.asarray(multihost_utils.process_allgather(np.asarray(rows, np.int32), tiled=True))
   out: list[str | None] = [None] * len(allrows)
   for row, r in zip(allrows, allnames):
-    out[row] = bytes(r[1:1 + r[0]]).decode() if r[0] else None
+    out[row] = bytes(r[1 : 1 + r[0]]).decode() if r[0] else None
   return out
 
 

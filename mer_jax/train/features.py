@@ -32,14 +32,25 @@ def cache_key(config, policy: policy_lib.Policy) -> str:
   """Hash of everything the cached features depend on."""
   d = config.data
   key = {
-      "vision": policy.vision.config.to_hf_dict(), "audio": policy.audio.config.to_hf_dict(),
-      "num_last_layers": policy.audio.num_last_layers, "frozen": {k: policy.frozen_source.get(k) for k in
-                                                                  ("vision", "audio", "seed")},
-      "data": {k: d[k] for k in ("num_frames", "num_audio_clips", "audio_clip_seconds", "sample_rate",
-                                 "image_size", "face_or_frame")},
+      "vision": policy.vision.config.to_hf_dict(),
+      "audio": policy.audio.config.to_hf_dict(),
+      "num_last_layers": policy.audio.num_last_layers,
+      "frozen": {k: policy.frozen_source.get(k) for k in ("vision", "audio", "seed")},
+      "data": {
+          k: d[k]
+          for k in (
+              "num_frames",
+              "num_audio_clips",
+              "audio_clip_seconds",
+              "sample_rate",
+              "image_size",
+              "face_or_frame",
+          )
+      },
       "dtype": config.model.frozen_dtype,
       # Which media: the same sample names may exist in different datasets.
-      "source": d.source, "root": os.path.abspath(d.root) if d.root else "",
+      "source": d.source,
+      "root": os.path.abspath(d.root) if d.root else "",
       "synthmer": d.synthmer.to_dict() if d.source == "synthmer" else None,
   }
   return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -57,8 +68,14 @@ def _encode(vision, audio, encoder_params, frames, clips):
   return v, a
 
 
-def precompute_features(config, policy: policy_lib.Policy, samples: Sequence[Mapping], out_dir: str,
-                        batch_size: int = 8, show_progress: bool = True) -> str:
+def precompute_features(
+    config,
+    policy: policy_lib.Policy,
+    samples: Sequence[Mapping],
+    out_dir: str,
+    batch_size: int = 8,
+    show_progress: bool = True,
+) -> str:
   """Writes `<out_dir>/<name>.npz` for every sample that lacks one; returns `out_dir`."""
   names = [s["name"] for s in samples]
   todo = set(datasets.missing_features(out_dir, names))
@@ -74,14 +91,16 @@ def precompute_features(config, policy: policy_lib.Policy, samples: Sequence[Map
   data = config.data
   bar = tqdm(total=len(pending), desc="features", unit="clip", disable=not show_progress)
   for start in range(0, len(pending), batch_size):
-    chunk = list(pending[start:start + batch_size])
+    chunk = list(pending[start : start + batch_size])
     n = len(chunk)
     media = [datasets.media_arrays(s, _no_cache(data)) for s in chunk]
     # Pad the last chunk so one compiled program serves every call.
     media += [media[-1]] * (batch_size - n)
     frames = jnp.asarray(np.stack([m["frames"] for m in media]))
     clips = jnp.asarray(np.stack([m["audio"] for m in media]))
-    v, a = map(mesh_lib.to_host, _encode(policy.vision, policy.audio, policy.encoder_params, frames, clips))
+    v, a = map(
+        mesh_lib.to_host, _encode(policy.vision, policy.audio, policy.encoder_params, frames, clips)
+    )
     for i, s in enumerate(chunk):
       datasets.save_features(out_dir, s["name"], v[i], a[i])
     bar.update(n)

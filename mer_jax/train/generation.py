@@ -21,8 +21,14 @@ from mer_jax.train import mesh as mesh_lib
 DEVICE_KEYS = ("input_ids", "attention_mask", "vision_feats", "audio_feats")
 
 
-def _generate_fn(model, cfg: sampler_lib.SamplingConfig, repeat: int, lora: bool, mesh,
-                 rules=sharding_lib.DEFAULT_LOGICAL_AXIS_RULES):
+def _generate_fn(
+    model,
+    cfg: sampler_lib.SamplingConfig,
+    repeat: int,
+    lora: bool,
+    mesh,
+    rules=sharding_lib.DEFAULT_LOGICAL_AXIS_RULES,
+):
   """The jitted generation program of one model and setting (cached: compiled once per shape)."""
   rules = tuple(tuple(r) for r in rules)
   key = (id(model), cfg, repeat, lora, mesh, rules)
@@ -35,10 +41,23 @@ def _generate_fn(model, cfg: sampler_lib.SamplingConfig, repeat: int, lora: bool
 _COMPILED: dict = {}
 
 
-def _generate(model, params, batch: Mapping[str, jax.Array], rng: jax.Array, *, cfg: sampler_lib.SamplingConfig,
-              repeat: int, lora: bool):
-  embeds = model.apply({"params": params}, batch["input_ids"], batch["vision_feats"], batch["audio_feats"],
-                       method=model.embed_prompt)
+def _generate(
+    model,
+    params,
+    batch: Mapping[str, jax.Array],
+    rng: jax.Array,
+    *,
+    cfg: sampler_lib.SamplingConfig,
+    repeat: int,
+    lora: bool,
+):
+  embeds = model.apply(
+      {"params": params},
+      batch["input_ids"],
+      batch["vision_feats"],
+      batch["audio_feats"],
+      method=model.embed_prompt,
+  )
   mask = batch["attention_mask"]
   if repeat > 1:
     embeds = jnp.repeat(embeds, repeat, axis=0)
@@ -52,8 +71,18 @@ def _generate(model, params, batch: Mapping[str, jax.Array], rng: jax.Array, *, 
   return sampler_lib.sample(forward, params, embeds, mask, cache, rng, cfg)
 
 
-def generate(model, params, batch: Mapping[str, np.ndarray], rng: jax.Array, cfg: sampler_lib.SamplingConfig,
-             mesh, *, repeat: int = 1, lora: bool = True, rules=sharding_lib.DEFAULT_LOGICAL_AXIS_RULES) -> dict:
+def generate(
+    model,
+    params,
+    batch: Mapping[str, np.ndarray],
+    rng: jax.Array,
+    cfg: sampler_lib.SamplingConfig,
+    mesh,
+    *,
+    repeat: int = 1,
+    lora: bool = True,
+    rules=sharding_lib.DEFAULT_LOGICAL_AXIS_RULES,
+) -> dict:
   """Samples completions for a left-padded prompt batch (this host's rows).
 
   `rules`: the logical-axis rules of the activation constraints (config.mesh.logical_axis_rules).
@@ -64,22 +93,40 @@ def generate(model, params, batch: Mapping[str, np.ndarray], rng: jax.Array, cfg
   """
   arrays = mesh_lib.put_global_batch({k: batch[k] for k in DEVICE_KEYS}, mesh)
   out = _generate_fn(model, cfg, repeat, lora, mesh, rules)(params, arrays, rng)
-  return {k: mesh_lib.to_host(getattr(out, k)) for k in ("tokens", "logprobs", "completion_mask", "lengths")}
+  return {
+      k: mesh_lib.to_host(getattr(out, k))
+      for k in ("tokens", "logprobs", "completion_mask", "lengths")
+  }
 
 
-def decode_completions(tokenizer, tokens: np.ndarray, lengths: np.ndarray, stop_strings=()) -> list[str]:
+def decode_completions(
+    tokenizer, tokens: np.ndarray, lengths: np.ndarray, stop_strings=()
+) -> list[str]:
   """Detokenized completions (eos and padding dropped, cut after the first stop string)."""
-  texts = tokenizer.batch_decode([row[: int(n)].tolist() for row, n in zip(tokens, lengths)],
-                                 skip_special_tokens=True)
+  texts = tokenizer.batch_decode(
+      [row[: int(n)].tolist() for row, n in zip(tokens, lengths)], skip_special_tokens=True
+  )
   return [sampler_lib.truncate_at_stop(t, stop_strings) for t in texts]
 
 
-def sampling_config(tokenizer, *, max_new_tokens: int, temperature: float, top_p: float = 1.0, top_k: int = 0,
-                    stop_strings=()) -> sampler_lib.SamplingConfig:
+def sampling_config(
+    tokenizer,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    stop_strings=(),
+) -> sampler_lib.SamplingConfig:
   return sampler_lib.SamplingConfig(
-      max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p), top_k=int(top_k),
-      eos_id=int(tokenizer.eos_token_id), pad_id=int(tokenizer.pad_token_id),
-      stop_sequences=sampler_lib.stop_sequences_from_strings(tokenizer, stop_strings))
+      max_new_tokens=int(max_new_tokens),
+      temperature=float(temperature),
+      top_p=float(top_p),
+      top_k=int(top_k),
+      eos_id=int(tokenizer.eos_token_id),
+      pad_id=int(tokenizer.pad_token_id),
+      stop_sequences=sampler_lib.stop_sequences_from_strings(tokenizer, stop_strings),
+  )
 
 
 def stop_strings_for(target: str) -> tuple[str, ...]:

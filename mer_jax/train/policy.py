@@ -31,8 +31,15 @@ from mer_jax.models import qwen2
 from mer_jax.models import sharding as sharding_lib
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LORA_TARGET_NAMES = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj", "gate": "gate_proj",
-                     "up": "up_proj", "down": "down_proj"}
+LORA_TARGET_NAMES = {
+    "q": "q_proj",
+    "k": "k_proj",
+    "v": "v_proj",
+    "o": "o_proj",
+    "gate": "gate_proj",
+    "up": "up_proj",
+    "down": "down_proj",
+}
 
 
 @dataclasses.dataclass
@@ -78,37 +85,66 @@ def _arch(section, name: str) -> tuple[dict, str]:
   return dict(section.arch), "random:inline"
 
 
-def build_model_configs(config, vocab_size: int, placeholders) -> tuple[affectgpt.AffectGPTConfig,
-                                                                         clip_vision.CLIPVisionConfig,
-                                                                         hubert.HubertConfig]:
+def build_model_configs(
+    config, vocab_size: int, placeholders
+) -> tuple[affectgpt.AffectGPTConfig, clip_vision.CLIPVisionConfig, hubert.HubertConfig]:
   m = config.model
-  runtime = dict(dtype=m.dtype, param_dtype=m.param_dtype, scan_layers=m.scan_layers, remat_policy=m.remat_policy)
+  runtime = dict(
+      dtype=m.dtype,
+      param_dtype=m.param_dtype,
+      scan_layers=m.scan_layers,
+      remat_policy=m.remat_policy,
+  )
   llm_dict, _ = _arch(m.llm, "llm")
   if not llm_dict.get("vocab_size"):
     llm_dict["vocab_size"] = vocab_size
   if vocab_size > llm_dict["vocab_size"]:
-    raise ValueError(f"the tokenizer has {vocab_size} tokens but the LLM vocabulary is "
-                     f"{llm_dict['vocab_size']} (config.model.llm)")
+    raise ValueError(
+        f"the tokenizer has {vocab_size} tokens but the LLM vocabulary is "
+        f"{llm_dict['vocab_size']} (config.model.llm)"
+    )
   targets = tuple(LORA_TARGET_NAMES[t] for t in m.lora.targets)
   llm_cfg = qwen2.Qwen2Config.from_hf_dict(
-      llm_dict, lora_rank=m.lora.rank, lora_alpha=float(m.lora.alpha), lora_dropout=float(m.lora.dropout),
-      lora_targets=targets, **runtime)
+      llm_dict,
+      lora_rank=m.lora.rank,
+      lora_alpha=float(m.lora.alpha),
+      lora_dropout=float(m.lora.dropout),
+      lora_targets=targets,
+      **runtime,
+  )
   frozen_runtime = dict(dtype=m.dtype, param_dtype=m.frozen_dtype)
-  vision_cfg = clip_vision.CLIPVisionConfig.from_hf_dict(_arch(m.vision, "vision")[0], **frozen_runtime)
+  vision_cfg = clip_vision.CLIPVisionConfig.from_hf_dict(
+      _arch(m.vision, "vision")[0], **frozen_runtime
+  )
   audio_cfg = hubert.HubertConfig.from_hf_dict(_arch(m.audio, "audio")[0], **frozen_runtime)
   f = m.fusion
   fusion_cfg = fusion_lib.FusionConfig(
-      fusion_type=f.type, llm_hidden=llm_cfg.hidden_size, tokens=dict(config.data.tokens_per_modality),
-      qformer_layers=f.qformer_layers, qformer_hidden=f.qformer_hidden, qformer_heads=f.qformer_heads,
-      num_queries=dict(f.num_queries), dtype=m.dtype, param_dtype=m.param_dtype)
+      fusion_type=f.type,
+      llm_hidden=llm_cfg.hidden_size,
+      tokens=dict(config.data.tokens_per_modality),
+      qformer_layers=f.qformer_layers,
+      qformer_hidden=f.qformer_hidden,
+      qformer_heads=f.qformer_heads,
+      num_queries=dict(f.num_queries),
+      dtype=m.dtype,
+      param_dtype=m.param_dtype,
+  )
   expected = fusion_cfg.expected_tokens(config.data.num_frames, config.data.num_audio_clips)
   if expected != dict(config.data.tokens_per_modality):
-    raise ValueError(f"config.data.tokens_per_modality={dict(config.data.tokens_per_modality)} but fusion "
-                     f"{f.type!r} produces {expected} tokens per placeholder; set them equal")
-  return affectgpt.AffectGPTConfig(llm=llm_cfg, fusion=fusion_cfg, placeholders=placeholders), vision_cfg, audio_cfg
+    raise ValueError(
+        f"config.data.tokens_per_modality={dict(config.data.tokens_per_modality)} but fusion "
+        f"{f.type!r} produces {expected} tokens per placeholder; set them equal"
+    )
+  return (
+      affectgpt.AffectGPTConfig(llm=llm_cfg, fusion=fusion_cfg, placeholders=placeholders),
+      vision_cfg,
+      audio_cfg,
+  )
 
 
-def _sharded_init(module: nn.Module, mesh: Mesh, rules, rng, *args, method=None) -> tuple[dict, dict]:
+def _sharded_init(
+    module: nn.Module, mesh: Mesh, rules, rng, *args, method=None
+) -> tuple[dict, dict]:
   """Random init placed directly into logical shardings: (params, shardings)."""
   init = lambda r: module.init(r, *args, method=method)
   abstract = jax.eval_shape(init, rng)
@@ -119,7 +155,9 @@ def _sharded_init(module: nn.Module, mesh: Mesh, rules, rng, *args, method=None)
 
 def _cast(tree: Any, dtype: str) -> Any:
   dt = jnp.dtype(dtype)
-  return jax.tree_util.tree_map(lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+  return jax.tree_util.tree_map(
+      lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+  )
 
 
 def build_policy(config, tokenizer, mesh: Mesh, *, with_encoders: bool = True) -> Policy:
@@ -135,19 +173,23 @@ def build_policy(config, tokenizer, mesh: Mesh, *, with_encoders: bool = True) -
   f, c = config.data.num_frames, config.data.num_audio_clips
   dv, da = vision_cfg.projection_dim, audio_cfg.hidden_size
   fusion_module = fusion_lib.PreFusion(model_cfg.fusion)
-  fusion_params, fusion_sh = _sharded_init(fusion_module, mesh, rules, r_fusion, jnp.zeros((1, f, dv)),
-                                           jnp.zeros((1, c, da)))
+  fusion_params, fusion_sh = _sharded_init(
+      fusion_module, mesh, rules, r_fusion, jnp.zeros((1, f, dv)), jnp.zeros((1, c, da))
+  )
   _, llm_source = _arch(m.llm, "llm")
   if m.llm.hf_dir:
     logging.info("loading LLM weights from %s", m.llm.hf_dir)
-    llm_params = hf_loader.load_hf_params(m.llm.hf_dir, qwen2.Qwen2ForCausalLM, model_cfg.llm, mesh=mesh,
-                                          rules=rules, rng=r_llm)["params"]
-    llm_abstract = jax.eval_shape(lambda r: qwen2.Qwen2ForCausalLM(model_cfg.llm).init(
-        r, jnp.zeros((1, 1), jnp.int32)), r_llm)
+    llm_params = hf_loader.load_hf_params(
+        m.llm.hf_dir, qwen2.Qwen2ForCausalLM, model_cfg.llm, mesh=mesh, rules=rules, rng=r_llm
+    )["params"]
+    llm_abstract = jax.eval_shape(
+        lambda r: qwen2.Qwen2ForCausalLM(model_cfg.llm).init(r, jnp.zeros((1, 1), jnp.int32)), r_llm
+    )
     llm_sh = sharding_lib.logical_shardings(llm_abstract, mesh, rules)["params"]
   else:
-    llm_params, llm_sh = _sharded_init(qwen2.Qwen2ForCausalLM(model_cfg.llm), mesh, rules, r_llm,
-                                       jnp.zeros((1, 1), jnp.int32))
+    llm_params, llm_sh = _sharded_init(
+        qwen2.Qwen2ForCausalLM(model_cfg.llm), mesh, rules, r_llm, jnp.zeros((1, 1), jnp.int32)
+    )
   params = {"fusion": fusion_params, "llm": llm_params}
   shardings = {"fusion": fusion_sh, "llm": llm_sh}
   full_llm = m.llm.trainable == "full"
@@ -161,21 +203,48 @@ def build_policy(config, tokenizer, mesh: Mesh, *, with_encoders: bool = True) -
   encoder_params = {}
   if with_encoders:
     encoder_params["vision"], frozen_source["vision"] = _encoder_params(
-        vision, m.vision, "vision", clip_vision.CLIPVisionModelWithProjection, "clip", mesh, rules, r_vision,
-        jnp.zeros((1, 1, 3, vision_cfg.image_size, vision_cfg.image_size)))
+        vision,
+        m.vision,
+        "vision",
+        clip_vision.CLIPVisionModelWithProjection,
+        "clip",
+        mesh,
+        rules,
+        r_vision,
+        jnp.zeros((1, 1, 3, vision_cfg.image_size, vision_cfg.image_size)),
+    )
     samples = int(config.data.audio_clip_seconds * config.data.sample_rate)
     encoder_params["audio"], frozen_source["audio"] = _encoder_params(
-        audio, m.audio, "audio", hubert.HubertModel, "hubert", mesh, rules, r_audio, jnp.zeros((1, 1, samples)))
+        audio,
+        m.audio,
+        "audio",
+        hubert.HubertModel,
+        "hubert",
+        mesh,
+        rules,
+        r_audio,
+        jnp.zeros((1, 1, samples)),
+    )
     encoder_params = _cast(encoder_params, m.frozen_dtype)
-  return Policy(model=model, vision=vision, audio=audio, params=params, encoder_params=encoder_params,
-                param_shardings=shardings, frozen_source=frozen_source, train_full_llm=full_llm)
+  return Policy(
+      model=model,
+      vision=vision,
+      audio=audio,
+      params=params,
+      encoder_params=encoder_params,
+      param_shardings=shardings,
+      frozen_source=frozen_source,
+      train_full_llm=full_llm,
+  )
 
 
 def _encoder_params(module, section, name, hf_cls, attr, mesh, rules, rng, dummy):
   if section.hf_dir:
     logging.info("loading %s encoder weights from %s", name, section.hf_dir)
     inner = getattr(module, "config")
-    loaded = hf_loader.load_hf_params(section.hf_dir, hf_cls, inner, mesh=mesh, rules=rules)["params"]
+    loaded = hf_loader.load_hf_params(section.hf_dir, hf_cls, inner, mesh=mesh, rules=rules)[
+        "params"
+    ]
     return {attr: loaded}, section.hf_dir
   params, _ = _sharded_init(module, mesh, rules, rng, dummy)
   return params, _arch(section, name)[1]

@@ -37,18 +37,19 @@ def make_loss_fn(model):
 
   def loss_fn(trainable, frozen, batch, rng):
     params = lora_lib.combine_params(trainable, frozen)
-    logits = model.apply({"params": params}, batch["input_ids"], batch["vision_feats"], batch["audio_feats"],
-                         batch["attention_mask"], deterministic=False, rngs={"dropout": rng})
+    logits = model.apply(
+        {"params": params},
+        batch["input_ids"],
+        batch["vision_feats"],
+        batch["audio_feats"],
+        batch["attention_mask"],
+        deterministic=False,
+        rngs={"dropout": rng},
+    )
     loss_sum, count = ts.token_cross_entropy(logits, batch["input_ids"], batch["loss_mask"])
     return loss_sum, count, {}
 
   return loss_fn
-
-
-
-
-
-
 
 
 def make_sft_step(policy, config, mesh):
@@ -63,25 +64,43 @@ def sft_step_fn(model, config, mesh, s_sh, f_sh):
   """The jitted SFT step `(state, frozen, batch) -> (state, metrics)` from shardings alone."""
   tc = config.train
   tx, schedule = optim.sft_optimizer(tc)
-  batch_sh = {k: mesh_lib.batch_sharding(mesh, 3 if k.endswith("feats") else 2, rows=config.data.batch_size)
-              for k in TRAIN_KEYS}
+  batch_sh = {
+      k: mesh_lib.batch_sharding(mesh, 3 if k.endswith("feats") else 2, rows=config.data.batch_size)
+      for k in TRAIN_KEYS
+  }
   step = ts.make_train_step(make_loss_fn(model), tx, schedule, tc.grad_accum)
-  return jax.jit(mesh_lib.with_activation_rules(step, mesh, config.mesh.logical_axis_rules),
-                 in_shardings=(s_sh, f_sh, batch_sh), out_shardings=(s_sh, mesh_lib.replicated(mesh)),
-                 donate_argnums=(0,))
+  return jax.jit(
+      mesh_lib.with_activation_rules(step, mesh, config.mesh.logical_axis_rules),
+      in_shardings=(s_sh, f_sh, batch_sh),
+      out_shardings=(s_sh, mesh_lib.replicated(mesh)),
+      donate_argnums=(0,),
+  )
 
 
-def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_prefix: str = "train/",
-              step_offset: int = 0) -> dict:
+def train_sft(
+    ctx: context_lib.RunContext,
+    *,
+    samples,
+    ckpt_dir: str,
+    metric_prefix: str = "train/",
+    step_offset: int = 0,
+) -> dict:
   """Trains `config.train.steps` steps (resuming from `ckpt_dir`); returns trained params + stats."""
   config, mesh, policy = ctx.config, ctx.mesh, ctx.policy
   tc = config.train
   state, frozen, step_fn = make_sft_step(policy, config, mesh)
 
-  iterator = datasets.make_train_iterator(config, samples, ctx.tokenizer, jax.process_index(),
-                                          jax.process_count(),
-                                          rows=mesh_lib.process_rows(mesh, config.data.batch_size))
-  ckpt = checkpointing.Checkpointer(ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
+  iterator = datasets.make_train_iterator(
+      config,
+      samples,
+      ctx.tokenizer,
+      jax.process_index(),
+      jax.process_count(),
+      rows=mesh_lib.process_rows(mesh, config.data.batch_size),
+  )
+  ckpt = checkpointing.Checkpointer(
+      ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep
+  )
   state, start = checkpointing.resume_or_start(ckpt, state, iterator, policy.frozen_source)
   if start:
     ctx.writer.truncate_metrics(step_offset + start, prefix=metric_prefix)
@@ -89,8 +108,13 @@ def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_pre
 
   mesh_lib.wait_for_processes(f"{metric_prefix}start")
   guard = checkpointing.PreemptionGuard()
-  bar = tqdm(total=tc.steps, initial=start, desc=metric_prefix.rstrip("/") or "train",
-             disable=not ctx.is_primary, dynamic_ncols=True)
+  bar = tqdm(
+      total=tc.steps,
+      initial=start,
+      desc=metric_prefix.rstrip("/") or "train",
+      disable=not ctx.is_primary,
+      dynamic_ncols=True,
+  )
   last_metrics: dict = {}
   time_since, logged_step = time.time(), start
   step = start
@@ -114,30 +138,42 @@ def train_sft(ctx: context_lib.RunContext, *, samples, ckpt_dir: str, metric_pre
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         last_metrics = record
         time_since, logged_step = time.time(), step
-      if checkpointing.save_when_due(ckpt, guard, step, tc.steps, state, iterator, policy.frozen_source):
+      if checkpointing.save_when_due(
+          ckpt, guard, step, tc.steps, state, iterator, policy.frozen_source
+      ):
         break
   finally:
     bar.close()
     ckpt.close()
     guard.restore()
   params = lora_lib.combine_params(state.trainable, frozen)
-  return {"params": params, "step": step, "finished": step >= tc.steps, "last_metrics": last_metrics}
-
-
+  return {
+      "params": params,
+      "step": step,
+      "finished": step >= tc.steps,
+      "last_metrics": last_metrics,
+  }
 
 
 def run(config, workdir: str, writer) -> dict:
   """`mode=sft`: train on the coarse split, evaluate on the held-out split."""
   ctx = context_lib.build_context(config, workdir, writer, roles=("sft", "eval"))
   result = train_sft(ctx, samples=ctx.samples["sft"], ckpt_dir=os.path.join(workdir, "checkpoints"))
-  summary = {"steps": result["step"], **{k.split("/", 1)[1]: v for k, v in result["last_metrics"].items()}}
+  summary = {
+      "steps": result["step"],
+      **{k.split("/", 1)[1]: v for k, v in result["last_metrics"].items()},
+  }
   writer.update_summary("sft", summary)
   if not result["finished"]:
     return summary
-  eval_result = evaluation.evaluate(ctx, result["params"], ctx.samples["eval"], workdir,
-                                    max_samples=config.eval.num_samples)
-  eval_result.update(evaluation.majority_baseline(ctx.samples["sft"], ctx.samples["eval"], config.eval.lexicon,
-                                                  config.eval.level))
+  eval_result = evaluation.evaluate(
+      ctx, result["params"], ctx.samples["eval"], workdir, max_samples=config.eval.num_samples
+  )
+  eval_result.update(
+      evaluation.majority_baseline(
+          ctx.samples["sft"], ctx.samples["eval"], config.eval.lexicon, config.eval.level
+      )
+  )
   writer.write_metrics(result["step"], {f"eval/{k}": v for k, v in eval_result.items()})
   writer.update_summary("eval", eval_result)
   return {"sft": summary, "eval": eval_result}

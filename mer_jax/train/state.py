@@ -36,14 +36,18 @@ def abstract_state(trainable, t_sh, tx, seed: int, mesh) -> tuple[ts.TrainState,
   """
   rep = mesh_lib.replicated(mesh)
   abstract = jax.eval_shape(lambda t: ts.init_train_state(t, tx, seed), trainable)
-  opt_sh = optax.tree_map_params(tx, lambda _, sh: sh, abstract.opt_state, t_sh, transform_non_params=lambda _: rep)
+  opt_sh = optax.tree_map_params(
+      tx, lambda _, sh: sh, abstract.opt_state, t_sh, transform_non_params=lambda _: rep
+  )
   return abstract, ts.TrainState(step=rep, trainable=t_sh, opt_state=opt_sh, rng=rep)
 
 
 def init_state(trainable, t_sh, tx, seed: int, mesh) -> tuple[ts.TrainState, Any]:
   """The train state created on device in its shardings, and those shardings."""
   _, s_sh = abstract_state(trainable, t_sh, tx, seed, mesh)
-  state = jax.jit(lambda t: ts.init_train_state(t, tx, seed), in_shardings=(t_sh,), out_shardings=s_sh)(trainable)
+  state = jax.jit(
+      lambda t: ts.init_train_state(t, tx, seed), in_shardings=(t_sh,), out_shardings=s_sh
+  )(trainable)
   return state, s_sh
 
 
@@ -53,7 +57,9 @@ def load_trained_params(ctx: context_lib.RunContext, step_dir: str) -> dict:
   step_dir = os.path.abspath(step_dir.rstrip("/"))
   parent, name = os.path.split(step_dir)
   if not name.isdigit():
-    raise ValueError(f"{step_dir}: expected a checkpoint step directory such as .../checkpoints/300")
+    raise ValueError(
+        f"{step_dir}: expected a checkpoint step directory such as .../checkpoints/300"
+    )
   tx, _ = optim.sft_optimizer(config.train)
   trainable, frozen, t_sh, _ = split_trainable(ctx.policy)
   state, _ = init_state(trainable, t_sh, tx, config.seed, ctx.mesh)
