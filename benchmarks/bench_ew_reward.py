@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
-from mer_jax.metrics import EWRewardScorer, load_lexicon  # noqa: E402
+from mer_jax.metrics import EWRewardScorer  # noqa: E402
+from mer_jax.metrics import load_lexicon  # noqa: E402
 from mer_jax.metrics.scoring import reference_reward  # noqa: E402
 
 
@@ -75,11 +76,14 @@ def main(argv=None) -> int:
 
   ref_data = data[: args.reference_batches]
   t0 = time.perf_counter()
-  ref = [np.array([reference_reward(g, p, lex) for g, p in zip(gs, ps)]) for gs, ps in ref_data]
+  ref = [
+      np.array([reference_reward(g, p, lex) for g, p in zip(gs, ps, strict=True)])
+      for gs, ps in ref_data
+  ]
   t_ref = time.perf_counter() - t0
   rate_ref = n * len(ref_data) / t_ref
 
-  max_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ours, ref))
+  max_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(ours, ref, strict=True))
   print(f'lexicon: {lex.name}  workload: {len(data)} batches of B={args.batch} x G={args.group}')
   print(f'EWRewardScorer (int tables, numpy popcount): {rate_ours:12,.0f} rewards/s')
   print(f'plain Python (string lookups per call):     {rate_ref:12,.0f} rewards/s')

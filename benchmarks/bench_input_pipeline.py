@@ -20,7 +20,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from input_pipeline import datasets, preprocess, synthmer, tokenization  # noqa: E402
+from input_pipeline import datasets  # noqa: E402
+from input_pipeline import preprocess  # noqa: E402
+from input_pipeline import synthmer  # noqa: E402
+from input_pipeline import tokenization  # noqa: E402
 from input_pipeline.config import default_data_config  # noqa: E402
 
 

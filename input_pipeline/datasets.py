@@ -31,7 +31,10 @@ from typing import Any, Iterator, Mapping, Sequence
 import grain
 import numpy as np
 
-from input_pipeline import decode, preprocess, prompts, tokenization
+from input_pipeline import decode
+from input_pipeline import preprocess
+from input_pipeline import prompts
+from input_pipeline import tokenization
 
 META_KEYS = (
     'name',
@@ -203,7 +206,7 @@ def collate(
   attn = np.zeros((b, t), np.int32)
   has_loss = 'loss_mask' in examples[0]
   loss = np.zeros((b, t), np.float32)
-  for i, (e, n) in enumerate(zip(examples, lengths)):
+  for i, (e, n) in enumerate(zip(examples, lengths, strict=True)):
     sl = slice(t - n, t) if left_pad else slice(0, n)
     ids[i, sl] = e['input_ids']
     attn[i, sl] = 1
@@ -420,7 +423,7 @@ def make_batch(
   )
   rng = np.random.default_rng(0)  # unused: the question is fixed
   examples = [encode.random_map(s, rng) for s in samples]
-  for ex, ok in zip(examples, valid if valid is not None else [True] * len(examples)):
+  for ex, ok in zip(examples, valid if valid is not None else [True] * len(examples), strict=True):
     ex['meta']['valid'] = bool(ok)
   return collate(examples, buckets(d), tokenizer.pad_token_id, prompt_only)
 

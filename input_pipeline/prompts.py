@@ -119,7 +119,7 @@ def build_probe_prompt(
 
 def format_labels(labels: Sequence[str]) -> str:
   """`l1, l2, ...`; an empty list becomes 'neutral' (released code)."""
-  labels = [l.strip() for l in labels if l and l.strip()] or ['neutral']
+  labels = [label.strip() for label in labels if label and label.strip()] or ['neutral']
   return ', '.join(labels)
 
 

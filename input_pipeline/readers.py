@@ -22,7 +22,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from input_pipeline import decode, preprocess
+from input_pipeline import decode
+from input_pipeline import preprocess
 
 RELEASED_SPLITS = {
     'train': 'labels_csv',
@@ -53,7 +54,7 @@ def parse_openset(text: str) -> list[str]:
       pass
   if labels is None:
     labels = text.strip('[]').replace('"', ',').replace("'", ',').split(',')
-  return [l.strip().lower() for l in labels if l.strip()]
+  return [label.strip().lower() for label in labels if label.strip()]
 
 
 def read_csv_column(path: str, column: str) -> dict[str, str]:

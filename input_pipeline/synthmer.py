@@ -34,7 +34,8 @@ import shutil
 from typing import Any, Mapping
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+from PIL import ImageDraw
 
 GENERATOR_VERSION = 3
 SPLITS = ('sft', 'rl', 'eval')
@@ -416,7 +417,7 @@ def render_frames(
     xs = np.linspace(-mw, mw, 9)
     skew = (xs / mw) * (0.12 * r * k if visual == 'disgusted' else 0.0)
     ys = my - curve * (xs / mw) ** 2 + curve * 0.5 - skew
-    d.line(list(zip(cx + xs, ys)), fill=feature, width=lw + 1)
+    d.line(list(zip(cx + xs, ys, strict=True)), fill=feature, width=lw + 1)
     if openness > 0.15:
       oh = openness * 0.22 * r
       ow = mw * (0.45 if visual == 'surprised' else 0.7)
@@ -700,7 +701,8 @@ def random_encoder_features(clips, image_size: int = 32, sample_rate: int = 1600
   stride 320 of the normalized 2 s clips (a wav2vec conv stem). Returns
   (visual [N, 64], audio [N, 64]) float arrays for linear probes.
   """
-  from input_pipeline import decode, preprocess
+  from input_pipeline import decode
+  from input_pipeline import preprocess
 
   rng = np.random.default_rng(0)
   wv, wa = rng.normal(0, 0.02, (48, 64)), rng.normal(0, 0.02, (400, 64))

@@ -141,7 +141,7 @@ class TfdsSampleSource:
         name=text(r['name']),
         subtitle=text(r['subtitle']),
         reason=text(r['reason']),
-        labels=[text(l) for l in r['labels']],
+        labels=[text(label) for label in r['labels']],
         frames=np.asarray(r['frames']),
         audio=np.asarray(r['audio']),
     )

@@ -42,7 +42,11 @@ def _corpus() -> list[str]:
 
 def build_synthmer_tokenizer(vocab_size: int = SYNTHMER_VOCAB_SIZE):
   """A deterministic byte-level BPE tokenizer (`PreTrainedTokenizerFast`)."""
-  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+  from tokenizers import Tokenizer
+  from tokenizers import decoders
+  from tokenizers import models
+  from tokenizers import pre_tokenizers
+  from tokenizers import trainers
   from transformers import PreTrainedTokenizerFast
 
   specials = [BOS, EOS, *prompts.PLACEHOLDER_TOKENS]
@@ -88,7 +92,8 @@ def get_tokenizer(config: Any, workdir: str | None = None):
   For 'synthmer' the tokenizer is built once and saved in `<workdir>/tokenizer`; later
   runs (resume, eval) load that copy, so ids never change under a checkpoint.
   """
-  from transformers import AutoTokenizer, PreTrainedTokenizerFast
+  from transformers import AutoTokenizer
+  from transformers import PreTrainedTokenizerFast
 
   data = config.data if hasattr(config, 'data') else config
   name = data.tokenizer

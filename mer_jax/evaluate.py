@@ -49,7 +49,8 @@ def _print_ovmer_table(rep: dict, level: str, out=None):
 
 
 def cmd_ovmer(args) -> int:
-  from mer_jax.metrics import load_lexicon, ovmer_report  # pylint: disable=import-outside-toplevel
+  from mer_jax.metrics import load_lexicon  # pylint: disable=import-outside-toplevel
+  from mer_jax.metrics import ovmer_report  # pylint: disable=import-outside-toplevel
 
   t0 = time.perf_counter()
   gt = parsing.read_label_csv(args.gt, column=args.column)

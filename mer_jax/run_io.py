@@ -20,8 +20,8 @@ import os
 import tempfile
 from typing import Any, Mapping
 
-import numpy as np
 from absl import logging as absl_logging
+import numpy as np
 
 
 def _to_jsonable(value: Any) -> Any:

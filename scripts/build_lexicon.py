@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+import sys
 
 VERSION = 1
 OUT = Path(__file__).resolve().parents[1] / 'mer_jax' / 'metrics' / 'data' / 'builtin_lexicon.json'
@@ -925,7 +925,6 @@ STOP_FORMS = {
     'emotionally',
     'sensibly',
     'sensible',
-    'sensation',
     'willingly',
     'freely',
     'opening',

@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mer_jax.hf import config_from_hf_dir, load_hf_params
-from mer_jax.models.bert import BertModel, mean_pool_normalize
+from mer_jax.hf import config_from_hf_dir
+from mer_jax.hf import load_hf_params
+from mer_jax.models.bert import BertModel
+from mer_jax.models.bert import mean_pool_normalize
 from tests import hf_fixtures as fx
 
 torch = pytest.importorskip("torch")

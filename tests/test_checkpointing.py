@@ -43,7 +43,9 @@ def test_roundtrip_state_iterator_rng(tmp_path):
   restored, meta = ckpt.restore(ckpt.latest_step(), checkpointing.abstract_like(state), fresh)
   ckpt.close()
   assert meta["step"] == 7 and meta["frozen_source"] == {"llm": "seed:0"}
-  for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored)):
+  for a, b in zip(
+      jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored), strict=True
+  ):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert restored["params"]["w"].sharding == state["params"]["w"].sharding
   for want in expected_next:

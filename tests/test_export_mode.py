@@ -4,11 +4,11 @@ import importlib.util
 import json
 import re
 
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 from safetensors.numpy import load_file
 
 from input_pipeline import datasets

@@ -81,10 +81,12 @@ def test_sharded_grpo_step_equals_single_device(ctx):
   assert one[0][0]["grad_norm"] > 0
   for shape in ({"data": 8, "fsdp": 1, "tensor": 1}, {"data": 2, "fsdp": 2, "tensor": 2}):
     many = _update(ctx, mesh_lib.make_mesh(shape), batch)
-    for a, b in zip(one[0], many[0]):
+    for a, b in zip(one[0], many[0], strict=True):
       np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4, atol=1e-6)
       np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=1e-4)
-    for x, y in zip(jax.tree_util.tree_leaves(one[1]), jax.tree_util.tree_leaves(many[1])):
+    for x, y in zip(
+        jax.tree_util.tree_leaves(one[1]), jax.tree_util.tree_leaves(many[1]), strict=True
+    ):
       np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-6)
 
 

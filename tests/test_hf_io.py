@@ -5,16 +5,20 @@ import json
 import os
 import shutil
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
-from flax import traverse_util
 
-from mer_jax.hf import config_from_hf_dir, export_hf, load_hf_params
-from mer_jax.hf.safetensors_io import SafetensorsCheckpoint, save_safetensors, shard_checkpoint
+from mer_jax.hf import config_from_hf_dir
+from mer_jax.hf import export_hf
+from mer_jax.hf import load_hf_params
+from mer_jax.hf.safetensors_io import SafetensorsCheckpoint
+from mer_jax.hf.safetensors_io import save_safetensors
+from mer_jax.hf.safetensors_io import shard_checkpoint
 from mer_jax.models import sharding as sharding_lib
 from mer_jax.models.qwen2 import Qwen2ForCausalLM
 from tests import hf_fixtures as fx

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mer_jax.hf import config_from_hf_dir, load_hf_params
+from mer_jax.hf import config_from_hf_dir
+from mer_jax.hf import load_hf_params
 from mer_jax.models.hubert import HubertModel
 from tests import hf_fixtures as fx
 

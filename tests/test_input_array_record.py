@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from input_pipeline import array_record, datasets, synthmer, tokenization
+from input_pipeline import array_record
+from input_pipeline import datasets
+from input_pipeline import synthmer
+from input_pipeline import tokenization
 from input_pipeline.config import default_data_config
 
 pytest.importorskip('array_record')

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from input_pipeline import datasets, decode, preprocess, prompts, synthmer, tokenization
+from input_pipeline import datasets
+from input_pipeline import decode
+from input_pipeline import preprocess
+from input_pipeline import prompts
+from input_pipeline import synthmer
+from input_pipeline import tokenization
 from input_pipeline.config import default_data_config
 
 pytest.importorskip('transformers')
@@ -98,7 +103,7 @@ def test_iterator_state_and_determinism(tokenizer, samples):
   after = [next(it) for _ in range(3)]
   again = datasets.make_train_iterator(data, samples, tokenizer)
   again.set_state(state)
-  for a, b in zip(after, [next(again) for _ in range(3)]):
+  for a, b in zip(after, [next(again) for _ in range(3)], strict=True):
     assert a['meta']['name'] == b['meta']['name'] and a['meta']['question'] == b['meta']['question']
     np.testing.assert_array_equal(a['input_ids'], b['input_ids'])
     np.testing.assert_array_equal(a['frames'], b['frames'])
@@ -155,7 +160,7 @@ def test_eval_batches_cover_once(tokenizer, samples):
       assert b['input_ids'].shape[0] == 2
       names += b['meta']['name']
       valid += b['meta']['valid']
-  assert [n for n, v in zip(names, valid) if v] == [s['name'] for s in ev]
+  assert [n for n, v in zip(names, valid, strict=True) if v] == [s['name'] for s in ev]
   assert sum(valid) == 10 and len(valid) == 12
   assert all(
       q == 'labels'

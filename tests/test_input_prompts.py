@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from input_pipeline import prompts, tokenization
+from input_pipeline import prompts
+from input_pipeline import tokenization
 
 pytest.importorskip('transformers')
 
@@ -117,9 +118,12 @@ def test_training_example_mask_exact(tokenizer):
 
 def test_hf_tokenizer_dir_gets_placeholders_and_qwen_specials(tmp_path):
   """An HF tokenizer dir without placeholders (like Qwen2.5) is prepared as the released code does."""
-  from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-  from transformers import PreTrainedTokenizerFast
   import ml_collections
+  from tokenizers import Tokenizer
+  from tokenizers import models
+  from tokenizers import pre_tokenizers
+  from tokenizers import trainers
+  from transformers import PreTrainedTokenizerFast
 
   tok = Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
-
-from input_pipeline import datasets, readers, tokenization
-from input_pipeline.config import default_data_config
 from released_data import write_csv as _write_csv
 from released_data import write_mp4 as _write_mp4
+
+from input_pipeline import datasets
+from input_pipeline import readers
+from input_pipeline import tokenization
+from input_pipeline.config import default_data_config
 
 av = pytest.importorskip('av')
 sf = pytest.importorskip('soundfile')

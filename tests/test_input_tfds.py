@@ -6,7 +6,9 @@ import pytest
 tfds = pytest.importorskip('tensorflow_datasets', reason='the optional tfds extra is not installed')
 sf = pytest.importorskip('soundfile')
 
-from input_pipeline import datasets, tfds_builder, tokenization  # noqa: E402
+from input_pipeline import datasets  # noqa: E402
+from input_pipeline import tfds_builder  # noqa: E402
+from input_pipeline import tokenization  # noqa: E402
 from input_pipeline.config import default_data_config  # noqa: E402
 
 

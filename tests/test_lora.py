@@ -1,14 +1,15 @@
 """LoRA: zero-init B is the base model, adapters off, merge / unmerge, masks, dropout, targets."""
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
 
 from mer_jax.models import lora as lora_lib
-from mer_jax.models.qwen2 import Qwen2Config, Qwen2ForCausalLM
+from mer_jax.models.qwen2 import Qwen2Config
+from mer_jax.models.qwen2 import Qwen2ForCausalLM
 from tests import hf_fixtures as fx
 
 ARCH = dict(fx.TINY_QWEN2)
@@ -30,7 +31,7 @@ def _randomize_b(params, seed=3):
   keys = jax.random.split(jax.random.key(seed), len(flat))
   flat = {
       p: (0.1 * jax.random.normal(k, v.shape) if p[-1] == "lora_b" else v)
-      for (p, v), k in zip(flat.items(), keys)
+      for (p, v), k in zip(flat.items(), keys, strict=True)
   }
   return traverse_util.unflatten_dict(flat)
 

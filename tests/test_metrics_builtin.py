@@ -1,13 +1,14 @@
 """The builtin lexicon: shipped JSON is current, structure, word forms."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from mer_jax.metrics import VARIANTS, load_lexicon
+from mer_jax.metrics import VARIANTS
+from mer_jax.metrics import load_lexicon
 from mer_jax.metrics.lexicon import BUILTIN_PATH
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,12 +2,10 @@
 
 import pytest
 
-from mer_jax.metrics import (
-    LLMEmotionExtractor,
-    LLMSentimentMapper,
-    extract_emotion_words,
-    parse_labels,
-)
+from mer_jax.metrics import LLMEmotionExtractor
+from mer_jax.metrics import LLMSentimentMapper
+from mer_jax.metrics import extract_emotion_words
+from mer_jax.metrics import parse_labels
 from mer_jax.metrics.extract import LABEL_EXTRACTION_PROMPT
 
 

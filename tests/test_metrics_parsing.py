@@ -5,7 +5,10 @@ import csv
 import numpy as np
 import pytest
 
-from mer_jax.metrics import LabelFileError, parse_labels, read_label_csv, string_to_list
+from mer_jax.metrics import LabelFileError
+from mer_jax.metrics import parse_labels
+from mer_jax.metrics import read_label_csv
+from mer_jax.metrics import string_to_list
 from mer_jax.metrics.lexicon import load_official
 
 

@@ -10,14 +10,12 @@ import csv
 import numpy as np
 import pytest
 
-from mer_jax.metrics import (
-    EWRewardScorer,
-    extract_emotion_words,
-    load_lexicon,
-    ovmer_report,
-    parse_labels,
-    read_label_csv,
-)
+from mer_jax.metrics import EWRewardScorer
+from mer_jax.metrics import extract_emotion_words
+from mer_jax.metrics import load_lexicon
+from mer_jax.metrics import ovmer_report
+from mer_jax.metrics import parse_labels
+from mer_jax.metrics import read_label_csv
 
 # ``reference_dir`` (tests/conftest.py): ../shared/reference or $MER_JAX_REFERENCE,
 # skipping with a reason when absent.

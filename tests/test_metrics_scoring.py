@@ -3,17 +3,16 @@
 import numpy as np
 import pytest
 
-from mer_jax.metrics import (
-    VARIANTS,
-    EWRewardScorer,
-    Lexicon,
-    ew_all_variants,
-    ew_scores,
-    hit_rate,
-    ovmer_report,
-    reference_reward,
-)
-from mer_jax.metrics.lexicon import build_format2roots, wheel_map_from_tree
+from mer_jax.metrics import VARIANTS
+from mer_jax.metrics import EWRewardScorer
+from mer_jax.metrics import Lexicon
+from mer_jax.metrics import ew_all_variants
+from mer_jax.metrics import ew_scores
+from mer_jax.metrics import hit_rate
+from mer_jax.metrics import ovmer_report
+from mer_jax.metrics import reference_reward
+from mer_jax.metrics.lexicon import build_format2roots
+from mer_jax.metrics.lexicon import wheel_map_from_tree
 
 WHEEL_A = {
     'joy': {'happy': ['glad_x'], 'content': []},
@@ -138,7 +137,7 @@ def test_per_sample_reward_jaccard_hit(lex):
   sc = EWRewardScorer(lex)
   r = sc.reward(g, p, dtype=np.float64)
   np.testing.assert_allclose(r, [2 / 3, 1.0, 0.0, 0.0, 0.4], atol=1e-12)
-  ref = [reference_reward(a, b, lex) for a, b in zip(g, p)]
+  ref = [reference_reward(a, b, lex) for a, b in zip(g, p, strict=True)]
   np.testing.assert_allclose(r, ref, atol=1e-12)
   assert sc.reward(g, p).dtype == np.float32
   np.testing.assert_allclose(
@@ -146,7 +145,7 @@ def test_per_sample_reward_jaccard_hit(lex):
   )
   np.testing.assert_allclose(sc.hit(g, p, dtype=np.float64), [1.0, 1.0, 0.0, 0.0, 0.4], atol=1e-12)
   rep = ovmer_report(GT, PRED, lex, per_sample=True)
-  assert rep['per_sample'] == pytest.approx(dict(zip(names, r.tolist())), abs=1e-12)
+  assert rep['per_sample'] == pytest.approx(dict(zip(names, r.tolist(), strict=True)), abs=1e-12)
 
 
 def test_reward_empty_and_unknown(lex):
@@ -195,7 +194,7 @@ def test_fast_reward_matches_reference_on_random_labels(lex):
   sc = EWRewardScorer(lex)
   np.testing.assert_allclose(
       sc.reward(g, p, dtype=np.float64),
-      [reference_reward(a, b, lex) for a, b in zip(g, p)],
+      [reference_reward(a, b, lex) for a, b in zip(g, p, strict=True)],
       atol=1e-12,
   )
 
@@ -227,7 +226,7 @@ def test_wide_wheels_span_several_words():
   sc = EWRewardScorer(lex)
   np.testing.assert_allclose(
       sc.reward(g, p, dtype=np.float64),
-      [reference_reward(a, b, lex) for a, b in zip(g, p)],
+      [reference_reward(a, b, lex) for a, b in zip(g, p, strict=True)],
       atol=1e-12,
   )
   # leafy05 -> cat05 in the wide wheels, k3 -> k3 in the small ones: a perfect match

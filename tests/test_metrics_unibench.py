@@ -5,14 +5,12 @@ import csv
 import numpy as np
 import pytest
 
-from mer_jax.metrics import (
-    evaluate_dataset,
-    sentiment_scores,
-    text_to_sentiment,
-    unibench_from_dirs,
-    weighted_f1,
-    word_valence,
-)
+from mer_jax.metrics import evaluate_dataset
+from mer_jax.metrics import sentiment_scores
+from mer_jax.metrics import text_to_sentiment
+from mer_jax.metrics import unibench_from_dirs
+from mer_jax.metrics import weighted_f1
+from mer_jax.metrics import word_valence
 
 sklearn_metrics = pytest.importorskip('sklearn.metrics')
 
@@ -100,7 +98,8 @@ def test_unibench_from_dirs(tmp_path):
 
 
 def test_hit_rate_equals_sklearn_accuracy_for_single_labels():
-  from mer_jax.metrics import hit_rate, load_lexicon
+  from mer_jax.metrics import hit_rate
+  from mer_jax.metrics import load_lexicon
 
   lex = load_lexicon('builtin')
   rng = np.random.default_rng(1)

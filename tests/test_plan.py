@@ -3,10 +3,10 @@
 import importlib.util
 import math
 
+from flax import traverse_util
 import jax
 import numpy as np
 import pytest
-from flax import traverse_util
 
 from mer_jax.tools import plan
 from mer_jax.train import mesh as mesh_lib

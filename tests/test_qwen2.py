@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mer_jax.hf import config_from_hf_dir, load_hf_params
-from mer_jax.models.qwen2 import Qwen2Config, Qwen2ForCausalLM
+from mer_jax.hf import config_from_hf_dir
+from mer_jax.hf import load_hf_params
+from mer_jax.models.qwen2 import Qwen2Config
+from mer_jax.models.qwen2 import Qwen2ForCausalLM
 from tests import hf_fixtures as fx
 
 torch = pytest.importorskip("torch")

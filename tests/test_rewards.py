@@ -118,7 +118,7 @@ def test_length_penalty_orders_strength():
   assert np.all(p1 <= p2 + 1e-7)
   # P3 is the loosest except at (n, m) = (3, 2): P2 = 2/3 > P3 = log 2 / log 3.
   looser = p2 > p3 + 1e-7
-  assert list(zip(n[looser], m[looser])) == [(3, 2)]
+  assert list(zip(n[looser], m[looser], strict=True)) == [(3, 2)]
   with pytest.raises(KeyError, match="p1, p2, p3"):
     rewards.length_penalty("p4", n, m)
 
@@ -144,7 +144,7 @@ def test_accuracy_matches_reference_ew_times_penalty(cfg, request, lexicon, pena
   samples = [sample(f"s{i}", g) for i, g in enumerate(GOLDS)]
   got = rewards.accuracy_reward(ANSWERS, samples, cfg)
   lexicon = metrics.load_lexicon(cfg.eval.lexicon)
-  for i, (text, gold) in enumerate(zip(ANSWERS, GOLDS)):
+  for i, (text, gold) in enumerate(zip(ANSWERS, GOLDS, strict=True)):
     pred = metrics.parse_labels(rewards.extract_answer(text))
     ew = metrics.reference_reward(gold, pred, lexicon)
     pen = rewards.length_penalty(penalty, np.array([len(pred)]), np.array([len(gold)]))[0]

@@ -182,7 +182,7 @@ def test_microbatch_accumulation_equals_full_batch(mode):
   chunks = [slice(0, 1), slice(1, 4), slice(4, 6)]  # unequal sizes; the last holds the padding row
 
   def accumulated(x):
-    sums, denoms = zip(*(loss_fn(x, s) for s in chunks))
+    sums, denoms = zip(*(loss_fn(x, s) for s in chunks), strict=True)
     return sum(sums) / sum(denoms)
 
   assert float(accumulated(lp)) == pytest.approx(float(full(lp)), rel=1e-6)

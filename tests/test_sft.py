@@ -50,7 +50,7 @@ def _two_steps(ctx, config, mesh):
 
 def _assert_same(a, b):
   np.testing.assert_allclose(a[0], b[0], rtol=2e-5)
-  for x, y in zip(jax.tree_util.tree_leaves(a[1]), jax.tree_util.tree_leaves(b[1])):
+  for x, y in zip(jax.tree_util.tree_leaves(a[1]), jax.tree_util.tree_leaves(b[1]), strict=True):
     np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-6)
 
 
@@ -91,7 +91,9 @@ def test_resume_is_exact(ctx, tmp_path):
   ctx_b.config = ctx.config
   resumed = sft.train_sft(ctx_b, samples=ctx.samples["sft"], ckpt_dir=str(tmp_path / "b" / "ckpt"))
   for x, y in zip(
-      jax.tree_util.tree_leaves(straight["params"]), jax.tree_util.tree_leaves(resumed["params"])
+      jax.tree_util.tree_leaves(straight["params"]),
+      jax.tree_util.tree_leaves(resumed["params"]),
+      strict=True,
   ):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   a = {r["step"]: r["train/loss"] for r in run_io.read_metrics(str(tmp_path / "a"))}

@@ -45,7 +45,7 @@ def test_generate_split_cache_roundtrip(tmp_path):
   assert len(files) == 1
   cached = synthmer.generate_split(CFG, 'rl', cache_dir=str(tmp_path))
   assert len(fresh) == len(first) == len(cached) == 12
-  for x, y in zip(fresh, cached):
+  for x, y in zip(fresh, cached, strict=True):
     np.testing.assert_array_equal(x['frames'], y['frames'])
     np.testing.assert_array_equal(x['audio'], y['audio'])  # audio lives on the int16 grid
     for k in ('name', 'subtitle', 'labels', 'reason', 'cues', 'probes', 'latent'):

@@ -2,9 +2,10 @@
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import optimizer as optim
@@ -87,7 +88,9 @@ def test_accumulation_equals_one_big_batch():
   for k in (2, 4):
     losses, params = _run(grad_accum=k)
     np.testing.assert_allclose(losses, big_losses, rtol=1e-5)
-    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(big_params)):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(big_params), strict=True
+    ):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -104,7 +107,9 @@ def test_sharded_step_equals_single_device(shape):
   mesh = mesh_lib.make_mesh(shape)
   losses, params = _run(grad_accum=1, mesh=mesh)
   np.testing.assert_allclose(losses, single_losses, rtol=1e-5)
-  for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(single_params)):
+  for a, b in zip(
+      jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(single_params), strict=True
+  ):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 

@@ -22,12 +22,14 @@ import json
 import os
 from typing import Any
 
+from flax import traverse_util
 import jax
 import numpy as np
-from flax import traverse_util
 
 from mer_jax.hf import keymaps
-from mer_jax.hf.safetensors_io import SINGLE_FILE, save_safetensors, shard_checkpoint
+from mer_jax.hf.safetensors_io import SINGLE_FILE
+from mer_jax.hf.safetensors_io import save_safetensors
+from mer_jax.hf.safetensors_io import shard_checkpoint
 from mer_jax.models import lora as lora_lib
 
 Params = dict[str, Any]
@@ -45,7 +47,7 @@ def hf_state_dict(params: Params, config: Any, dtype: Any = None) -> dict[str, n
     if dtype is not None:
       arr = arr.astype(dtype)
     layer_paths = keymaps.unscanned_paths(path, spec, arr.shape[0] if arr.ndim else None)
-    pieces = zip(layer_paths, arr) if layer_paths is not None else [(path, arr)]
+    pieces = zip(layer_paths, arr, strict=True) if layer_paths is not None else [(path, arr)]
     for p, a in pieces:
       tensors[keymaps.hf_key_candidates(p, spec)[0]] = np.ascontiguousarray(
           keymaps.to_hf_layout(a, p)
@@ -151,12 +153,12 @@ def _checkpoint_workdir(step_dir: str) -> str | None:
 def run(config, workdir: str, writer) -> dict:
   """Mode `export_hf`: the checkpoint in `config.checkpoint.init_from` -> `<workdir>/hf/`."""
   from input_pipeline import tokenization
+  from mer_jax.hf.safetensors_io import save_safetensors
   from mer_jax.models import affectgpt
   from mer_jax.train import context as context_lib
   from mer_jax.train import mesh as mesh_lib
   from mer_jax.train import policy as policy_lib
   from mer_jax.train import state as state_lib
-  from mer_jax.hf.safetensors_io import save_safetensors
 
   step_dir = config.checkpoint.init_from
   if not step_dir:

@@ -18,7 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mer_jax.models import bert, clip_vision, hubert, qwen2
+from mer_jax.models import bert
+from mer_jax.models import clip_vision
+from mer_jax.models import hubert
+from mer_jax.models import qwen2
 
 Path = tuple[str, ...]
 

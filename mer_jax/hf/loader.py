@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
+from jax.sharding import Mesh
+from jax.sharding import SingleDeviceSharding
 import numpy as np
-from flax import traverse_util
-from jax.sharding import Mesh, SingleDeviceSharding
 
 from mer_jax.hf import keymaps
 from mer_jax.hf.safetensors_io import SafetensorsCheckpoint
@@ -117,7 +118,9 @@ def load_hf_params(
     keys = [resolver.find(p) for p in layer_paths]
     if None in keys:
       missing.extend(
-          keymaps.hf_key_candidates(p, spec)[0] for p, k in zip(layer_paths, keys) if k is None
+          keymaps.hf_key_candidates(p, spec)[0]
+          for p, k in zip(layer_paths, keys, strict=True)
+          if k is None
       )
       continue
     per_layer_shape = leaf.shape[1:] if scanned else leaf.shape

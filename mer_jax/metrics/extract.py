@@ -32,7 +32,9 @@ from __future__ import annotations
 import re
 from typing import Callable, Protocol, Sequence
 
-from mer_jax.metrics.lexicon import LEVELS, Lexicon, load_lexicon
+from mer_jax.metrics.lexicon import LEVELS
+from mer_jax.metrics.lexicon import Lexicon
+from mer_jax.metrics.lexicon import load_lexicon
 from mer_jax.metrics.parsing import parse_labels
 
 # AffectGPT (arXiv 2501.16566) appendix E, label extraction prompt.
@@ -197,7 +199,6 @@ EXTRACT_STOP = frozenset(
         'heavy',
         'soft',
         'long',
-        'close',
         'dark',
         'off',
         'sick',

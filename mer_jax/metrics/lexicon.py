@@ -313,16 +313,10 @@ def read_wheel_xlsx(path: Path) -> dict:
   tree: dict[str, dict[str, list[str]]] = {}
   l1 = l2 = l3 = ''
   for r in rows:
-
-    def get(i):
-      return r[i] if i < len(r) else None
-
-    if get(i1) is not None:
-      l1 = str(get(i1))
-    if get(i2) is not None:
-      l2 = str(get(i2))
-    if get(i3) is not None:
-      l3 = str(get(i3))
+    cells = [r[i] if i < len(r) else None for i in (i1, i2, i3)]
+    l1, l2, l3 = (
+        prev if cell is None else str(cell) for prev, cell in zip((l1, l2, l3), cells, strict=True)
+    )
     l1, l2, l3 = l1.lower().strip(), l2.lower().strip(), l3.lower().strip()
     tree.setdefault(l1, {}).setdefault(l2, []).append(l3)
   return tree

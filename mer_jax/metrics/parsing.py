@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from pathlib import Path
+import re
 from typing import Iterable
 
 _SPLIT_RE = re.compile('[\'",]')
@@ -153,7 +153,7 @@ def read_csv_rows(path, required: Iterable[str] = ('name',)):
               f'{path}:{line}: expected {len(header)} fields '
               f'({",".join(header)}), found {len(fields)}'
           )
-        yield line, dict(zip(header, fields))
+        yield line, dict(zip(header, fields, strict=True))
     except csv.Error as e:
       raise LabelFileError(f'{path}:{reader.line_num}: malformed CSV ({e})') from e
     if header is None:

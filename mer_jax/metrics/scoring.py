@@ -23,8 +23,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mer_jax.metrics.lexicon import (LEVELS, N_WHEELS, VARIANTS, Lexicon, load_lexicon)
-from mer_jax.metrics.parsing import _SPLIT_RE, parse_labels
+from mer_jax.metrics.lexicon import LEVELS
+from mer_jax.metrics.lexicon import N_WHEELS
+from mer_jax.metrics.lexicon import VARIANTS
+from mer_jax.metrics.lexicon import Lexicon
+from mer_jax.metrics.lexicon import load_lexicon
+from mer_jax.metrics.parsing import _SPLIT_RE
+from mer_jax.metrics.parsing import parse_labels
 
 _popcount = np.bitwise_count
 
@@ -198,7 +203,7 @@ def ew_scores(gt: Mapping, pred: Mapping, lexicon='builtin', level: str = 'level
 def _variants_from(lexicon, g: _Encoded, p: _Encoded, level_results) -> dict:
   out = {}
   for v, variant in enumerate(VARIANTS[:2]):
-    f, pr, rc, n = _prf_from_sets(zip(g.cases[v], p.cases[v]))
+    f, pr, rc, n = _prf_from_sets(zip(g.cases[v], p.cases[v], strict=True))
     out[variant] = {'precision': pr, 'recall': rc, 'f1': f, 'n_samples': n}
   for level in LEVELS:
     res = level_results[level]
@@ -260,7 +265,7 @@ def ovmer_report(
     out['variants'] = _variants_from(lexicon, g, p, results)
   if per_sample:
     r = per_sample_f(*counts['level1'])
-    out['per_sample'] = dict(zip(names, r.tolist()))
+    out['per_sample'] = dict(zip(names, r.tolist(), strict=True))
   return out
 
 

@@ -42,9 +42,11 @@ from typing import Callable, Mapping
 import numpy as np
 
 from mer_jax.metrics import parsing
-from mer_jax.metrics.extract import extract_emotion_words, text_to_sentiment
+from mer_jax.metrics.extract import extract_emotion_words
+from mer_jax.metrics.extract import text_to_sentiment
 from mer_jax.metrics.lexicon import load_lexicon
-from mer_jax.metrics.scoring import ew_scores, hit_rate
+from mer_jax.metrics.scoring import ew_scores
+from mer_jax.metrics.scoring import hit_rate
 
 HIT_DATASETS = {
     'MER2023': ('neutral', 'angry', 'happy', 'sad', 'worried', 'surprise'),
@@ -86,9 +88,9 @@ def weighted_f1(y_true, y_pred) -> float:
   labels = sorted(set(y_true) | set(y_pred))
   total = 0.0
   for c in labels:
-    tp = sum(1 for t, p in zip(y_true, y_pred) if t == c and p == c)
-    fp = sum(1 for t, p in zip(y_true, y_pred) if t != c and p == c)
-    fn = sum(1 for t, p in zip(y_true, y_pred) if t == c and p != c)
+    tp = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == c and p == c)
+    fp = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t != c and p == c)
+    fn = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == c and p != c)
     support = tp + fn
     denom = 2 * tp + fp + fn
     f1 = 2 * tp / denom if denom else 0.0
@@ -116,7 +118,7 @@ def sentiment_scores(gold: Mapping[str, float], pred: Mapping[str, str]) -> dict
     y_pred.append('positive' if p == 'positive' else 'negative')
   if not y_true:
     return {'waf': 0.0, 'acc': 0.0, 'n_samples': 0}
-  acc = float(np.mean([t == p for t, p in zip(y_true, y_pred)]))
+  acc = float(np.mean([t == p for t, p in zip(y_true, y_pred, strict=True)]))
   return {'waf': weighted_f1(y_true, y_pred), 'acc': acc, 'n_samples': len(y_true)}
 
 

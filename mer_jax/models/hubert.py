@@ -85,7 +85,7 @@ def _conv1d(
     return conv(x, kernel).astype(x.dtype)
   xs = jnp.split(x, groups, axis=-1)
   ks = jnp.split(kernel, groups, axis=-1)
-  return jnp.concatenate([conv(a, b) for a, b in zip(xs, ks)], axis=-1).astype(x.dtype)
+  return jnp.concatenate([conv(a, b) for a, b in zip(xs, ks, strict=True)], axis=-1).astype(x.dtype)
 
 
 class Conv1D(nn.Module):
@@ -305,6 +305,6 @@ class HubertModel(nn.Module):
   @staticmethod
   def dummy_inputs(config: HubertConfig) -> dict[str, Array]:
     n = 1
-    for k, s in zip(reversed(config.conv_kernel), reversed(config.conv_stride)):
+    for k, s in zip(reversed(config.conv_kernel), reversed(config.conv_stride), strict=True):
       n = (n - 1) * s + k
     return {"input_values": jnp.zeros((1, n), jnp.float32)}

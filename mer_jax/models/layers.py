@@ -8,6 +8,7 @@ docs/architecture.md; modules never name mesh axes. Linear layers keep the flax 
 from __future__ import annotations
 
 import dataclasses
+import operator
 from typing import Any, Callable, ClassVar, Sequence
 
 import flax.linen as nn
@@ -363,7 +364,7 @@ def run_stack(layers: nn.Module | list[nn.Module], carry: Any, xs: Any, *broadca
     return layers(carry, xs, *broadcast)
   ys = []
   for i, layer in enumerate(layers):
-    xs_i = None if xs is None else jax.tree.map(lambda a: a[i], xs)
+    xs_i = None if xs is None else jax.tree.map(operator.itemgetter(i), xs)
     carry, y = layer(carry, xs_i, *broadcast)
     ys.append(y)
   return carry, jax.tree.map(lambda *a: jnp.stack(a), *ys)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import traverse_util
 
 LORA_LEAVES = ("lora_a", "lora_b")
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -10,7 +10,9 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
 Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
@@ -63,7 +65,10 @@ def logical_to_sharding(
   seen: set = set()
   names = tuple(None if n is not None and (n in seen or seen.add(n)) else n for n in names)
   spec = nn.logical_to_mesh_axes(names, rules)
-  spec = [ax if dim % _mesh_axes_size(mesh, ax) == 0 else None for ax, dim in zip(spec, shape)]
+  spec = [
+      ax if dim % _mesh_axes_size(mesh, ax) == 0 else None
+      for ax, dim in zip(spec, shape, strict=True)
+  ]
   return NamedSharding(mesh, PartitionSpec(*spec))
 
 

@@ -16,10 +16,9 @@ import json
 import os
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import logging
+import jax
+import numpy as np
 
 from mer_jax.hf import loader
 from mer_jax.models import bert
@@ -113,7 +112,7 @@ class SentenceEmbedder:
       for key in list(self._memo)[: len(self._memo) // 2]:
         del self._memo[key]
     if missing:
-      for t, e in zip(missing, self._encode_uncached(missing)):
+      for t, e in zip(missing, self._encode_uncached(missing), strict=True):
         self._memo[t] = e
     if not texts:
       return np.zeros((0, self.dim), np.float32)
@@ -121,7 +120,7 @@ class SentenceEmbedder:
 
   def remember(self, texts: Sequence[str], embeddings: np.ndarray) -> None:
     """Adds known embeddings (e.g. read from a disk cache) to the per-process memo."""
-    for t, e in zip(texts, embeddings):
+    for t, e in zip(texts, embeddings, strict=True):
       self._memo[t] = np.asarray(e, np.float32)
 
 

@@ -20,10 +20,10 @@ import os
 import time
 from typing import Callable, Mapping
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from tqdm import tqdm
 
 from input_pipeline import datasets

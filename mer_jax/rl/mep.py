@@ -26,7 +26,6 @@ high rate shows that refusals under masking are not a model that never mentions 
 from __future__ import annotations
 
 import csv
-import os
 import re
 from typing import Mapping, Sequence
 
@@ -206,7 +205,7 @@ def faithfulness(
               int(ctx.config.eval.max_new_tokens),
           )
         answers = []
-        for (s, p), text in zip(probes, texts):
+        for (s, p), text in zip(probes, texts, strict=True):
           evidence = probe_evidence(p, s, embedder, method)
           clauses = embedder.encode([c for *_, c in cues_lib.think_clauses(text)])
           said = evidence is not None and bool(

@@ -104,7 +104,7 @@ def analyze(completions: Sequence[str], samples: Sequence[Mapping], cfg) -> list
   flat = embedder.encode([c[2] for cs in clauses for c in cs])
   out, start = [], 0
   memo: dict[int, dict] = {}
-  for text_clauses, sample in zip(clauses, samples):
+  for text_clauses, sample in zip(clauses, samples, strict=True):
     key = id(sample)
     if key not in memo:
       memo[key] = _cue_embeddings(embedder, sample, method)
@@ -155,7 +155,9 @@ def routed_token_weights(
       continue
     offsets = cues_lib.token_char_offsets(tokenizer, tokens[i, : int(lengths[i])])
     for modality in WEIGHT_KEYS:
-      spans = [(s, e) for (s, e, _), kind in zip(row["clauses"], kinds) if kind == modality]
+      spans = [
+          (s, e) for (s, e, _), kind in zip(row["clauses"], kinds, strict=True) if kind == modality
+      ]
       routed[modality] += len(spans)
       if spans:
         weights[modality][i] = cues_lib.clause_token_mask(offsets, spans, length)

@@ -27,11 +27,12 @@ import itertools
 import re
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-import numpy as np
 from absl import logging
+import numpy as np
 
 from mer_jax import metrics
-from mer_jax.rl import Registry, bradley_terry
+from mer_jax.rl import Registry
+from mer_jax.rl import bradley_terry
 
 RewardFn = Callable[[Sequence[str], Sequence[Mapping], Any], np.ndarray]
 

@@ -19,7 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mer_jax.hf import config_from_hf_dir, keymaps, load_hf_params
+from mer_jax.hf import config_from_hf_dir
+from mer_jax.hf import keymaps
+from mer_jax.hf import load_hf_params
 
 # spec name -> (input dtype, apply(model, params, x) -> output array)
 _RUNNERS: dict[str, tuple[Any, Callable]] = {

@@ -13,17 +13,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from absl import app
+from absl import flags
+from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from absl import app, flags
-from flax import traverse_util
 from ml_collections import config_flags
 
 from mer_jax.hf.loader import abstract_params
-from mer_jax.models import clip_vision, hubert, qwen2
+from mer_jax.models import clip_vision
 from mer_jax.models import fusion as fusion_lib
+from mer_jax.models import hubert
 from mer_jax.models import lora as lora_lib
+from mer_jax.models import qwen2
 from mer_jax.train import policy
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config, e.g. configs/grpo.py:paper.")

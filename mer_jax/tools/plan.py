@@ -64,16 +64,18 @@ import math  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+import numpy as np  # noqa: E402
 
-from mer_jax.models import affectgpt, qwen2  # noqa: E402
+from mer_jax.models import affectgpt  # noqa: E402
 from mer_jax.models import fusion as fusion_lib  # noqa: E402
 from mer_jax.models import lora as lora_lib  # noqa: E402
+from mer_jax.models import qwen2  # noqa: E402
 from mer_jax.models import sharding as sharding_lib  # noqa: E402
 from mer_jax.rl import grpo  # noqa: E402
 from mer_jax.rl import sampler as sampler_lib  # noqa: E402

@@ -14,12 +14,11 @@ import signal
 import threading
 from typing import Any
 
+from absl import logging
+import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging
-
-import grain
 
 
 class Checkpointer:

@@ -6,8 +6,8 @@ import dataclasses
 import time
 from typing import Any
 
-import jax
 from absl import logging
+import jax
 
 from input_pipeline import readers
 from input_pipeline import tokenization

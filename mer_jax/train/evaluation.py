@@ -12,16 +12,16 @@ import os
 import time
 from typing import Any, Sequence
 
+from absl import logging
 import jax
 import numpy as np
-from absl import logging
 from tqdm import tqdm
 
 from input_pipeline import datasets
 from mer_jax import metrics
 from mer_jax.rl import rewards as rewards_lib
-from mer_jax.train import generation
 from mer_jax.train import context as context_lib
+from mer_jax.train import generation
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import state as state_lib
 
@@ -47,7 +47,7 @@ def write_predictions(
   with open(tmp, "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["name", "openset", "completion"])
-    for name, labs, text in zip(names, labels, completions):
+    for name, labs, text in zip(names, labels, completions, strict=True):
       w.writerow([name, str(list(labs)), text])
   os.replace(tmp, path)
 
@@ -94,7 +94,7 @@ def evaluate(
     all_names = _gathered_names(
         meta["name"], meta["valid"], mesh_lib.process_rows(ctx.mesh, len(texts))
     )
-    for name, text, n in zip(all_names, texts, out["lengths"]):
+    for name, text, n in zip(all_names, texts, out["lengths"], strict=True):
       if name is not None:
         names.append(name)
         completions.append(text)
@@ -102,7 +102,7 @@ def evaluate(
   elapsed = time.time() - t0
   labels = [predicted_labels(t) for t in completions]
   gold = {s["name"]: list(s.get("labels") or []) for s in samples}
-  pred = dict(zip(names, labels))
+  pred = dict(zip(names, labels, strict=True))
   scores = metrics.ew_scores(gold, pred, config.eval.lexicon, level=config.eval.level)
   format_ok = rewards_lib.format_reward(completions, [{} for _ in completions], None)
   result = {
@@ -151,7 +151,7 @@ def _gathered_names(
 
   `rows`: the global rows this host's names fill (`mesh_lib.process_rows`).
   """
-  names = [n if v else None for n, v in zip(local_names, local_valid)]
+  names = [n if v else None for n, v in zip(local_names, local_valid, strict=True)]
   if jax.process_count() == 1:
     return names
   from jax.experimental import multihost_utils
@@ -165,7 +165,7 @@ def _gathered_names(
   allnames = np.asarray(multihost_utils.process_allgather(encoded, tiled=True))
   allrows = np.asarray(multihost_utils.process_allgather(np.asarray(rows, np.int32), tiled=True))
   out: list[str | None] = [None] * len(allrows)
-  for row, r in zip(allrows, allnames):
+  for row, r in zip(allrows, allnames, strict=True):
     out[row] = bytes(r[1 : 1 + r[0]]).decode() if r[0] else None
   return out
 

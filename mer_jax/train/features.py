@@ -15,11 +15,11 @@ import json
 import os
 from typing import Mapping, Sequence
 
+from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
-from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from input_pipeline import datasets
@@ -83,7 +83,11 @@ def precompute_features(
     # The encoders run on the global mesh: every process must make the same calls, but
     # each sees the cache at its own moment (another process may be writing to it).
     missing = np.asarray([n in todo for n in names], np.int32)
-    todo = {n for n, m in zip(names, multihost_utils.process_allgather(missing).any(axis=0)) if m}
+    todo = {
+        n
+        for n, m in zip(names, multihost_utils.process_allgather(missing).any(axis=0), strict=True)
+        if m
+    }
   pending = [s for s in samples if s["name"] in todo]
   if not pending:
     return out_dir

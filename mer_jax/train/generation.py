@@ -104,7 +104,8 @@ def decode_completions(
 ) -> list[str]:
   """Detokenized completions (eos and padding dropped, cut after the first stop string)."""
   texts = tokenizer.batch_decode(
-      [row[: int(n)].tolist() for row, n in zip(tokens, lengths)], skip_special_tokens=True
+      [row[: int(n)].tolist() for row, n in zip(tokens, lengths, strict=True)],
+      skip_special_tokens=True,
   )
   return [sampler_lib.truncate_at_stop(t, stop_strings) for t in texts]
 

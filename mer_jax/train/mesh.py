@@ -13,9 +13,11 @@ from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
-import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import numpy as np
 
 from input_pipeline import datasets
 
@@ -31,12 +33,12 @@ def mesh_shape(sizes: Mapping[str, int], num_devices: int) -> tuple[int, int, in
     if num_devices % known:
       raise ValueError(
           f"config.mesh: {num_devices} devices are not divisible by the fixed axes "
-          f"({dict(zip(AXES, shape))})"
+          f"({dict(zip(AXES, shape, strict=True))})"
       )
     shape[shape.index(-1)] = num_devices // known
   if math.prod(shape) != num_devices:
     raise ValueError(
-        f"config.mesh {dict(zip(AXES, shape))} needs {math.prod(shape)} devices, "
+        f"config.mesh {dict(zip(AXES, shape, strict=True))} needs {math.prod(shape)} devices, "
         f"but {num_devices} are available"
     )
   return tuple(shape)

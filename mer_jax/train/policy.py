@@ -14,11 +14,11 @@ import json
 import os
 from typing import Any
 
+from absl import logging
+from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from absl import logging
-from flax import traverse_util
 from jax.sharding import Mesh
 
 from mer_jax.hf import loader as hf_loader
@@ -241,7 +241,7 @@ def build_policy(config, tokenizer, mesh: Mesh, *, with_encoders: bool = True) -
 def _encoder_params(module, section, name, hf_cls, attr, mesh, rules, rng, dummy):
   if section.hf_dir:
     logging.info("loading %s encoder weights from %s", name, section.hf_dir)
-    inner = getattr(module, "config")
+    inner = module.config
     loaded = hf_loader.load_hf_params(section.hf_dir, hf_cls, inner, mesh=mesh, rules=rules)[
         "params"
     ]

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
+from absl import logging
 import jax
 import numpy as np
-import optax
-from absl import logging
 from tqdm import tqdm
 
 from input_pipeline import datasets

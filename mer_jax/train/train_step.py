@@ -80,8 +80,8 @@ def accumulate_gradients(
   def body(carry, xs):
     loss_sum, count, grads = carry
     b, r = xs
-    l, c, g, aux = one(b, r)
-    return (loss_sum + l, count + c, jax.tree_util.tree_map(jnp.add, grads, g)), aux
+    part_sum, c, g, aux = one(b, r)
+    return (loss_sum + part_sum, count + c, jax.tree_util.tree_map(jnp.add, grads, g)), aux
 
   (loss_sum, count, grads), auxs = jax.lax.scan(
       body, (jnp.zeros(()), jnp.zeros(()), zeros), (micro, rngs)
