@@ -60,9 +60,9 @@ def main() -> None:
 
   import torch
 
+  from mer_jax.decode import sampler as sampler_lib
   from mer_jax.hf import loader
   from mer_jax.models import qwen2
-  from mer_jax.rl import sampler as sampler_lib
 
   rng = np.random.default_rng(0)
   lengths = rng.integers(args.prompt // 2, args.prompt + 1, args.batch)

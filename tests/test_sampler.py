@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mer_jax.decode import sampler as sampler_lib
 from mer_jax.models import qwen2
-from mer_jax.rl import sampler as sampler_lib
 
 CFG = qwen2.Qwen2Config(
     vocab_size=64,

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from input_pipeline import datasets
 from mer_jax import run_io
+from mer_jax.decode import generation
 from mer_jax.models import lora as lora_lib
 from mer_jax.rl import advantages as adv_lib
 from mer_jax.rl import losses as losses_lib
@@ -35,7 +36,6 @@ from mer_jax.rl import rewards as rewards_lib
 from mer_jax.train import checkpointing
 from mer_jax.train import context as context_lib
 from mer_jax.train import evaluation
-from mer_jax.train import generation
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import optimizer as optim
 from mer_jax.train import sft as sft_lib

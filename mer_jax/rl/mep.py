@@ -35,11 +35,11 @@ import numpy as np
 from input_pipeline import datasets
 from input_pipeline import prompts
 from input_pipeline import tokenization
+from mer_jax.decode import generation
 from mer_jax.rl import cues as cues_lib
 from mer_jax.rl import embeddings as emb_lib
 from mer_jax.rl import omni
 from mer_jax.rl import rewards as rewards_lib
-from mer_jax.train import generation
 
 PROBE_MODALITIES = {"visual": "video", "audio": "audio"}
 

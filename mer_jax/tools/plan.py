@@ -6,7 +6,7 @@ Builds the configured model from shapes only (no weights: `jax.eval_shape`, shar
 from the logical-axis rules), then ahead-of-time lowers and compiles, for a mesh of
 that many fake CPU devices (set before JAX starts), the GRPO update step exactly as
 `mer_jax.rl.grpo.grpo_update_fn` jits it, and the sampler program
-(`mer_jax.train.generation`: prompt embedding, KV cache, the `while_loop` decode). XLA's memory analysis of the compiled
+(`mer_jax.decode.generation`: prompt embedding, KV cache, the `while_loop` decode). XLA's memory analysis of the compiled
 per-device program gives the bytes one chip needs; its cost analysis the FLOPs. Recipes
 without a `grpo` section (SFT) plan the SFT step instead of the GRPO update.
 
@@ -72,14 +72,14 @@ import jax.numpy as jnp  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
 
+from mer_jax.decode import generation  # noqa: E402
+from mer_jax.decode import sampler as sampler_lib  # noqa: E402
 from mer_jax.models import affectgpt  # noqa: E402
 from mer_jax.models import fusion as fusion_lib  # noqa: E402
 from mer_jax.models import lora as lora_lib  # noqa: E402
 from mer_jax.models import qwen2  # noqa: E402
 from mer_jax.models import sharding as sharding_lib  # noqa: E402
 from mer_jax.rl import grpo  # noqa: E402
-from mer_jax.rl import sampler as sampler_lib  # noqa: E402
-from mer_jax.train import generation  # noqa: E402
 from mer_jax.train import mesh as mesh_lib  # noqa: E402
 from mer_jax.train import optimizer as optim  # noqa: E402
 from mer_jax.train import policy as policy_lib  # noqa: E402

@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from input_pipeline import datasets
 from mer_jax import metrics
+from mer_jax.decode import generation
 from mer_jax.rl import rewards as rewards_lib
 from mer_jax.train import context as context_lib
-from mer_jax.train import generation
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import state as state_lib
 

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mer_jax.decode import sampler as sampler_lib
 from mer_jax.models import sharding as sharding_lib
-from mer_jax.rl import sampler as sampler_lib
 from mer_jax.train import mesh as mesh_lib
 
 DEVICE_KEYS = ("input_ids", "attention_mask", "vision_feats", "audio_feats")
