@@ -89,6 +89,14 @@ def _existing_path(config, field: str, required: bool, base: str = "", is_dir: b
   return value
 
 
+def _checkpoint_path(config, field: str, required: bool) -> str:
+  """A checkpoint step directory of ours, or a released AffectGPT `.pth` file."""
+  value = _get(config, field)
+  if isinstance(value, str) and value.endswith((".pth", ".pt")):
+    return _existing_path(config, field, required)
+  return _existing_path(config, field, required, is_dir=True)
+
+
 def _validate_model(config) -> None:
   for part in ("llm", "vision", "audio"):
     hf_dir = _existing_path(config, f"model.{part}.hf_dir", required=False, is_dir=True)
@@ -201,11 +209,8 @@ def _validate_train(config) -> None:
   _int(config, "train.log_every", 1)
   _int(config, "checkpoint.every_steps", 0)
   _int(config, "checkpoint.keep", 1)
-  _existing_path(
-      config,
-      "checkpoint.init_from",
-      required=config.mode == "eval" and config.preset == "paper",
-      is_dir=True,
+  _checkpoint_path(
+      config, "checkpoint.init_from", required=config.mode == "eval" and config.preset == "paper"
   )
 
 
@@ -241,7 +246,7 @@ def _validate_eval(config) -> None:
 
 def _validate_grpo(config) -> None:
   g = "grpo"
-  _existing_path(config, f"{g}.init_checkpoint", required=config.preset == "paper", is_dir=True)
+  _checkpoint_path(config, f"{g}.init_checkpoint", required=config.preset == "paper")
   for field in (
       "steps",
       "prompts_per_step",

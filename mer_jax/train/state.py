@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from absl import logging
+from flax import traverse_util
 import jax
 import optax
 
+from mer_jax.hf import affectgpt_release
 from mer_jax.models import lora as lora_lib
 from mer_jax.train import checkpointing
 from mer_jax.train import context as context_lib
@@ -52,7 +55,13 @@ def init_state(trainable, t_sh, tx, seed: int, mesh) -> tuple[ts.TrainState, Any
 
 
 def load_trained_params(ctx: context_lib.RunContext, step_dir: str) -> dict:
-  """Policy params with the trainable part restored from a checkpoint step directory."""
+  """Policy params with the trainable part restored from a checkpoint.
+
+  `step_dir` is one of our step directories, or a released AffectGPT `checkpoint_*.pth`
+  (`load_released_params`).
+  """
+  if affectgpt_release.is_released_checkpoint(step_dir):
+    return load_released_params(ctx, step_dir)
   config = ctx.config
   step_dir = os.path.abspath(step_dir.rstrip("/"))
   parent, name = os.path.split(step_dir)
@@ -72,3 +81,43 @@ def load_trained_params(ctx: context_lib.RunContext, step_dir: str) -> dict:
     ckpt.close()
   checkpointing.check_frozen_source(meta, ctx.policy.frozen_source, step_dir)
   return lora_lib.combine_params(restored.trainable, frozen)
+
+
+def load_released_params(ctx: context_lib.RunContext, path: str) -> dict:
+  """Policy params whose fusion and LoRA leaves come from a released `.pth` checkpoint.
+
+  The frozen weights stay those of `config.model.*.hf_dir`; the load report (epoch, fusion
+  variant, dropped and unknown keys) goes to the log and `summary.json['init_from']`.
+  """
+  ckpt = affectgpt_release.read(path)
+  fusion_type, rank = affectgpt_release.check_config(ckpt, ctx.config)
+  flat = traverse_util.flatten_dict(ctx.policy.params)
+  shardings = traverse_util.flatten_dict(ctx.policy.param_shardings)
+  mask = traverse_util.flatten_dict(ctx.policy.trainable_mask())
+  wanted = {p: tuple(v.shape) for p, v in flat.items() if mask[p]}
+  loaded, report = affectgpt_release.trainable_from_release(
+      ckpt, wanted, ctx.policy.config.llm.num_hidden_layers
+  )
+  report.fusion_type, report.lora_rank = fusion_type, rank
+  for p, value in loaded.items():
+    flat[p] = jax.device_put(value.astype(flat[p].dtype), shardings[p])
+  logging.info(
+      "init_from %s (epoch %s): %d tensors, fusion %s, LoRA rank %s; dropped %s; unknown %s",
+      path,
+      report.epoch,
+      report.loaded_keys,
+      report.fusion_type,
+      report.lora_rank,
+      report.dropped_keys,
+      report.unknown_keys,
+  )
+  if report.unknown_keys:
+    logging.warning(
+        "init_from: %d unknown keys in %s were not used: %s",
+        len(report.unknown_keys),
+        path,
+        report.unknown_keys,
+    )
+  if ctx.writer is not None:
+    ctx.writer.update_summary("init_from", report.as_dict())
+  return traverse_util.unflatten_dict(flat)
