@@ -50,3 +50,51 @@ def test_cue_embeddings_are_cached_on_disk(embedder, tmp_path):
   assert np.all(again == 0)
   other = embeddings.cached_embeddings(embedder, texts + ["he shouts"], str(tmp_path), "unit")
   assert len(list(tmp_path.iterdir())) == 2 and other.shape == (3, 384)
+
+
+_TWO_PROCESSES = """
+import sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+import numpy as np
+from mer_jax.rl import embeddings
+e = embeddings.get_embedder("minilm").encode(["her voice trembles"])
+np.save(sys.argv[3], e)
+"""
+
+
+def test_embedder_works_on_every_process(embedder, tmp_path, repo_root):
+  """Process 1 of a 2-process job embeds like a single process (OPPO rewards on every host)."""
+  import os
+  import socket
+  import subprocess
+  import sys
+
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(repo_root))
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+  procs = [
+      subprocess.Popen(
+          [
+              sys.executable,
+              "-c",
+              _TWO_PROCESSES,
+              f"127.0.0.1:{port}",
+              str(i),
+              tmp_path / f"{i}.npy",
+          ],
+          env=env,
+          stdout=subprocess.PIPE,
+          stderr=subprocess.STDOUT,
+          text=True,
+      )
+      for i in range(2)
+  ]
+  outs = [p.communicate(timeout=300)[0] for p in procs]
+  assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outs)
+  single = embedder.encode(["her voice trembles"])
+  for i in range(2):
+    np.testing.assert_allclose(np.load(tmp_path / f"{i}.npy"), single, atol=1e-6)

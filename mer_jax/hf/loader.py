@@ -38,9 +38,13 @@ def abstract_params(model: nn.Module, rng: jax.Array | None = None) -> Params:
 
 
 def param_shardings(abstract: Params, mesh: Mesh | None, rules=None) -> Params:
-  """NamedShardings from logical axes, or the first device when `mesh` is None."""
+  """NamedShardings from logical axes, or this process's first device when `mesh` is None.
+
+  (`jax.devices()[0]` belongs to process 0: on any other process a model loaded there,
+  e.g. OPPO's sentence embedder, could not be read.)
+  """
   if mesh is None:
-    device = SingleDeviceSharding(jax.devices()[0])
+    device = SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda _: device, nn.unbox(abstract))
   return sharding_lib.logical_shardings(
       abstract, mesh, rules or sharding_lib.DEFAULT_LOGICAL_AXIS_RULES
@@ -88,7 +92,8 @@ def load_hf_params(
     model_cls: e.g. `Qwen2ForCausalLM`; default from `config` or `config.json`.
     config: our config (runtime fields such as scan_layers / lora_rank matter); default
       read from `hf_dir/config.json`.
-    mesh, rules: place each leaf with its logical sharding (default: first device).
+    mesh, rules: place each leaf with its logical sharding (default: this process's first
+      device).
     dtype: param dtype (default `config.param_dtype`); bf16/fp16/fp32 files convert.
     rng: initializes the LoRA leaves (absent from HF checkpoints; lora_b is zero).
 
