@@ -6,19 +6,24 @@
 #   launch/tpu_pod.sh run     NAME ZONE -- MAIN_FLAGS...        # python -m mer_jax.main on all workers
 #   launch/tpu_pod.sh delete  NAME ZONE
 #
-# Example (the paper recipe on a v5e-64 slice, outputs in a bucket mounted with gcsfuse
-# at /gcs/my-bucket on every worker; the run writers use plain file I/O):
-#   launch/tpu_pod.sh create mer us-west4-a v5litepod-64
-#   launch/tpu_pod.sh install mer us-west4-a
-#   launch/tpu_pod.sh run mer us-west4-a -- --config=configs/grpo.py:paper \
-#       --workdir=/gcs/my-bucket/mer/run1 --config.mesh.data=4 --config.mesh.fsdp=16 \
+# Example (the paper recipe on a v5p-64 slice, outputs in a bucket mounted with gcsfuse at
+# /gcs/my-bucket on every worker):
+#   launch/tpu_pod.sh create mer us-east5-a v5p-64
+#   launch/tpu_pod.sh install mer us-east5-a
+#   launch/tpu_pod.sh run mer us-east5-a -- --config=configs/grpo.py:paper \
+#       --workdir=/gcs/my-bucket/mer/run1 --config.mesh.data=4 --config.mesh.fsdp=8 \
 #       --config.model.llm.hf_dir=/ckpt/Qwen2.5-7B-Instruct ...
 #
 # Every worker runs the same command: JAX finds the other workers itself (Cloud TPU
 # metadata, `TPU_WORKER_HOSTNAMES`; mer_jax.main calls jax.distributed.initialize()), each
 # worker loads its own rows of every global batch, and process 0 writes the run outputs.
-# The workdir, data and HF weights must be readable by every worker (a gcsfuse-mounted
-# bucket, or the same path copied to each worker). Mesh choices per slice: docs/scaling.md.
+# The data and HF weights must be readable by every worker (the same path on each, or a
+# gcsfuse mount). Mesh choices per slice: docs/scaling.md.
+#
+# `run` restarts the job when it fails (a worker crashed, a maintenance event stopped it):
+# it stops what is left of the run on every worker and starts the same command again, which
+# resumes from the latest checkpoint in the workdir; up to MER_JAX_MAX_RESTARTS times
+# (default 3), MER_JAX_RESTART_DELAY seconds apart (default 60).
 set -euo pipefail
 
 cmd=${1:?usage: launch/tpu_pod.sh create|install|run|delete NAME ZONE ...}
@@ -50,15 +55,34 @@ case "$cmd" in
     ;;
   run)
     [[ "${1:-}" == "--" ]] && shift
-    # Quote each flag for the remote shell; all workers start together and log to ~/mer_jax.log.
+    # Quote each flag for the remote shell; all workers start together and log to
+    # ~/mer_jax.log, each recording its process id so that a restart can stop it.
     args=$(printf ' %q' "$@")
-    ssh_all "cd $remote_dir && MER_JAX_DISTRIBUTED=1 python3 -m mer_jax.main$args 2>&1 | tee ~/mer_jax.log"
+    start="cd $remote_dir && echo \$\$ > ~/mer_jax.pid && \
+      MER_JAX_DISTRIBUTED=1 exec python3 -m mer_jax.main$args >> ~/mer_jax.log 2>&1"
+    # Stops the recorded process only if it still is ours (pids are reused).
+    stop='p=$(cat ~/mer_jax.pid 2>/dev/null) && grep -qa mer_jax.main /proc/$p/cmdline 2>/dev/null && \
+      { kill -TERM $p; sleep 30; kill -KILL $p 2>/dev/null; }; rm -f ~/mer_jax.pid; true'
+    max_restarts=${MER_JAX_MAX_RESTARTS:-3}
+    for ((attempt = 0; ; attempt++)); do
+      if ssh_all "$start"; then
+        echo "tpu_pod: run finished"
+        break
+      fi
+      if ((attempt >= max_restarts)); then
+        echo "tpu_pod: run failed $((attempt + 1)) times; giving up (logs: ~/mer_jax.log on each worker)" >&2
+        exit 1
+      fi
+      echo "tpu_pod: run failed; restarting in ${MER_JAX_RESTART_DELAY:-60}s (restart $((attempt + 1)) of ${max_restarts}), resuming from the workdir" >&2
+      ssh_all "$stop" || true
+      sleep "${MER_JAX_RESTART_DELAY:-60}"
+    done
     ;;
   delete)
     gcloud compute tpus tpu-vm delete "$name" --zone="$zone" $project_flag --quiet
     ;;
   *)
-    sed -n '2,21p' "$0"
+    sed -n '2,26p' "$0"
     exit 2
     ;;
 esac

@@ -16,6 +16,8 @@ from mer_jax.modes import MODES
 
 PRESETS = ("demo", "test", "paper")
 REWARD_NAMES = ("format", "accuracy", "alignment", "dual", "perception", "omni")
+# Files of which a Hugging Face tokenizer directory holds at least one.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
 class ConfigError(ValueError):
@@ -189,6 +191,23 @@ def _validate_data(config) -> None:
     _number(config, f"{s}.conflict_rate", 0.0, 1.0)
 
 
+def _validate_tokenizer(config) -> None:
+  name = _get(config, "data.tokenizer")
+  if name == "synthmer":
+    return
+  if not isinstance(name, str) or not name:
+    raise ConfigError(
+        "config.data.tokenizer is required here: a Hugging Face tokenizer directory "
+        "(e.g. the Qwen2.5-7B-Instruct directory) or 'synthmer'"
+    )
+  if name.startswith("gs://"):
+    return
+  if not os.path.isdir(name):
+    raise ConfigError(f"config.data.tokenizer: directory {name!r} does not exist")
+  if not any(os.path.exists(os.path.join(name, f)) for f in TOKENIZER_FILES):
+    raise ConfigError(f"config.data.tokenizer: {name!r} holds none of {', '.join(TOKENIZER_FILES)}")
+
+
 def _validate_train(config) -> None:
   _int(config, "train.steps", 1)
   _number(config, "train.init_lr", 0.0)
@@ -308,6 +327,53 @@ def _validate_oppo(config) -> None:
     _existing_path(config, f"{o}.embedding_model", required=True, is_dir=True)
 
 
+def batch_fields(config) -> dict[str, int]:
+  """Every global batch the run splits over the mesh: field description -> rows."""
+  fields = {
+      "config.data.batch_size": int(config.data.batch_size),
+      "config.data.eval_batch_size": int(config.data.eval_batch_size),
+  }
+  if config.mode in ("grpo", "oppo"):
+    g = config.grpo
+    fields["config.grpo.prompts_per_step"] = int(g.prompts_per_step)
+    fields["config.grpo.prompts_per_step x num_generations"] = int(
+        g.prompts_per_step * g.num_generations
+    )
+  if config.mode == "export_hf":
+    fields = {}
+  return fields
+
+
+def validate_layout(config, num_devices: int, num_processes: int) -> tuple[int, int, int]:
+  """Checks the mesh and batch sizes against the devices and processes; returns the mesh shape.
+
+  Runs once JAX knows its devices, before any data or weights are read. A single process
+  may run a batch that data x fsdp does not divide (it falls back to fewer batch axes);
+  with several processes every host feeds its own rows, so each batch must split evenly.
+  """
+  from mer_jax.train import mesh as mesh_lib  # JAX is initialized by now
+
+  try:
+    shape = mesh_lib.mesh_shape(config.mesh, num_devices)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  if num_processes == 1:
+    return shape
+  ways = shape[0] * shape[1]
+  if ways % num_processes:
+    raise ConfigError(
+        f"config.mesh: data x fsdp = {ways} must be a multiple of the {num_processes} "
+        f"processes (each process feeds the batch rows of its own devices); mesh {shape}"
+    )
+  for field, rows in batch_fields(config).items():
+    if rows % ways:
+      raise ConfigError(
+          f"{field} = {rows} does not split over data x fsdp = {ways} devices of this "
+          f"{num_processes}-process mesh; use a multiple of {ways} (e.g. {ways * -(-rows // ways)})"
+      )
+  return shape
+
+
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Checks every field the run will read; raises ConfigError naming the first bad one."""
   _one_of(config, "mode", MODES)
@@ -315,6 +381,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _int(config, "seed", 0)
   _validate_model(config)
   _validate_data(config)
+  _validate_tokenizer(config)
   _validate_train(config)
   _validate_mesh(config)
   _validate_eval(config)

@@ -71,6 +71,7 @@ def _init_jax() -> None:
         coordinator_address=_COORDINATOR.value,
         num_processes=_NUM_PROCESSES.value,
         process_id=_PROCESS_ID.value,
+        local_device_ids=local_device_ids(),
     )
   elif (
       os.environ.get("SLURM_JOB_ID")
@@ -79,7 +80,25 @@ def _init_jax() -> None:
   ):
     # Cluster auto-detection (SLURM, Cloud TPU; launch/tpu_pod.sh sets MER_JAX_DISTRIBUTED
     # because ssh sessions on TPU VM workers need not export TPU_WORKER_HOSTNAMES).
-    jax.distributed.initialize()
+    jax.distributed.initialize(local_device_ids=local_device_ids())
+
+
+def local_device_ids() -> list[int] | None:
+  """The accelerators this process drives, from `$MER_JAX_LOCAL_DEVICE_IDS` ("0,1,...,7").
+
+  Under SLURM, `jax.distributed.initialize()` assumes one process per GPU and gives each
+  process only the GPU numbered by its local task id; launch/slurm_gpu.sbatch runs one
+  process per node and sets this variable so that the process drives all of the node's GPUs.
+  """
+  value = os.environ.get("MER_JAX_LOCAL_DEVICE_IDS", "").strip()
+  if not value:
+    return None
+  try:
+    return [int(v) for v in value.split(",")]
+  except ValueError:
+    raise app.UsageError(
+        f"MER_JAX_LOCAL_DEVICE_IDS must be comma-separated integers, got {value!r}"
+    ) from None
 
 
 class _QuietLibraries(logging_std.Filter):
@@ -111,6 +130,12 @@ def main(argv) -> int:
     handler.addFilter(_QuietLibraries())
   _init_jax()
   import jax
+
+  try:
+    config_lib.validate_layout(config, jax.device_count(), jax.process_count())
+  except config_lib.ConfigError as e:
+    print(f"config error: {e}", file=sys.stderr)
+    return 2
 
   writer = run_io.RunWriter(workdir, is_primary=jax.process_index() == 0)
   try:

@@ -97,12 +97,12 @@ def save_when_due(
     data_iterator: Any,
     frozen_source: dict,
 ) -> bool:
-  """Saves on schedule, at the last step, or on SIGTERM; True when the loop must stop now."""
-  stop = guard.should_stop()
+  """Saves on schedule, at the last step, or on preemption; True when the loop must stop now."""
+  stop = guard.should_stop(step)
   if ckpt.should_save(step) or stop or step == last_step:
     ckpt.save(step, state, data_iterator, meta={"frozen_source": frozen_source}, force=True)
   if stop:
-    logging.warning("stopping at step %d after SIGTERM (checkpoint saved)", step)
+    logging.warning("stopping at step %d after a preemption notice (checkpoint saved)", step)
   return stop
 
 
@@ -129,16 +129,20 @@ def check_frozen_source(meta: dict, expected: dict, directory: str) -> None:
 
 
 class PreemptionGuard:
-  """Turns SIGTERM into a flag the train loop polls, so it can save and exit cleanly.
+  """Turns a preemption notice (SIGTERM) into a save-and-stop at the same step on every process.
 
-  In multi-process runs every process must stop at the same step: `should_stop()`
-  all-gathers the flag (one tiny collective per call).
+  One process: a SIGTERM handler sets a flag that `should_stop` reads. Several processes:
+  JAX's preemption service (started by `jax.distributed.initialize`) catches SIGTERM on any
+  host and tells the others; `multihost_utils.reached_preemption_sync_point(step)` then
+  returns True on every host at the same step (the step after the furthest one), so all
+  hosts save that step together. A Python SIGTERM handler would replace the service's, so
+  none is installed there. Flags set by other handlers (`_flag`) are all-gathered.
   """
 
   def __init__(self):
     self._flag = threading.Event()
     self._previous = None
-    if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
       self._previous = signal.signal(signal.SIGTERM, self._handle)
 
   def _handle(self, signum, frame):
@@ -146,12 +150,16 @@ class PreemptionGuard:
     logging.warning("SIGTERM received: saving a checkpoint and stopping after this step")
     self._flag.set()
 
-  def should_stop(self) -> bool:
+  def should_stop(self, step: int) -> bool:
+    """Called after every train step by every process, with the same `step`."""
     local = self._flag.is_set()
     if jax.process_count() == 1:
       return local
     from jax.experimental import multihost_utils
 
+    if multihost_utils.reached_preemption_sync_point(step):
+      logging.warning("preemption notice: every process saves step %d and stops", step)
+      return True
     flags = multihost_utils.process_allgather(np.asarray([local], dtype=np.int32))
     return bool(np.any(flags))
 
