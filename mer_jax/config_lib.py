@@ -8,7 +8,7 @@ override is caught before a 20-minute job starts.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import ml_collections
 
@@ -20,8 +20,51 @@ REWARD_NAMES = ("format", "accuracy", "alignment", "dual", "perception", "omni")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
+# Fields a rerun in the same workdir may change while it resumes: how long the run trains,
+# how often it logs and checkpoints, and the hardware it runs on; never what a step
+# computes. Any other difference is refused (`resume_conflicts`).
+RESUMABLE_FIELDS = (
+    "train.steps",
+    "grpo.steps",
+    "train.log_every",
+    "grpo.log_every",
+    "checkpoint.every_steps",
+    "checkpoint.keep",
+    "data.worker_count",
+    "mesh.data",
+    "mesh.fsdp",
+    "mesh.tensor",
+)
+
+
 class ConfigError(ValueError):
   """A config field has a bad value; the message names the field."""
+
+
+def changed_fields(old: Mapping, new: Mapping, prefix: str = "") -> list[tuple[str, Any, Any]]:
+  """(dotted field, old value, new value) of every leaf that differs between two config dicts.
+
+  Both are JSON-like (as in config.json); a field missing on one side has value None there.
+  """
+  out = []
+  for key in sorted(set(old) | set(new), key=str):
+    a, b = old.get(key), new.get(key)
+    field = f"{prefix}{key}"
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+      out.extend(changed_fields(a, b, f"{field}."))
+    elif a != b:
+      out.append((field, a, b))
+  return out
+
+
+def resume_conflicts(old: Mapping, new: Mapping) -> str:
+  """'' when a run with config `old` may resume with config `new`, else the differing fields.
+
+  Example: "train.peak_lr 0.001 -> 0.01, seed 0 -> 1".
+  """
+  fixed = [c for c in changed_fields(old, new) if c[0] not in RESUMABLE_FIELDS]
+  shown = ", ".join(f"{f} {a!r} -> {b!r}" for f, a, b in fixed[:6])
+  return shown + (f" and {len(fixed) - 6} more" if len(fixed) > 6 else "")
 
 
 def _get(config: ml_collections.ConfigDict, field: str) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging as logging_std
 import os
 import re
+import signal
 import sys
 
 from absl import app
@@ -125,6 +126,9 @@ def main(argv) -> int:
     print(f"config error: {_one_line(e)}", file=sys.stderr)
     return 2
   workdir = _WORKDIR.value or os.path.join("workdir", f"{config.mode}-{config.preset}")
+  rerun = _check_rerun(config, workdir)
+  if rerun is not None:
+    return rerun
 
   for handler in (logging.get_absl_handler(),):
     handler.addFilter(_QuietLibraries())
@@ -138,8 +142,10 @@ def main(argv) -> int:
     return 2
 
   writer = run_io.RunWriter(workdir, is_primary=jax.process_index() == 0)
+  status = 0
   try:
     writer.write_config(config)
+    writer.set_status("running")
     logging.info(
         "mer-jax %s (%s preset) -> %s; %d process(es), %d device(s): %s",
         config.mode,
@@ -150,9 +156,63 @@ def main(argv) -> int:
         jax.devices()[0].platform,
     )
     modes.get_mode(config.mode)(config, workdir, writer)
+    writer.set_status("finished")
+  except run_io.Interrupted as e:
+    writer.set_status("interrupted", signal=e.signal_name, step=e.step, checkpoint=e.checkpoint)
+    status = 128 + getattr(signal, e.signal_name, signal.SIGTERM)
+  except KeyboardInterrupt:
+    # Ctrl-C outside a train loop (setup, evaluation) or a second Ctrl-C: finished phases
+    # and saved checkpoints are kept, the current phase's unsaved work is lost.
+    writer.set_status("interrupted", signal="SIGINT")
+    status = 128 + signal.SIGINT
+  except config_lib.ConfigError as e:
+    writer.set_status("failed", error=str(e))
+    print(f"config error: {e}", file=sys.stderr)
+    return 2
+  except Exception as e:
+    writer.set_status("failed", error=_one_line(e))
+    raise
   finally:
     writer.close()
-  return 0
+  if jax.process_index() == 0:
+    print(run_io.report(workdir, config.mode), flush=True)
+  return status
+
+
+def _check_rerun(config, workdir: str) -> int | None:
+  """The exit status when this launch must not run: another config in `workdir` (2), or
+  the same finished run (0, after printing its results). None: start or resume.
+
+  Every process reads the same files (a multi-process workdir is shared), and process 0
+  changes them only when the run goes ahead, so all processes decide alike.
+  """
+  config_path = os.path.join(workdir, "config.json")
+  try:
+    previous = run_io.read_json(config_path)
+    summary = run_io.read_json(os.path.join(workdir, "summary.json"), default={})
+  except (OSError, ValueError) as e:
+    print(f"config error: cannot read {workdir}/: {_one_line(e)}", file=sys.stderr)
+    return 2
+  if previous is None:
+    return None
+  current = run_io.config_dict(config)
+  conflicts = config_lib.resume_conflicts(previous, current)
+  if conflicts:
+    print(
+        f"config error: {config_path} holds another run's config ({conflicts}); rerun with "
+        "the same config (only steps, logging, checkpointing and the mesh may change) or "
+        "use another --workdir",
+        file=sys.stderr,
+    )
+    return 2
+  if summary.get("status") == "finished" and previous == current:
+    print(
+        "nothing to do: this run already finished (raise the steps to train further, or "
+        "use another --workdir)\n" + run_io.report(workdir, config.mode),
+        flush=True,
+    )
+    return 0
+  return None
 
 
 def _one_line(e: BaseException) -> str:

@@ -2,9 +2,11 @@
 
 Layout under `<workdir>` (docs/architecture.md):
   config.json     resolved config, written before any heavy work
+  config_history.jsonl  every config the run was started with, one line per launch
   metrics.jsonl   one JSON object per logged step, always with an integer `step`
   tb/             TensorBoard event files (tensorboardX, no TensorFlow needed)
-  summary.json    final figures; each mode owns a top-level key (`sft`, `grpo`, `eval`, ...)
+  summary.json    final figures; each mode owns a top-level key (`sft`, `grpo`, `eval`, ...);
+                  `status` is running | finished | interrupted | failed (`status_detail`)
   log.txt         the absl log of process 0
 
 Only process 0 writes; other processes get a writer whose methods do nothing, so callers
@@ -13,6 +15,7 @@ never branch on the process index.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import math
@@ -24,23 +27,36 @@ from absl import logging as absl_logging
 import numpy as np
 
 
-def _to_jsonable(value: Any) -> Any:
+def to_jsonable(value: Any) -> Any:
   """Converts numpy/JAX scalars and arrays, tuples and ConfigDicts to plain JSON types."""
   if isinstance(value, Mapping):
-    return {str(k): _to_jsonable(v) for k, v in value.items()}
+    return {str(k): to_jsonable(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
-    return [_to_jsonable(v) for v in value]
+    return [to_jsonable(v) for v in value]
   if hasattr(value, "to_dict"):
-    return _to_jsonable(value.to_dict())
+    return to_jsonable(value.to_dict())
   if isinstance(value, (np.generic,)) or (
       hasattr(value, "shape") and getattr(value, "shape", None) == ()
   ):
     value = np.asarray(value).item()
   elif hasattr(value, "shape"):
-    return _to_jsonable(np.asarray(value).tolist())
+    return to_jsonable(np.asarray(value).tolist())
   if isinstance(value, float) and not math.isfinite(value):
     return str(value)  # JSON has no NaN/inf; keep them visible rather than crash
   return value
+
+
+def config_dict(config) -> dict:
+  """A config as plain JSON types, as config.json holds it (tuples become lists)."""
+  return json.loads(json.dumps(to_jsonable(config)))
+
+
+class Interrupted(Exception):
+  """A train loop stopped on a signal after saving a checkpoint; the run can be resumed."""
+
+  def __init__(self, signal_name: str, step: int, checkpoint: str):
+    super().__init__(f"{signal_name} at step {step}; checkpoint saved in {checkpoint}")
+    self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
@@ -49,7 +65,7 @@ def atomic_write_json(path: str, obj: Any) -> None:
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".json")
   with os.fdopen(fd, "w") as f:
-    json.dump(_to_jsonable(obj), f, indent=2, sort_keys=True)
+    json.dump(to_jsonable(obj), f, indent=2, sort_keys=True)
     f.write("\n")
   os.replace(tmp, path)
 
@@ -85,14 +101,30 @@ class RunWriter:
     absl_logging.get_absl_logger().addHandler(self._log_handler)
 
   def write_config(self, config) -> None:
-    if self.is_primary:
-      atomic_write_json(os.path.join(self.workdir, "config.json"), config)
+    """config.json (the config of this launch) + one line in config_history.jsonl."""
+    if not self.is_primary:
+      return
+    atomic_write_json(os.path.join(self.workdir, "config.json"), config)
+    record = {"time": _now(), "config": to_jsonable(config)}
+    with open(os.path.join(self.workdir, "config_history.jsonl"), "a") as f:
+      f.write(json.dumps(record, sort_keys=True) + "\n")
+
+  def set_status(self, status: str, **detail) -> None:
+    """summary.json `status` (running | finished | interrupted | failed) and its detail."""
+    if not self.is_primary:
+      return
+    summary = read_json(self.summary_path, default={})
+    summary["status"] = status
+    summary.pop("status_detail", None)
+    if detail:
+      summary["status_detail"] = to_jsonable(dict(detail, time=_now()))
+    atomic_write_json(self.summary_path, summary)
 
   def write_metrics(self, step: int, metrics: Mapping[str, Any]) -> None:
     """Appends one line `{"step": step, **metrics}` and the scalars to TensorBoard."""
     if not self.is_primary:
       return
-    record = {"step": int(step), **_to_jsonable(dict(metrics))}
+    record = {"step": int(step), **to_jsonable(dict(metrics))}
     with open(self.metrics_path, "a") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
       f.flush()
@@ -130,9 +162,9 @@ class RunWriter:
     summary = read_json(self.summary_path, default={})
     current = summary.get(section, {})
     if isinstance(current, dict) and isinstance(values, Mapping):
-      current.update(_to_jsonable(dict(values)))
+      current.update(to_jsonable(dict(values)))
     else:
-      current = _to_jsonable(values)
+      current = to_jsonable(values)
     summary[section] = current
     atomic_write_json(self.summary_path, summary)
 
@@ -144,6 +176,56 @@ class RunWriter:
       absl_logging.get_absl_logger().removeHandler(self._log_handler)
       self._log_handler.close()
       self._log_handler = None
+
+
+def _now() -> str:
+  return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def report(workdir: str, mode: str = "") -> str:
+  """The lines that end a run: status, the evaluation figures and where the outputs are."""
+  summary = read_json(os.path.join(workdir, "summary.json"), default={})
+  status = summary.get("status", "unknown")
+  detail = summary.get("status_detail", {})
+  head = f"mer-jax {mode} {status}".replace("  ", " ")
+  if status == "interrupted":
+    where = f" at step {detail['step']}" if "step" in detail else ""
+    head += f" ({detail.get('signal', 'signal')}{where}); rerun the same command to resume"
+  lines = [f"{head}: {workdir}"]
+  for name, section in summary.items():
+    if isinstance(section, dict) and "ew_f1" in section:
+      line = (
+          f"  {name:<6s} EW F1 {section['ew_f1']:.4f} (P {section['ew_precision']:.4f} "
+          f"R {section['ew_recall']:.4f}), format rate {section['format_rate']:.3f}, "
+          f"{section['num_samples']} clips"
+      )
+      if "majority_baseline_f1" in section:
+        line += (
+            f"; majority label {section['majority_label']!r}: "
+            f"{section['majority_baseline_f1']:.4f}"
+        )
+      lines.append(line)
+  outputs = [f for f in _OUTPUT_FILES if os.path.exists(os.path.join(workdir, f))]
+  for root, dirs, files in os.walk(workdir):
+    rel = os.path.relpath(root, workdir)
+    depth = 0 if rel == "." else rel.count(os.sep) + 1
+    if os.path.basename(root) == "checkpoints":
+      steps = sorted((int(d) for d in dirs if d.isdigit()), reverse=True)
+      outputs += [os.path.join(rel, str(steps[0]))] if steps else []
+      dirs[:] = []
+      continue
+    outputs += [os.path.normpath(os.path.join(rel, f)) for f in sorted(files) if f.endswith(_SHOWN)]
+    dirs[:] = sorted(d for d in dirs if depth < 2 and d not in ("tb", "tokenizer", "hf"))
+  if summary.get("export_hf", {}).get("dir"):
+    outputs.append(os.path.relpath(summary["export_hf"]["dir"], workdir) + "/")
+  lines.append(f"  outputs in {workdir}: {', '.join(outputs)}")
+  if detail.get("error"):
+    lines.append(f"  error: {detail['error']}")
+  return "\n".join(lines)
+
+
+_OUTPUT_FILES = ("summary.json", "metrics.jsonl", "log.txt", "config.json")
+_SHOWN = ("predictions.csv", "gold.csv", ".png")
 
 
 def read_metrics(workdir: str) -> list[dict]:

@@ -397,10 +397,7 @@ def train_grpo(
             length=f"{ro['stats']['completion_length']:.0f}",
         )
         last = record
-      if checkpointing.save_when_due(
-          ckpt, guard, step, g.steps, state, prompts, policy.frozen_source
-      ):
-        break
+      checkpointing.save_when_due(ckpt, guard, step, g.steps, state, prompts, policy.frozen_source)
   finally:
     bar.close()
     ckpt.close()
@@ -408,7 +405,6 @@ def train_grpo(
   return {
       "params": lora_lib.combine_params(state.trainable, frozen),
       "step": step,
-      "finished": step >= g.steps,
       "last_metrics": last,
   }
 
@@ -454,8 +450,6 @@ def cold_start(ctx, workdir: str) -> tuple[dict, int]:
       ckpt_dir=os.path.join(workdir, "sft", "checkpoints"),
       metric_prefix="sft/",
   )
-  if not result["finished"]:
-    raise InterruptedError("SFT was interrupted; rerun the same command to resume")
   return result["params"], result["step"]
 
 
@@ -481,11 +475,7 @@ def evaluate_phase(ctx, params, workdir: str, name: str, step: int) -> dict:
 def run(config, workdir: str, writer, phase: str = "grpo") -> dict:
   """Mode `grpo`: SFT cold start -> GRPO -> evaluation of both (summary keys `sft`, `grpo`)."""
   ctx = context_lib.build_context(config, workdir, writer, roles=("sft", "rl", "eval"))
-  try:
-    sft_params, sft_steps = cold_start(ctx, workdir)
-  except InterruptedError as e:
-    logging.warning("%s", e)
-    return {}
+  sft_params, sft_steps = cold_start(ctx, workdir)
   sft_result = evaluate_phase(ctx, sft_params, workdir, "sft", sft_steps)
   writer.update_summary(
       "sft",
@@ -500,8 +490,6 @@ def run(config, workdir: str, writer, phase: str = "grpo") -> dict:
       step_offset=sft_steps,
       metric_prefix=f"{phase}/",
   )
-  if not result["finished"]:
-    return {"sft": sft_result}
   final = evaluate_phase(ctx, result["params"], workdir, phase, sft_steps + result["step"])
   if ctx.is_primary:
     path = plot_curves(workdir, prefix=f"{phase}/")

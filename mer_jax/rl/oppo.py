@@ -85,11 +85,7 @@ def run(config, workdir: str, writer) -> dict:
         ctx.samples[role], ctx.config, cache_dir, f"{config.data.source}-{role}"
     )
     logging.info("OPPO: %d distinct cues in the %s split", n, role)
-  try:
-    sft_params, sft_steps = grpo.cold_start(ctx, workdir)
-  except InterruptedError as e:
-    logging.warning("%s", e)
-    return {}
+  sft_params, sft_steps = grpo.cold_start(ctx, workdir)
   sft_result = evaluate_with_mep(ctx, sft_params, workdir, "sft", sft_steps)
   result = grpo.train_grpo(
       ctx,
@@ -99,8 +95,6 @@ def run(config, workdir: str, writer) -> dict:
       metric_prefix=f"{PHASE}/",
       hooks=make_hooks(ctx),
   )
-  if not result["finished"]:
-    return {"sft": sft_result}
   final = evaluate_with_mep(ctx, result["params"], workdir, PHASE, sft_steps + result["step"])
   if ctx.is_primary:
     path = grpo.plot_curves(workdir, prefix=f"{PHASE}/")

@@ -20,6 +20,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mer_jax import run_io
+
 
 class Checkpointer:
   """A `CheckpointManager` with items `state` (pytree), `data` (grain iterator), `meta` (JSON)."""
@@ -96,14 +98,14 @@ def save_when_due(
     state: Any,
     data_iterator: Any,
     frozen_source: dict,
-) -> bool:
-  """Saves on schedule, at the last step, or on preemption; True when the loop must stop now."""
+) -> None:
+  """Saves on schedule, at the last step, or on a signal; then raises `run_io.Interrupted`."""
   stop = guard.should_stop(step)
   if ckpt.should_save(step) or stop or step == last_step:
     ckpt.save(step, state, data_iterator, meta={"frozen_source": frozen_source}, force=True)
   if stop:
-    logging.warning("stopping at step %d after a preemption notice (checkpoint saved)", step)
-  return stop
+    name = guard.signal_name or "SIGTERM"  # a preemption notice or another process's signal
+    raise run_io.Interrupted(name, step, os.path.join(ckpt.directory, str(step)))
 
 
 def abstract_like(tree: Any) -> Any:
@@ -129,25 +131,37 @@ def check_frozen_source(meta: dict, expected: dict, directory: str) -> None:
 
 
 class PreemptionGuard:
-  """Turns a preemption notice (SIGTERM) into a save-and-stop at the same step on every process.
+  """Turns SIGTERM (a preemption notice) and a first Ctrl-C (SIGINT) into a save-and-stop at
+  the same step on every process; a second Ctrl-C stops at once (KeyboardInterrupt).
 
-  One process: a SIGTERM handler sets a flag that `should_stop` reads. Several processes:
+  One process: a signal handler sets a flag that `should_stop` reads. Several processes:
   JAX's preemption service (started by `jax.distributed.initialize`) catches SIGTERM on any
   host and tells the others; `multihost_utils.reached_preemption_sync_point(step)` then
   returns True on every host at the same step (the step after the furthest one), so all
   hosts save that step together. A Python SIGTERM handler would replace the service's, so
-  none is installed there. Flags set by other handlers (`_flag`) are all-gathered.
+  only the SIGINT one is installed there; its flag (`_flag`) is all-gathered.
   """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self._flag = threading.Event()
-    self._previous = None
-    if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self.signal_name: str | None = None
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      signals = self.SIGNALS if jax.process_count() == 1 else (signal.SIGINT,)
+      self._previous = {s: signal.signal(s, self._handle) for s in signals}
 
   def _handle(self, signum, frame):
-    del signum, frame
-    logging.warning("SIGTERM received: saving a checkpoint and stopping after this step")
+    del frame
+    if self._flag.is_set() and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.signal_name = signal.Signals(signum).name
+    logging.warning(
+        "%s received: saving a checkpoint and stopping after this step (Ctrl-C again stops "
+        "at once, without saving)",
+        self.signal_name,
+    )
     self._flag.set()
 
   def should_stop(self, step: int) -> bool:
@@ -164,6 +178,6 @@ class PreemptionGuard:
     return bool(np.any(flags))
 
   def restore(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for s, previous in self._previous.items():
+      signal.signal(s, previous)
+    self._previous = {}

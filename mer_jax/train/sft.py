@@ -136,10 +136,9 @@ def train_sft(
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         last_metrics = record
         time_since, logged_step = time.time(), step
-      if checkpointing.save_when_due(
+      checkpointing.save_when_due(
           ckpt, guard, step, tc.steps, state, iterator, policy.frozen_source
-      ):
-        break
+      )
   finally:
     bar.close()
     ckpt.close()
@@ -148,7 +147,6 @@ def train_sft(
   return {
       "params": params,
       "step": step,
-      "finished": step >= tc.steps,
       "last_metrics": last_metrics,
   }
 
@@ -162,8 +160,6 @@ def run(config, workdir: str, writer) -> dict:
       **{k.split("/", 1)[1]: v for k, v in result["last_metrics"].items()},
   }
   writer.update_summary("sft", summary)
-  if not result["finished"]:
-    return summary
   eval_result = evaluation.evaluate(
       ctx, result["params"], ctx.samples["eval"], workdir, max_samples=config.eval.num_samples
   )
