@@ -7,6 +7,7 @@ override is caught before a 20-minute job starts.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Callable, Iterable, Mapping
 
@@ -139,7 +140,54 @@ def _checkpoint_path(config, field: str, required: bool) -> str:
   value = _get(config, field)
   if isinstance(value, str) and value.endswith((".pth", ".pt")):
     return _existing_path(config, field, required)
-  return _existing_path(config, field, required, is_dir=True)
+  value = _existing_path(config, field, required, is_dir=True)
+  problem = checkpoint_step_problem(value) if value and "://" not in value else ""
+  if problem:
+    raise ConfigError(f"config.{field}: {value.rstrip('/')} {problem}")
+  return value
+
+
+def _latest_step(directory: str) -> str | None:
+  steps = [int(d) for d in os.listdir(directory) if d.isdigit()]
+  return os.path.join(directory, str(max(steps))) if steps else None
+
+
+def checkpoint_step_problem(path: str) -> str:
+  """What keeps `path` from being a complete checkpoint step directory, '' if nothing.
+
+  A step is `<checkpoints>/<step>/` with `state/` (Orbax writes `_CHECKPOINT_METADATA`
+  and `state/_METADATA` when the save completes; an unfinished save is a
+  `<step>.orbax-checkpoint-tmp-*` directory). Reads only the file system, so it runs in
+  `validate` before any work; data that is cut short inside the array files is found
+  when the state is restored (`mer_jax.train.state.load_trained_params`).
+  """
+  path = path.rstrip("/")
+  name = os.path.basename(path)
+  if ".orbax-checkpoint-tmp" in name:
+    return "is an unfinished save (Orbax's temporary directory); use a completed step"
+  if not name.isdigit():
+    latest = _latest_step(path)
+    if latest:
+      return f"holds checkpoint steps, not one step; use one, e.g. the latest: {latest}"
+    runs = [os.path.join(path, "checkpoints")] + [
+        os.path.join(path, d, "checkpoints") for d in sorted(os.listdir(path))
+    ]
+    latest = [s for s in (_latest_step(r) for r in runs if os.path.isdir(r)) if s]
+    if latest:
+      return f"is a run directory, not a checkpoint step; use e.g. {' or '.join(latest)}"
+    return "is not a checkpoint step directory (expected .../checkpoints/<step> holding state/)"
+  if not os.path.isdir(os.path.join(path, "state")):
+    return "has no state/ directory (a partial copy, or not a mer-jax checkpoint step)"
+  for marker in ("_CHECKPOINT_METADATA", os.path.join("state", "_METADATA")):
+    file = os.path.join(path, marker)
+    if not os.path.isfile(file) or not os.path.getsize(file):
+      return f"is incomplete: {marker} is missing or empty (the save did not finish, or a partial copy)"
+    try:
+      with open(file, encoding="utf-8") as f:
+        json.load(f)
+    except (OSError, ValueError) as e:
+      return f"is damaged: {marker} is not readable JSON ({e})"
+  return ""
 
 
 def _validate_model(config) -> None:

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mer_jax import config_lib
 from mer_jax.train import checkpointing
 from mer_jax.train import mesh as mesh_lib
 
@@ -66,7 +67,7 @@ def test_half_written_step_is_ignored(tmp_path):
 
 
 def test_frozen_source_mismatch_is_refused():
-  with pytest.raises(ValueError, match="trained on frozen weights"):
+  with pytest.raises(config_lib.ConfigError, match="trained on frozen weights"):
     checkpointing.check_frozen_source({"frozen_source": {"llm": "/a"}}, {"llm": "/b"}, "ckpt/4")
 
 

@@ -9,8 +9,10 @@ restored. Frozen weights are not saved: they are reproducible from their source
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -20,6 +22,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mer_jax import config_lib
 from mer_jax import run_io
 
 
@@ -78,6 +81,46 @@ class Checkpointer:
     self.manager.close()
 
 
+def restore_step(step_dir: str, abstract_state: Any) -> tuple[Any, dict]:
+  """(state, meta) of one step directory (`checkpoint.init_from`), onto `abstract_state`.
+
+  Anything wrong with it is one `ConfigError` line naming the directory: the layout is
+  checked first (`config_lib.checkpoint_step_problem`), then a failed restore (damaged or
+  cut-short data, another model's shapes) is reported without Orbax's TensorStore dump.
+  """
+  step_dir = os.path.abspath(step_dir.rstrip("/"))
+  problem = config_lib.checkpoint_step_problem(step_dir)
+  if problem:
+    raise config_lib.ConfigError(f"checkpoint {step_dir} {problem}")
+  parent, name = os.path.split(step_dir)
+  ckpt = Checkpointer(parent, every_steps=0, keep=1000)
+  try:
+    return ckpt.restore(int(name), abstract_state)
+  except Exception as e:  # noqa: BLE001 - one line instead of an Orbax/TensorStore dump
+    error = _first_line(e)
+  finally:
+    ckpt.close()
+  # The failed restore leaves reader coroutines whose errors Python would print (with the
+  # whole TensorStore spec) when they are collected: collect them now, quietly.
+  hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
+  try:
+    gc.collect()
+  finally:
+    sys.unraisablehook = hook
+  raise config_lib.ConfigError(
+      f"cannot restore checkpoint {step_dir}: {error} (is it damaged, cut short, or from a "
+      "run with another model config?)"
+  )
+
+
+def _first_line(e: BaseException, limit: int = 240) -> str:
+  """The first line of an error, without TensorStore's spec dump, at most `limit` chars."""
+  text = str(e).split("See full TensorStore details")[0]
+  line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+  line = f"{type(e).__name__}: {line}" if line else type(e).__name__
+  return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def resume_or_start(
     ckpt: "Checkpointer", state: Any, data_iterator: Any, frozen_source: dict
 ) -> tuple[Any, int]:
@@ -124,7 +167,7 @@ def check_frozen_source(meta: dict, expected: dict, directory: str) -> None:
   """Refuses to resume on different frozen weights than the checkpoint was trained on."""
   saved = meta.get("frozen_source")
   if saved is not None and saved != expected:
-    raise ValueError(
+    raise config_lib.ConfigError(
         f"checkpoint {directory} was trained on frozen weights {saved}, but this run "
         f"loads {expected}; point --workdir elsewhere or use the same weights"
     )

@@ -64,21 +64,10 @@ def load_trained_params(ctx: context_lib.RunContext, step_dir: str) -> dict:
     return load_released_params(ctx, step_dir)
   config = ctx.config
   step_dir = os.path.abspath(step_dir.rstrip("/"))
-  parent, name = os.path.split(step_dir)
-  if not name.isdigit():
-    raise ValueError(
-        f"{step_dir}: expected a checkpoint step directory such as .../checkpoints/300"
-    )
   tx, _ = optim.sft_optimizer(config.train)
   trainable, frozen, t_sh, _ = split_trainable(ctx.policy)
   state, _ = init_state(trainable, t_sh, tx, config.seed, ctx.mesh)
-  ckpt = checkpointing.Checkpointer(parent, every_steps=0, keep=1000)
-  try:
-    restored, meta = ckpt.restore(int(name), checkpointing.abstract_like(state))
-  except Exception as e:  # noqa: BLE001 - a clear message instead of an Orbax stack trace
-    raise ValueError(f"cannot restore {step_dir}: {e}") from e
-  finally:
-    ckpt.close()
+  restored, meta = checkpointing.restore_step(step_dir, checkpointing.abstract_like(state))
   checkpointing.check_frozen_source(meta, ctx.policy.frozen_source, step_dir)
   return lora_lib.combine_params(restored.trainable, frozen)
 
