@@ -320,7 +320,9 @@ def _validate_train(config) -> None:
   _int(config, "checkpoint.every_steps", 0)
   _int(config, "checkpoint.keep", 1)
   _checkpoint_path(
-      config, "checkpoint.init_from", required=config.mode == "eval" and config.preset == "paper"
+      config,
+      "checkpoint.init_from",
+      required=config.mode == "export_hf" or (config.mode == "eval" and config.preset == "paper"),
   )
 
 

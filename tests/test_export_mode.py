@@ -107,4 +107,18 @@ def test_export_hf_loads_in_transformers_with_our_logits(repo_root, tmp_path):
   assert _rel(rebuilt, reference) <= 1e-4
   meta = json.loads((hf_dir / "affectgpt.json").read_text())
   assert meta["lora_merged"] == {"rank": llm_cfg.lora_rank, "alpha": llm_cfg.lora_alpha}
+
+  # transformers' generate stops at <|im_end|>: the ids are in both configs it reads.
+  im_end = ctx.tokenizer.convert_tokens_to_ids("<|im_end|>")
+  generation = transformers.GenerationConfig.from_pretrained(str(hf_dir / "llm"))
+  assert hf.generation_config.eos_token_id == generation.eos_token_id
+  assert im_end in generation.eos_token_id and generation.pad_token_id == im_end
+  assert generation.bos_token_id == ctx.tokenizer.bos_token_id
+  hf_config = transformers.AutoConfig.from_pretrained(str(hf_dir / "llm"))
+  assert (hf_config.eos_token_id, hf_config.pad_token_id) == (im_end, im_end)
+  # The demo's encoders are random: the export says so and how to rebuild them.
+  assert meta["encoders"]["vision"] == {
+      "random_init": {"arch": config.model.vision.arch.to_dict(), "seed": config.seed}
+  }
+  assert "random-init, NOT pretrained" in note
   assert jax.process_count() == 1

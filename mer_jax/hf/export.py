@@ -22,6 +22,7 @@ import json
 import os
 from typing import Any
 
+from absl import logging
 from flax import traverse_util
 import jax
 import numpy as np
@@ -112,6 +113,10 @@ tok = transformers.AutoTokenizer.from_pretrained("hf/llm")
 llm = transformers.AutoModelForCausalLM.from_pretrained("hf/llm")
 ```
 
+`llm.generate` stops at the eos ids of `llm/generation_config.json` ({eos_tokens}); mer-jax
+also ends an answer at {stop_strings}: pass `stop_strings=[...], tokenizer=tok` to `generate`
+for the same completions.
+
 The whole model in mer-jax (video/audio features in):
 
 ```python
@@ -134,7 +139,7 @@ params = {{"llm": llm, "fusion": fused}}
 ```
 
 `vision_feats` `[B, {num_frames}, Dv]` and `audio_feats` `[B, {num_audio_clips}, Da]` come from the frozen
-encoders, unchanged by training: vision `{vision}`, audio `{audio}` (mean of the last
+encoders, unchanged by training: vision {vision}, audio {audio} (mean of the last
 {num_last_layers} HuBERT layers; `mer_jax.models.affectgpt.VisionEncoder` / `AudioEncoder`).
 Prompts are built by `input_pipeline.prompts.build_prompt` with the settings in `affectgpt.json`.
 """
@@ -153,6 +158,7 @@ def _checkpoint_workdir(step_dir: str) -> str | None:
 def run(config, workdir: str, writer) -> dict:
   """Mode `export_hf`: the checkpoint in `config.checkpoint.init_from` -> `<workdir>/hf/`."""
   from input_pipeline import tokenization
+  from mer_jax.decode import generation
   from mer_jax.hf.safetensors_io import save_safetensors
   from mer_jax.models import affectgpt
   from mer_jax.train import context as context_lib
@@ -160,12 +166,7 @@ def run(config, workdir: str, writer) -> dict:
   from mer_jax.train import policy as policy_lib
   from mer_jax.train import state as state_lib
 
-  step_dir = config.checkpoint.init_from
-  if not step_dir:
-    raise ValueError(
-        "config.checkpoint.init_from: mode export_hf needs a checkpoint step directory "
-        "(e.g. W/checkpoints/300)"
-    )
+  step_dir = config.checkpoint.init_from  # required by config_lib.validate in this mode
   mesh = mesh_lib.make_mesh(config.mesh)
   # A generated (synthmer) tokenizer lives in the training run's workdir: reuse it.
   tokenizer_dir = _checkpoint_workdir(step_dir) if config.data.tokenizer == "synthmer" else None
@@ -201,9 +202,19 @@ def run(config, workdir: str, writer) -> dict:
     return summary
   os.makedirs(llm_dir, exist_ok=True)
   save_safetensors(tensors, os.path.join(llm_dir, SINGLE_FILE))
-  hf_config = dict(llm_cfg.to_hf_dict(), dtype=str(next(iter(tensors.values())).dtype))
+  token_ids = special_token_ids(tokenizer)
+  hf_config = dict(
+      llm_cfg.to_hf_dict(),
+      dtype=str(next(iter(tensors.values())).dtype),
+      bos_token_id=token_ids["bos_token_id"],
+      eos_token_id=token_ids["eos_token_id"][0],
+      pad_token_id=token_ids["pad_token_id"],
+  )
   with open(os.path.join(llm_dir, "config.json"), "w") as f:
     json.dump(hf_config, f, indent=2, sort_keys=True)
+  # `generate` stops at any of these eos ids (<|im_end|> first, then <|endoftext|>).
+  with open(os.path.join(llm_dir, "generation_config.json"), "w") as f:
+    json.dump(dict(token_ids, do_sample=False), f, indent=2, sort_keys=True)
   tokenizer.save_pretrained(llm_dir)
   save_safetensors(fusion, os.path.join(out, "fusion.safetensors"))
   d = config.data
@@ -230,12 +241,19 @@ def run(config, workdir: str, writer) -> dict:
       },
       "tokens_per_modality": dict(d.tokens_per_modality),
       "encoders": {
-          "vision": policy.frozen_source["vision"],
-          "audio": policy.frozen_source["audio"],
+          **{
+              part: _encoder_source(config.model[part], config.seed) for part in ("vision", "audio")
+          },
           "audio_num_last_layers": int(config.model.audio.num_last_layers),
-          "seed": int(config.seed),
       },
   }
+  random = [p for p in ("vision", "audio") if not config.model[p].hf_dir]
+  if random:
+    logging.warning(
+        "export_hf: the %s encoder(s) are random-init (no model.<part>.hf_dir): the export "
+        "names their architecture and seed, not pretrained weights",
+        " and ".join(random),
+    )
   with open(os.path.join(out, "affectgpt.json"), "w") as f:
     json.dump(meta, f, indent=2, sort_keys=True)
   with open(os.path.join(out, "README.md"), "w") as f:
@@ -247,10 +265,49 @@ def run(config, workdir: str, writer) -> dict:
             fusion_type=fusion_cfg["fusion_type"],
             num_frames=d.num_frames,
             num_audio_clips=d.num_audio_clips,
-            vision=meta["encoders"]["vision"],
-            audio=meta["encoders"]["audio"],
+            vision=_describe_encoder(meta["encoders"]["vision"]),
+            audio=_describe_encoder(meta["encoders"]["audio"]),
             num_last_layers=config.model.audio.num_last_layers,
+            eos_tokens=", ".join(
+                f"`{tokenizer.convert_ids_to_tokens(i)}`" for i in token_ids["eos_token_id"]
+            ),
+            stop_strings=" or ".join(f"`{s}`" for s in generation.stop_strings_for(d.target)),
         )
     )
   writer.update_summary("export_hf", summary)
+  logging.info("export_hf: wrote %s (LLM in %s)", out, llm_dir)
   return summary
+
+
+def special_token_ids(tokenizer) -> dict:
+  """bos/eos/pad ids for the exported config.json and generation_config.json.
+
+  eos is a list: the tokenizer's eos (<|im_end|>, where the chat turn and our answers end)
+  and <|endoftext|> when the vocabulary has it, as in Qwen2.5-Instruct's generation config.
+  """
+  eos = [int(tokenizer.eos_token_id)]
+  endoftext = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+  if isinstance(endoftext, int) and endoftext != tokenizer.unk_token_id and endoftext not in eos:
+    eos.append(int(endoftext))
+  return {
+      "bos_token_id": int(tokenizer.bos_token_id),
+      "eos_token_id": eos,
+      "pad_token_id": int(tokenizer.pad_token_id),
+  }
+
+
+def _encoder_source(section, seed: int) -> dict:
+  """Where a frozen encoder's weights come from: its HF directory, or random init (arch, seed)."""
+  if section.hf_dir:
+    return {"hf_dir": os.path.abspath(section.hf_dir)}
+  arch = section.arch_file or section.arch.to_dict()
+  return {"random_init": {"arch": arch, "seed": int(seed)}}
+
+
+def _describe_encoder(source: dict) -> str:
+  if "hf_dir" in source:
+    return f"`{source['hf_dir']}`"
+  return (
+      "random-init, NOT pretrained (the demo's; architecture and seed in `affectgpt.json`, "
+      "rebuilt by `mer_jax.train.policy.build_policy` with that config)"
+  )
