@@ -37,7 +37,8 @@ def grpo_config(preset: str) -> ml_collections.ConfigDict:
   # Objective (AffectGPT-R1 eq. 1-5).
   g.clip_eps = 0.2
   g.clip_eps_high = 0.0  # > 0: asymmetric upper clip (DAPO); 0 = same as clip_eps
-  g.beta = 0.0  # KL weight to the reference (adapters off); 0 = no KL (paper default)
+  # KL weight to the reference = the cold-start (SFT) policy; 0 = no KL (paper default).
+  g.beta = 0.0
   g.kl_estimator = "k3"
   g.loss_agg = "token_mean"  # token_mean | seq_mean_token_mean | seq_mean_token_sum_norm
   g.scale_rewards = True  # divide group-centred rewards by the group std (paper eq. 1)

@@ -3,7 +3,8 @@
 An adapted Dense `kernel [in, out]` holds `lora_a [in, r]` (kaiming-uniform like HF peft)
 and `lora_b [r, out]` (zeros, so a fresh adapter is the identity). The forward adds
 `dropout(x) @ lora_a @ lora_b * alpha / r`; `enabled=False` gives the frozen base model
-(the GRPO reference) without a second weight copy.
+without a second weight copy: after `merge_lora` of the cold-start adapters into the base
+weights and fresh adapters, that is the SFT policy, the reference of GRPO's KL term.
 """
 
 from __future__ import annotations
@@ -93,8 +94,33 @@ def split_params(params: Params, mask: Params) -> tuple[Params, Params]:
   return traverse_util.unflatten_dict(sel), traverse_util.unflatten_dict(rest)
 
 
+def adapter_params(params: Params) -> Params:
+  """Only the LoRA leaves of `params`."""
+  flat = traverse_util.flatten_dict(params)
+  return traverse_util.unflatten_dict({p: v for p, v in flat.items() if is_lora_path(p)})
+
+
+def fresh_adapters(adapters: Params, rng: jax.Array) -> Params:
+  """New adapters shaped like `adapters`: A as at init (peft kaiming-uniform), B = 0.
+
+  A fresh adapter is the identity (B = 0) but trainable (A != 0). Works on a leading
+  `layers` axis too; `in` is the second-to-last axis of A.
+  """
+  flat = traverse_util.flatten_dict(adapters)
+  out = {}
+  for i, (path, x) in enumerate(sorted(flat.items())):
+    if path[-1] == "lora_a":
+      bound = 1.0 / float(x.shape[-2]) ** 0.5
+      out[path] = jax.random.uniform(
+          jax.random.fold_in(rng, i), x.shape, jnp.float32, -bound, bound
+      ).astype(x.dtype)
+    else:
+      out[path] = jnp.zeros(x.shape, x.dtype)
+  return traverse_util.unflatten_dict(out)
+
+
 def combine_params(*parts: Params) -> Params:
-  """Inverse of `split_params`."""
+  """Inverse of `split_params`; a leaf in a later part replaces the same leaf in an earlier one."""
   flat = {}
   for part in parts:
     flat.update(traverse_util.flatten_dict(part))

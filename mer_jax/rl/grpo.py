@@ -5,9 +5,14 @@ One GRPO step (AffectGPT-R1 section 3.3):
   2. rewards on the host: the `grpo.rewards` registry, weighted (accuracy x length penalty,
      format, ...); a reward failing on one sample scores that sample 0;
   3. update (one jitted step): group advantages on the [B, G] grid, clipped-ratio loss
-     (optional k3 KL to the adapters-off reference), exact (sum, denominator)
-     accumulation, AdamW on the trainable subset; `num_iterations` > 1 reuses the
-     rollout with stored old logprobs.
+     (optional k3 KL to the reference), exact (sum, denominator) accumulation, AdamW on
+     the trainable subset; `num_iterations` > 1 reuses the rollout with stored old
+     logprobs.
+
+The reference policy of the KL term is the cold-start (SFT) policy (`rl_start`): the SFT
+adapters are merged into the LLM weights and fresh adapters train, so "adapters off" is
+the SFT policy without a second LLM copy; the trained non-adapter weights (fusion, and
+the LLM under full fine-tuning) are kept at their SFT values in `frozen[KL_REFERENCE]`.
 
 `run` (mode `grpo`) chains SFT (unless `grpo.init_checkpoint`), GRPO and the held-out
 evaluation of both, resumably: rerunning the command continues where it stopped.
@@ -53,6 +58,9 @@ UPDATE_KEYS = (
     "old_logprobs",
 )
 REWARD_FIELDS = ("name", "labels", "reason", "cues")
+# Entry of the frozen params holding the cold-start values of the trained non-adapter
+# weights (the KL reference); present only when `grpo.beta > 0`.
+KL_REFERENCE = "kl_reference"
 
 
 def completion_logits(
@@ -145,13 +153,16 @@ def make_grpo_loss_fn(model, g, extra_loss: Callable | None = None):
   """(trainable, frozen, micro-batch, rng) -> (loss_sum, denominator, metric sums)."""
 
   def loss_fn(trainable, frozen, batch, rng):
+    frozen, reference = split_reference(frozen)
     params = lora_lib.combine_params(trainable, frozen)
     logits = completion_logits(model, params, batch, g.temperature, deterministic=False, rng=rng)
     logp, entropy = logprobs_and_entropy(logits, batch["completion"])
     ref = None
     if g.beta > 0:
+      # The SFT policy: cold-start values of the trained weights, adapters off.
+      ref_params = lora_lib.combine_params(params, reference)
       ref, _ = completion_logprobs(
-          model, jax.lax.stop_gradient(params), batch, g.temperature, lora=False
+          model, jax.lax.stop_gradient(ref_params), batch, g.temperature, lora=False
       )
       ref = jax.lax.stop_gradient(ref)
     old = batch["old_logprobs"] if g.num_iterations > 1 else None
@@ -174,6 +185,76 @@ def make_grpo_loss_fn(model, g, extra_loss: Callable | None = None):
     return out.loss_sum + term, out.denominator, {**out.metrics, **metrics}
 
   return loss_fn
+
+
+def split_reference(frozen: dict) -> tuple[dict, dict]:
+  """(frozen params of the policy, KL reference entries `{}` when there is none)."""
+  rest = {k: v for k, v in frozen.items() if k != KL_REFERENCE}
+  return rest, frozen.get(KL_REFERENCE, {})
+
+
+def with_kl_reference(trainable, frozen, t_sh, f_sh, dtype: str) -> tuple[dict, dict]:
+  """`frozen` (and its shardings) plus a copy of the non-adapter `trainable` leaves.
+
+  The copy is cast to `dtype` (`model.frozen_dtype`); arrays become new buffers (the train
+  state is donated), ShapeDtypeStructs (the memory planner) new structs.
+  """
+  adapters = lora_lib.trainable_mask(trainable)
+  ref = lora_lib.split_params(trainable, adapters)[1]
+  ref_sh = lora_lib.split_params(t_sh, adapters)[1]
+  dt = jnp.dtype(dtype)
+  cast = lambda x: dt if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype
+  leaves = jax.tree_util.tree_leaves(ref)
+  if leaves and isinstance(leaves[0], jax.ShapeDtypeStruct):
+    ref = jax.tree_util.tree_map(
+        lambda x, sh: jax.ShapeDtypeStruct(x.shape, cast(x), sharding=sh), ref, ref_sh
+    )
+  else:
+    copy = lambda t: jax.tree_util.tree_map(lambda x: jnp.array(x, cast(x), copy=True), t)
+    ref = jax.jit(copy, out_shardings=ref_sh)(ref)
+  return {**frozen, KL_REFERENCE: ref}, {**f_sh, KL_REFERENCE: ref_sh}
+
+
+@dataclasses.dataclass
+class RLStart:
+  """Params of the RL phase (`rl_start`); `frozen`/`f_sh` include the KL reference if any."""
+
+  trainable: dict
+  frozen: dict
+  t_sh: dict
+  f_sh: dict
+  merged_lora: dict | None  # cold-start adapters inside `frozen` (LoRA), saved with checkpoints
+
+
+def rl_start(policy, sft_params: dict, beta: float, frozen_dtype: str, rng: jax.Array) -> RLStart:
+  """The RL phase's params, with the cold-start (SFT) policy as its reference.
+
+  1. The SFT adapters are merged into the LLM kernels and fresh adapters (B = 0, so the
+     policy is unchanged) are trained: adapters off is then the SFT policy
+     (design.md section 3). With LoRA the merged kernels are frozen (no second LLM copy)
+     and the SFT adapters are returned for the checkpoints, so that a step directory
+     restores on its own (`state.load_trained_params`).
+  2. With `beta > 0`, the trained non-adapter weights (fusion; with full fine-tuning the
+     LLM too) are copied at their SFT values into `frozen[KL_REFERENCE]`.
+  """
+  mask = policy.trainable_mask()
+  sh = policy.param_shardings
+  without_adapters = lambda tree: lora_lib.split_params(tree, lora_lib.trainable_mask(tree))[1]
+  sft_adapters = lora_lib.adapter_params(sft_params)
+  merged = state_lib.merge_adapters(
+      without_adapters(sft_params),
+      sft_adapters,
+      policy.config.llm.lora_scale,
+      without_adapters(sh),
+  )
+  fresh = jax.jit(lora_lib.fresh_adapters, out_shardings=lora_lib.adapter_params(sh))(
+      sft_adapters, rng
+  )
+  trainable, frozen = lora_lib.split_params(lora_lib.combine_params(merged, fresh), mask)
+  t_sh, f_sh = lora_lib.split_params(sh, mask)
+  if beta > 0:
+    frozen, f_sh = with_kl_reference(trainable, frozen, t_sh, f_sh, frozen_dtype)
+  return RLStart(trainable, frozen, t_sh, f_sh, None if policy.train_full_llm else sft_adapters)
 
 
 def grpo_optimizer(g, steps: int):
@@ -307,12 +388,14 @@ def train_grpo(
   """`config.grpo.steps` GRPO steps from `init_params` (resuming from `ckpt_dir`)."""
   config, mesh, policy = ctx.config, ctx.mesh, ctx.policy
   g = config.grpo
-  mask = policy.trainable_mask()
-  trainable, frozen = lora_lib.split_params(init_params, mask)
-  t_sh, f_sh = lora_lib.split_params(policy.param_shardings, mask)
-  state, _, update, old_fn = make_grpo_step(
-      policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks
+  rl = rl_start(
+      policy, init_params, g.beta, config.model.frozen_dtype, jax.random.PRNGKey(config.seed + 2)
   )
+  frozen = rl.frozen
+  state, _, update, old_fn = make_grpo_step(
+      policy, config, mesh, rl.trainable, frozen, rl.t_sh, rl.f_sh, hooks
+  )
+  policy_params = lambda trainable: lora_lib.combine_params(trainable, split_reference(frozen)[0])
 
   prompt_config = config.copy_and_resolve_references()
   prompt_config.data.batch_size = g.prompts_per_step
@@ -353,7 +436,7 @@ def train_grpo(
     while step < g.steps:
       t0 = time.time()
       batch = mesh_lib.common_length(next(prompts), ctx.tokenizer.pad_token_id, left_pad=True)
-      params = lora_lib.combine_params(state.trainable, frozen)
+      params = policy_params(state.trainable)
       ro = rollout(
           ctx,
           params,
@@ -397,13 +480,15 @@ def train_grpo(
             length=f"{ro['stats']['completion_length']:.0f}",
         )
         last = record
-      checkpointing.save_when_due(ckpt, guard, step, g.steps, state, prompts, policy.frozen_source)
+      checkpointing.save_when_due(
+          ckpt, guard, step, g.steps, state, prompts, policy.frozen_source, rl.merged_lora
+      )
   finally:
     bar.close()
     ckpt.close()
     guard.restore()
   return {
-      "params": lora_lib.combine_params(state.trainable, frozen),
+      "params": policy_params(state.trainable),
       "step": step,
       "last_metrics": last,
   }

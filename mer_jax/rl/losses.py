@@ -105,7 +105,7 @@ def grpo_loss(
     completion_mask: [N, T] 1 on completion tokens (the eos token included), 0 on padding.
     old_logprobs: [N, T] log pi_old stored at rollout; None = stop_gradient(logprobs)
       (num_iterations = 1: ratio 1, gradient of the plain policy gradient).
-    ref_logprobs: [N, T] log pi_ref (adapters off); None = no KL term.
+    ref_logprobs: [N, T] log pi_ref (the cold-start policy); None = no KL term.
     token_entropy: [N, T] per-token policy entropy, only for the `entropy` metric.
     clip_eps: lower clip epsilon (and upper when clip_eps_high is 0).
     clip_eps_high: > 0 gives the DAPO asymmetric upper clip 1 + clip_eps_high.

@@ -221,6 +221,15 @@ def plan_train_step(config, mesh, policy: dict, prompt_len: int) -> dict:
     rows = g.prompts_per_step * g.num_generations
     tx, _ = grpo.grpo_optimizer(g, g.steps)
     state, s_sh = abstract_state(policy["trainable"], policy["t_sh"], tx, config.seed, mesh)
+    if g.beta > 0:  # the KL reference's copy of the trained non-adapter weights
+      frozen, f_sh = grpo.with_kl_reference(
+          policy["trainable"],
+          policy["frozen"],
+          policy["t_sh"],
+          policy["f_sh"],
+          config.model.frozen_dtype,
+      )
+      policy = {**policy, "frozen": frozen, "f_sh": f_sh}
     step = grpo.grpo_update_fn(policy["model"], config, mesh, s_sh, policy["f_sh"])
     length = g.max_new_tokens
     batch = _batch(

@@ -1,6 +1,7 @@
 """Orbax checkpoints of the train state + data iterator + RNG, with resume and preemption.
 
-Layout: `<workdir>/checkpoints/<step>/{state,data,meta}`. Orbax writes each step into a
+Layout: `<workdir>/checkpoints/<step>/{state,data,meta}` (+ `merged_lora` in RL runs with
+LoRA: the cold-start adapters merged into the frozen weights, see `mer_jax.rl.grpo`). Orbax writes each step into a
 temporary directory and renames it when every item is finalized, so a half-written step
 (a crash or SIGKILL during the save) is never returned by `latest_step()` and is never
 restored. Frozen weights are not saved: they are reproducible from their source
@@ -25,9 +26,12 @@ import orbax.checkpoint as ocp
 from mer_jax import config_lib
 from mer_jax import run_io
 
+MERGED_LORA = "merged_lora"
+
 
 class Checkpointer:
-  """A `CheckpointManager` with items `state` (pytree), `data` (grain iterator), `meta` (JSON)."""
+  """A `CheckpointManager` with items `state` (pytree), `data` (grain iterator), `meta` (JSON)
+  and, when given, `merged_lora` (pytree of adapters that belong to the frozen weights)."""
 
   def __init__(self, directory: str, *, every_steps: int, keep: int, async_save: bool = True):
     self.directory = os.path.abspath(directory) if "://" not in directory else directory
@@ -36,7 +40,7 @@ class Checkpointer:
         max_to_keep=keep, create=True, enable_async_checkpointing=async_save
     )
     self.manager = ocp.CheckpointManager(
-        self.directory, options=options, item_names=("state", "data", "meta")
+        self.directory, options=options, item_names=("state", "data", "meta", MERGED_LORA)
     )
 
   def latest_step(self) -> int | None:
@@ -52,6 +56,7 @@ class Checkpointer:
       data_iterator: Any = None,
       meta: dict | None = None,
       force: bool = False,
+      merged_lora: Any = None,
   ) -> bool:
     args = {
         "state": ocp.args.StandardSave(state),
@@ -59,6 +64,8 @@ class Checkpointer:
     }
     if data_iterator is not None:
       args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    if merged_lora is not None:
+      args[MERGED_LORA] = ocp.args.StandardSave(merged_lora)
     saved = self.manager.save(step, args=ocp.args.Composite(**args), force=force)
     if saved:
       logging.info("checkpoint: saving step %d to %s", step, self.directory)
@@ -72,6 +79,11 @@ class Checkpointer:
     restored = self.manager.restore(step, args=ocp.args.Composite(**args))
     logging.info("checkpoint: restored step %d from %s", step, self.directory)
     return restored["state"], dict(restored["meta"] or {})
+
+  def restore_merged_lora(self, step: int, abstract: Any) -> Any:
+    """The step's `merged_lora` item onto `abstract` (adapter ShapeDtypeStructs)."""
+    args = ocp.args.Composite(**{MERGED_LORA: ocp.args.StandardRestore(abstract)})
+    return self.manager.restore(step, args=args)[MERGED_LORA]
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -113,6 +125,19 @@ def restore_step(step_dir: str, abstract_state: Any) -> tuple[Any, dict]:
   )
 
 
+def restore_merged_lora(step_dir: str, abstract: Any) -> Any | None:
+  """The `merged_lora` item of one step directory onto `abstract`, or None if it has none."""
+  step_dir = os.path.abspath(step_dir.rstrip("/"))
+  parent, name = os.path.split(step_dir)
+  if not os.path.isdir(os.path.join(step_dir, MERGED_LORA)):
+    return None
+  ckpt = Checkpointer(parent, every_steps=0, keep=1000)
+  try:
+    return ckpt.restore_merged_lora(int(name), abstract)
+  finally:
+    ckpt.close()
+
+
 def _first_line(e: BaseException, limit: int = 240) -> str:
   """The first line of an error, without TensorStore's spec dump, at most `limit` chars."""
   text = str(e).split("See full TensorStore details")[0]
@@ -141,11 +166,19 @@ def save_when_due(
     state: Any,
     data_iterator: Any,
     frozen_source: dict,
+    merged_lora: Any = None,
 ) -> None:
   """Saves on schedule, at the last step, or on a signal; then raises `run_io.Interrupted`."""
   stop = guard.should_stop(step)
   if ckpt.should_save(step) or stop or step == last_step:
-    ckpt.save(step, state, data_iterator, meta={"frozen_source": frozen_source}, force=True)
+    ckpt.save(
+        step,
+        state,
+        data_iterator,
+        meta={"frozen_source": frozen_source},
+        force=True,
+        merged_lora=merged_lora,
+    )
   if stop:
     name = guard.signal_name or "SIGTERM"  # a preemption notice or another process's signal
     raise run_io.Interrupted(name, step, os.path.join(ckpt.directory, str(step)))

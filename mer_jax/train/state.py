@@ -31,6 +31,15 @@ def split_trainable(policy) -> tuple[dict, dict, dict, dict]:
   return trainable, frozen, t_sh, f_sh
 
 
+def merge_adapters(base: dict, adapters: dict, scale: float, shardings: Any) -> dict:
+  """`base` (no adapter leaves) with `adapters` merged into its kernels (W + scale * A B).
+
+  The result keeps `base`'s layout, dtypes and the given shardings.
+  """
+  merge = lambda b, a: lora_lib.merge_lora(lora_lib.combine_params(b, a), scale)
+  return jax.jit(merge, out_shardings=shardings)(base, adapters)
+
+
 def abstract_state(trainable, t_sh, tx, seed: int, mesh) -> tuple[ts.TrainState, Any]:
   """(ShapeDtypeStructs, shardings) of the train state of `trainable` (arrays or abstract).
 
@@ -58,17 +67,24 @@ def load_trained_params(ctx: context_lib.RunContext, step_dir: str) -> dict:
   """Policy params with the trainable part restored from a checkpoint.
 
   `step_dir` is one of our step directories, or a released AffectGPT `checkpoint_*.pth`
-  (`load_released_params`).
+  (`load_released_params`). An RL checkpoint of a LoRA policy also holds the cold-start
+  adapters that the run merged into the frozen weights (`merged_lora`); they are merged
+  here the same way.
   """
   if affectgpt_release.is_released_checkpoint(step_dir):
     return load_released_params(ctx, step_dir)
   config = ctx.config
   step_dir = os.path.abspath(step_dir.rstrip("/"))
   tx, _ = optim.sft_optimizer(config.train)
-  trainable, frozen, t_sh, _ = split_trainable(ctx.policy)
+  trainable, frozen, t_sh, f_sh = split_trainable(ctx.policy)
   state, _ = init_state(trainable, t_sh, tx, config.seed, ctx.mesh)
   restored, meta = checkpointing.restore_step(step_dir, checkpointing.abstract_like(state))
+  merged = checkpointing.restore_merged_lora(
+      step_dir, checkpointing.abstract_like(lora_lib.adapter_params(trainable))
+  )
   checkpointing.check_frozen_source(meta, ctx.policy.frozen_source, step_dir)
+  if merged is not None:
+    frozen = merge_adapters(frozen, merged, ctx.policy.config.llm.lora_scale, f_sh)
   return lora_lib.combine_params(restored.trainable, frozen)
 
 
