@@ -2,7 +2,7 @@
 
   python -m mer_jax.evaluate ovmer --gt GT.csv --pred PRED.csv \
       [--lexicon builtin|official:DIR] [--level level1|level2] \
-      [--all-variants] [--per-sample] [--json] [--out FILE]
+      [--all-variants] [--per-sample] [--json] [--out FILE] [--strict]
 
   python -m mer_jax.evaluate unibench --gt-dir GOLD_DIR --pred-dir PRED_DIR \
       [--lexicon ...] [--json] [--out FILE]
@@ -10,7 +10,10 @@
 GT/PRED are CSVs with columns ``name,openset`` (stringified lists, the released
 format).  With ``--json`` the last line of stdout is one JSON object; otherwise
 a table is printed.  A malformed file exits with status 2 and a message naming
-the file and line.  See docs/metrics.md for the exact semantics.
+the file and line.  What the score passes over (duplicate names, predictions not
+in the GT, missing predictions, labels no wheel maps) is counted under
+``checks`` and warned about on stderr; ``--strict`` makes it an error (status 2).
+See docs/metrics.md for the exact semantics.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import sys
 import time
 
+from mer_jax.metrics import checks
 from mer_jax.metrics import parsing
 
 
@@ -46,6 +50,10 @@ def _print_ovmer_table(rep: dict, level: str, out=None):
     for v in ('case1', 'case2'):
       r = rep['variants'][v]
       print(f'  {v:12s} {_fmt(r["f1"])} {_fmt(r["precision"])} {_fmt(r["recall"])}', file=out)
+  print('input checks:', file=out)
+  for name, c in rep['checks'].items():
+    side, meaning = checks.CHECKS[name]
+    print(f'  {c["count"]:6d}  {side:4s}  {meaning}', file=out)
 
 
 def cmd_ovmer(args) -> int:
@@ -53,16 +61,25 @@ def cmd_ovmer(args) -> int:
   from mer_jax.metrics import ovmer_report  # pylint: disable=import-outside-toplevel
 
   t0 = time.perf_counter()
-  gt = parsing.read_label_csv(args.gt, column=args.column)
-  pred = parsing.read_label_csv(args.pred, column=args.pred_column or args.column)
+  gt_rows = parsing.read_label_rows(args.gt, column=args.column)
+  pred_rows = parsing.read_label_rows(args.pred, column=args.pred_column or args.column)
+  gt = {name: cell for _, name, cell in gt_rows}
+  pred = {name: cell for _, name, cell in pred_rows}
   lex = load_lexicon(args.lexicon)
   if args.extract:
     from mer_jax.metrics import extract_emotion_words  # pylint: disable=import-outside-toplevel
 
     pred = {n: extract_emotion_words(t or '', lex) for n, t in pred.items()}
+  found = checks.label_checks(gt, pred, lex, gt_rows, pred_rows)
+  problems = checks.describe(found, {'gt': args.gt, 'pred': args.pred})
+  for line in problems:
+    print(f'{"error" if args.strict else "warning"}: {line}', file=sys.stderr)
+  if args.strict and problems:
+    return 2
   rep = ovmer_report(gt, pred, lex, all_variants=args.all_variants, per_sample=args.per_sample)
   rep['level'] = args.level
-  rep['n_predictions_missing'] = sum(1 for n in gt if n not in pred)
+  rep['checks'] = found
+  rep['n_predictions_missing'] = found['missing_predictions']['count']
   rep['seconds'] = round(time.perf_counter() - t0, 4)
   return _emit(rep, args, lambda r: _print_ovmer_table(r, args.level))
 
@@ -124,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
       '--json', action='store_true', help='print one JSON object as the last stdout line'
   )
   o.add_argument('--out', default=None, help='also write the JSON report here')
+  o.add_argument(
+      '--strict',
+      action='store_true',
+      help='exit 2 instead of warning when the inputs have duplicate names, predictions '
+      'not in the GT, missing predictions or labels no emotion wheel maps',
+  )
   o.set_defaults(func=cmd_ovmer)
 
   u = sub.add_parser('unibench', help='the whole MER-UniBench from a directory')

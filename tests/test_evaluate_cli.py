@@ -73,6 +73,14 @@ def test_ovmer_json_last_line(files, capsys):
   assert set(ps) == {'a', 'b', 'c', 'd'}
   assert ps['b'] == 1.0 and ps['c'] == 0.0 and ps['d'] == 0.0  # gold empty / pred missing
   assert rep['n_predictions_missing'] == 1
+  assert {k: c['count'] for k, c in rep['checks'].items()} == {
+      'duplicate_gt_names': 0,
+      'duplicate_pred_names': 0,
+      'pred_names_not_in_gt': 1,
+      'missing_predictions': 1,
+      'unmapped_gt_labels': 1,  # 'neutral' is on no wheel
+      'unmapped_pred_labels': 0,
+  }
   # a (1 of 2 gold categories hit, 1 predicted) and b (exact), d (empty prediction)
   assert rep['level1']['recall'] == pytest.approx((0.5 + 1 + 0) / 3)
   assert rep['level1']['precision'] == pytest.approx((1 + 1 + 0) / 3)
@@ -228,3 +236,72 @@ def test_ovmer_extract_from_descriptions(files, capsys, tmp_path):
   rep = json.loads(out.strip().splitlines()[-1])
   assert rep['per_sample']['b'] == 1.0 and rep['per_sample']['d'] == 1.0
   assert rep['level1']['precision'] == pytest.approx(1.0)
+
+
+def test_ovmer_reports_what_the_score_passes_over(tmp_path, capsys):
+  gt, pred = tmp_path / 'gt.csv', tmp_path / 'pred.csv'
+  _write(
+      gt,
+      [
+          ['name', 'openset'],
+          ['a', "['happy', 'sad']"],
+          ['b', "['calm']"],
+          ['c', "['开心', 'happy']"],
+          ['b', "['angry']"],
+          ['d', 'furious'],
+      ],
+  )
+  _write(
+      pred,
+      [
+          ['name', 'openset'],
+          ['a', 'joyful'],
+          ['b', 'angry'],
+          ['zzz', 'happy'],
+          ['c', 'x1'],
+          ['c', 'happy, blorp'],
+      ],
+  )
+  rc, out, err = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(pred), '--json')
+  assert rc == 0
+  rep = json.loads(out.strip().splitlines()[-1])
+  assert {k: (c['count'], c['examples']) for k, c in rep['checks'].items()} == {
+      'duplicate_gt_names': (1, ["'b' (lines 3, 5)"]),
+      'duplicate_pred_names': (1, ["'c' (lines 5, 6)"]),
+      'pred_names_not_in_gt': (1, ["'zzz'"]),
+      'missing_predictions': (1, ["'d'"]),
+      'unmapped_gt_labels': (1, ["'开心' (c)"]),
+      'unmapped_pred_labels': (1, ["'blorp' (c)"]),
+  }
+  warnings = err.strip().splitlines()
+  assert len(warnings) == 6 and all(w.startswith('warning: ') for w in warnings)
+  assert (
+      f"warning: {gt}: duplicate names (the last row counts): 1, e.g. 'b' (lines 3, 5)" in warnings
+  )
+  rc, out, _ = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(pred))
+  assert 'input checks:' in out and '1  pred  names not in the GT (ignored)' in out
+
+  rc, out, err = run_main(
+      capsys, 'ovmer', '--gt', str(gt), '--pred', str(pred), '--strict', '--json'
+  )
+  assert rc == 2 and out == ''
+  assert len(err.strip().splitlines()) == 6 and err.startswith('error: ')
+  clean = tmp_path / 'clean.csv'
+  _write(
+      clean, [['name', 'openset'], ['a', 'happy'], ['b', 'angry'], ['c', 'happy'], ['d', 'angry']]
+  )
+  rc, out, err = run_main(
+      capsys, 'ovmer', '--gt', str(clean), '--pred', str(clean), '--strict', '--json'
+  )
+  assert rc == 0 and err == '' and json.loads(out)['level1']['f1'] == 1.0
+
+
+def test_non_utf8_file_is_one_line_naming_the_line(files, capsys, tmp_path):
+  gt, _ = files
+  p = tmp_path / 'gbk.csv'
+  p.write_bytes('name,openset\na,happy\nb,开心\n'.encode('gbk'))
+  rc, out, err = run_main(capsys, 'ovmer', '--gt', str(gt), '--pred', str(p))
+  assert rc == 2 and out == ''
+  assert err.strip().splitlines() == [
+      f'error: {p}:3: not UTF-8 text; save the file as UTF-8 (e.g. iconv -f GBK -t UTF-8)'
+  ]

@@ -151,3 +151,22 @@ def test_ctrl_c_saves_then_the_same_command_resumes_and_finishes(repo_root, tmp_
   assert result.stdout.splitlines()[-1].startswith(f"  outputs in {workdir}: summary.json")
   history = open(os.path.join(workdir, "config_history.jsonl")).read().splitlines()
   assert len(history) == 2
+
+  # The evaluation wrote the gold labels of its clips next to the predictions: the
+  # evaluate CLI rescores them to the run's figure.
+  gold, pred = os.path.join(workdir, "gold.csv"), os.path.join(workdir, "predictions.csv")
+  rescored = evaluate_cli(["ovmer", "--gt", gold, "--pred", pred])
+  assert rescored["level1"]["f1"] == pytest.approx(summary["eval"]["ew_f1"], abs=1e-12)
+  assert rescored["n_samples"] == summary["eval"]["num_samples"] == 4
+  assert rescored["checks"]["missing_predictions"]["count"] == 0
+  assert evaluate_cli(["ovmer", "--gt", gold, "--pred", gold])["level1"]["f1"] == 1.0
+
+
+def evaluate_cli(args):
+  out = subprocess.run(
+      [sys.executable, "-m", "mer_jax.evaluate", *args, "--json"],
+      capture_output=True,
+      text=True,
+      check=True,
+  ).stdout
+  return json.loads(out.splitlines()[-1])

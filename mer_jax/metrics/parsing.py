@@ -156,24 +156,47 @@ def read_csv_rows(path, required: Iterable[str] = ('name',)):
         yield line, dict(zip(header, fields, strict=True))
     except csv.Error as e:
       raise LabelFileError(f'{path}:{reader.line_num}: malformed CSV ({e})') from e
+    except UnicodeDecodeError:
+      raise LabelFileError(f'{path}:{_first_non_utf8_line(path)}: {NOT_UTF8}') from None
     if header is None:
       raise LabelFileError(f'{path}:1: empty file (no header row)')
 
 
-def read_label_csv(path, column: str = 'openset') -> dict:
-  """Read ``name,<column>`` into ``{name: raw cell (str or None)}``.
+NOT_UTF8 = 'not UTF-8 text; save the file as UTF-8 (e.g. iconv -f GBK -t UTF-8)'
+
+
+def _first_non_utf8_line(path) -> int:
+  with open(path, 'rb') as f:
+    for number, raw in enumerate(f, 1):
+      try:
+        raw.decode('utf-8')
+      except UnicodeDecodeError:
+        return number
+  return 1
+
+
+def read_label_rows(path, column: str = 'openset') -> list[tuple[int, str, str | None]]:
+  """``(line, name, raw cell)`` of every row of a ``name,<column>`` CSV, in file order.
 
   Label cells equal to one of pandas' default NA strings (``''``, ``'nan'``,
   ``'None'``, ...) become ``None``: the official code reads the CSV with
-  pandas, gets NaN there and treats it as an empty list.  Later rows with the
-  same name override earlier ones (a dict, as in the official code).  A row
-  with an empty name is an error.
+  pandas, gets NaN there and treats it as an empty list.  A row with an empty
+  name is an error.
   """
-  out = {}
+  out = []
   for line, row in read_csv_rows(path, required=('name', column)):
     name = row['name']
     if not name.strip():
       raise LabelFileError(f'{path}:{line}: empty sample name')
     cell = row[column]
-    out[name] = None if cell in PANDAS_NA_STRINGS else cell
+    out.append((line, name, None if cell in PANDAS_NA_STRINGS else cell))
   return out
+
+
+def read_label_csv(path, column: str = 'openset') -> dict:
+  """Read ``name,<column>`` into ``{name: raw cell (str or None)}`` (see ``read_label_rows``).
+
+  Later rows with the same name override earlier ones (a dict, as in the
+  official code); ``mer_jax.metrics.checks`` counts such duplicates.
+  """
+  return {name: cell for _, name, cell in read_label_rows(path, column)}

@@ -1,8 +1,10 @@
 """Generation-based evaluation: answers -> labels -> emotion-wheel F/P/R, format rate.
 
 Predictions are written as `<dir>/predictions.csv` in the released `name,openset`
-format (plus the raw completion), so `python -m mer_jax.evaluate ovmer --gt ... --pred
-<dir>/predictions.csv` rescores them with any lexicon.
+format (plus the raw completion) next to the gold labels of the same clips,
+`<dir>/gold.csv`, so `python -m mer_jax.evaluate ovmer --gt <dir>/gold.csv --pred
+<dir>/predictions.csv` rescores them with any lexicon. Gold labels no emotion wheel maps
+(which the score drops) are counted and warned about.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tqdm import tqdm
 from input_pipeline import datasets
 from mer_jax import metrics
 from mer_jax.decode import generation
+from mer_jax.metrics import checks
 from mer_jax.rl import rewards as rewards_lib
 from mer_jax.train import context as context_lib
 from mer_jax.train import mesh as mesh_lib
@@ -39,16 +42,20 @@ def predicted_labels(completion: str) -> list[str]:
   return metrics.parse_labels(answer.strip().rstrip("."))
 
 
-def write_predictions(
-    path: str, names: Sequence[str], labels: Sequence[list[str]], completions: Sequence[str]
+def write_label_csv(
+    path: str,
+    names: Sequence[str],
+    labels: Sequence[list[str]],
+    completions: Sequence[str] | None = None,
 ) -> None:
+  """`name,openset[,completion]` in the released format (written atomically)."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
+  with open(tmp, "w", newline="", encoding="utf-8") as f:
     w = csv.writer(f)
-    w.writerow(["name", "openset", "completion"])
-    for name, labs, text in zip(names, labels, completions, strict=True):
-      w.writerow([name, str(list(labs)), text])
+    w.writerow(["name", "openset"] + (["completion"] if completions is not None else []))
+    for i, (name, labs) in enumerate(zip(names, labels, strict=True)):
+      w.writerow([name, str(list(labs))] + ([completions[i]] if completions is not None else []))
   os.replace(tmp, path)
 
 
@@ -104,6 +111,7 @@ def evaluate(
   gold = {s["name"]: list(s.get("labels") or []) for s in samples}
   pred = dict(zip(names, labels, strict=True))
   scores = metrics.ew_scores(gold, pred, config.eval.lexicon, level=config.eval.level)
+  found = checks.label_checks(gold, pred, metrics.load_lexicon(config.eval.lexicon))
   format_ok = rewards_lib.format_reward(completions, [{} for _ in completions], None)
   result = {
       "ew_f1": scores["f1"],
@@ -114,9 +122,18 @@ def evaluate(
       "mean_labels": float(np.mean([len(x) for x in labels])) if labels else 0.0,
       "mean_completion_tokens": float(np.mean(lengths)) if lengths else 0.0,
       "samples_per_sec": len(names) / max(elapsed, 1e-9),
+      "unmapped_gt_labels": found["unmapped_gt_labels"]["count"],
+      "unmapped_pred_labels": found["unmapped_pred_labels"]["count"],
+  }
+  files = {
+      "gt": os.path.join(out_dir, "gold.csv"),
+      "pred": os.path.join(out_dir, "predictions.csv"),
   }
   if ctx.is_primary:
-    write_predictions(os.path.join(out_dir, "predictions.csv"), names, labels, completions)
+    write_label_csv(files["pred"], names, labels, completions)
+    write_label_csv(files["gt"], names, [gold[n] for n in names])
+  for line in checks.describe({"unmapped_gt_labels": found["unmapped_gt_labels"]}, files):
+    logging.warning("%s: %s", desc, line)
   logging.info(
       "%s: EW F1 %.4f (P %.4f R %.4f), format %.3f on %d samples in %.1fs",
       desc,
