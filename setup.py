@@ -18,7 +18,7 @@ INSTALL_REQUIRES = [
     "transformers==5.23.0",
     "safetensors==0.8.0",
     "tokenizers==0.23.3",
-    "librosa==0.11.0",
+    "opencv-python-headless==4.10.0.84",  # cv2.resize of OpenFace crops, as released
     "soundfile==0.14.0",
     "av==18.1.0",
     "pillow>=10",

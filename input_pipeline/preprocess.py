@@ -2,7 +2,9 @@
 
 - `clip_preprocess` = `CLIPImageProcessor` (resize the shortest side with PIL bicubic,
   center crop, rescale 1/255, normalize with the CLIP mean/std), channels first.
-- `wav2vec2_normalize` = `Wav2Vec2FeatureExtractor(do_normalize=True)` on one clip.
+- `wav2vec2_normalize` = `Wav2Vec2FeatureExtractor(do_normalize=True)` as the released
+  code calls it: on the [8, 32000] clips of one sample as ONE input, so one mean and one
+  variance over all clips together (design.md section 2b, item 7).
 tests/test_input_preprocess.py checks both against `transformers` to 1e-5.
 """
 
@@ -58,9 +60,7 @@ def clip_preprocess(frames_uint8: np.ndarray, size: int) -> np.ndarray:
   return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def wav2vec2_normalize(audio: np.ndarray) -> np.ndarray:
-  """Zero mean, unit variance over the last axis: float32 [..., S]."""
-  x = np.asarray(audio, np.float32)
-  mean = x.mean(axis=-1, keepdims=True)
-  var = x.var(axis=-1, keepdims=True)
-  return ((x - mean) / np.sqrt(var + 1e-7)).astype(np.float32)
+def wav2vec2_normalize(clips: np.ndarray) -> np.ndarray:
+  """float32 [C, S] clips of one sample -> `(x - mean) / sqrt(var + 1e-7)` over all of them."""
+  x = np.asarray(clips, np.float32)
+  return ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32)

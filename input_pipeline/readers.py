@@ -8,9 +8,9 @@ Released layout (design.md section 6), paths relative to `config.data.root`:
   video/{name}.mp4, audio/{name}.wav, openface_face/{name}/{name}.npy ([T, H, W, 3] uint8)
 
 A sample whose media is missing or cannot be decoded is skipped and reported as
-{'name', 'reason'}; nothing is dropped silently. Frames are stored after the CLIP
-resize + center crop to `config.data.image_size` (uint8), which keeps memory bounded and
-is exact: `preprocess.clip_preprocess` of those frames equals that of the raw frames.
+{'name', 'reason'}; nothing is dropped silently. Frames and faces are stored as the
+released code reads them: resized to `config.data.image_size` squared (uint8,
+`input_pipeline.decode`), which keeps memory bounded.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from input_pipeline import decode
-from input_pipeline import preprocess
 
 RELEASED_SPLITS = {
     'train': 'labels_csv',
@@ -67,21 +66,40 @@ def read_csv_column(path: str, column: str) -> dict[str, str]:
     return {row['name'].strip(): (row[column] or '').strip() for row in reader}
 
 
-def _media(data: Any, root: str, name: str) -> dict:
+def media_paths(data: Any, root: str, name: str) -> dict:
+  """The released layout's files of clip `name`: video, faces, audio."""
+  return {
+      'video': os.path.join(_path(root, data.get('video_dir') or 'video'), f'{name}.mp4'),
+      'faces': os.path.join(
+          _path(root, data.get('face_dir') or 'openface_face'), name, f'{name}.npy'
+      ),
+      'audio': os.path.join(_path(root, data.get('audio_dir') or 'audio'), f'{name}.wav'),
+  }
+
+
+def read_media(data: Any, video: str | None, faces: str | None, audio: str | None) -> dict:
+  """{'frames' uint8 [F, S, S, 3], 'frame_indices' [F], 'audio' float32 [N]} of one clip.
+
+  `faces` is read in face mode, `video` in frame mode; the audio comes from `audio`, or
+  from the video's own track when no audio file is given (None).
+  """
   num_frames, size = int(data.num_frames), int(data.image_size)
   if data.face_or_frame == 'face':
-    face_dir = _path(root, data.get('face_dir') or 'openface_face')
-    raw = decode.read_face_frames(os.path.join(face_dir, name, f'{name}.npy'), num_frames)
+    frames, idx = decode.read_face_frames(faces, num_frames, size)
   elif data.face_or_frame == 'frame':
-    video_dir = _path(root, data.get('video_dir') or 'video')
-    raw = decode.read_video_frames(os.path.join(video_dir, f'{name}.mp4'), num_frames)
+    frames, idx = decode.read_video_frames(video, num_frames, size)
   else:
     raise ValueError(
         f"config.data.face_or_frame must be 'face' or 'frame', got {data.face_or_frame!r}"
     )
-  audio_dir = _path(root, data.get('audio_dir') or 'audio')
-  audio = decode.load_audio(os.path.join(audio_dir, f'{name}.wav'), int(data.sample_rate))
-  return {'frames': preprocess.resize_and_crop(raw, size), 'audio': audio}
+  wave = decode.load_audio(audio or video, int(data.sample_rate))
+  return {'frames': frames, 'frame_indices': idx, 'audio': wave}
+
+
+def _media(data: Any, root: str, name: str) -> dict:
+  paths = media_paths(data, root, name)
+  media = read_media(data, paths['video'], paths['faces'], paths['audio'])
+  return {'frames': media['frames'], 'audio': media['audio']}
 
 
 def iter_released(cfg: Any, split: str) -> Iterator[tuple[str, dict]]:

@@ -1,11 +1,13 @@
 """Tokenizers and token-level training examples.
 
-`config.data.tokenizer` is either a Hugging Face tokenizer directory (e.g. Qwen2.5) or
+`config.data.tokenizer` is a Hugging Face tokenizer directory (e.g. Qwen2.5; empty = the
+LLM's own, `config.model.llm.hf_dir`) or
 'synthmer': a small byte-level BPE trained at run time on the synthmer text and the
 prompt templates, saved into `<workdir>/tokenizer` as a `PreTrainedTokenizerFast` dir.
 
 Training sequence (released AffectGPT collater): `[bos] + prompt + target + '###' + [eos]`,
-prompt and `target###` tokenized separately without special tokens. `loss_mask[t] = 1`
+prompt and `target###` tokenized separately without special tokens. The inference prompt
+(released `Chat`) is the prompt alone: NO bos, the ids start with `###`. `loss_mask[t] = 1`
 when `input_ids[t]` is a target token (answer, `###`, eos): the loss at position t
 scores the prediction of `input_ids[t]` from the logits at position t - 1, i.e.
 `loss = sum(mask[:, 1:] * nll(logits[:, :-1], input_ids[:, 1:]))`.
@@ -13,6 +15,7 @@ scores the prediction of `input_ids[t]` from the logits at position t - 1, i.e.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -97,6 +100,10 @@ def get_tokenizer(config: Any, workdir: str | None = None):
 
   data = config.data if hasattr(config, 'data') else config
   name = data.tokenizer
+  if not name and hasattr(config, 'model'):
+    name = config.model.llm.hf_dir
+  if not name:
+    raise ValueError('config.data.tokenizer is empty and config.model.llm.hf_dir too: name one')
   if name == 'synthmer':
     path = os.path.join(workdir, 'tokenizer') if workdir else None
     if path and os.path.exists(os.path.join(path, 'tokenizer.json')):
@@ -121,8 +128,8 @@ def _ids(tokenizer, text: str) -> list[int]:
 
 
 def encode_prompt(tokenizer, prompt: str) -> np.ndarray:
-  """int32 [L]: `[bos] + prompt`, the generation context."""
-  return np.asarray([tokenizer.bos_token_id] + _ids(tokenizer, prompt), np.int32)
+  """int32 [L]: the generation context, the prompt alone (the released `Chat` adds no bos)."""
+  return np.asarray(_ids(tokenizer, prompt), np.int32)
 
 
 def encode_training_example(tokenizer, prompt: str, target: str, max_length: int) -> dict:
@@ -134,7 +141,7 @@ def encode_training_example(tokenizer, prompt: str, target: str, max_length: int
     truncated: bool, True when the sequence was cut at max_length (from the end, so
     the prompt and its placeholders survive; the released code drops such samples).
   """
-  prompt_ids = encode_prompt(tokenizer, prompt)
+  prompt_ids = np.asarray([tokenizer.bos_token_id] + _ids(tokenizer, prompt), np.int32)
   target_ids = _ids(tokenizer, target + prompts.END_OF_ANSWER) + [tokenizer.eos_token_id]
   ids = np.concatenate([prompt_ids, np.asarray(target_ids, np.int32)])
   mask = np.concatenate(
@@ -142,3 +149,41 @@ def encode_training_example(tokenizer, prompt: str, target: str, max_length: int
   )
   truncated = len(ids) > max_length
   return dict(input_ids=ids[:max_length], loss_mask=mask[:max_length], truncated=truncated)
+
+
+def official_stop_sequences(tokenizer) -> tuple[tuple[int, ...], ...]:
+  """The released `Chat`'s stop words: eos, `###`, and `##` `#` / `#` `##` as split in words.
+
+  (`###` alone is one token, but after a letter the tokenizer may split it in two.)
+  """
+  three = _ids(tokenizer, prompts.END_OF_ANSWER)[0]
+  two = _ids(tokenizer, 'a##')[1]
+  one = _ids(tokenizer, 'a#')[1]
+  return ((int(tokenizer.eos_token_id),), (three,), (two, one), (one, two))
+
+
+def official_eos_ids(tokenizer, llm_dir: str = '') -> tuple[int, ...]:
+  """Ids that end generation in the released code: the tokenizer's eos and those of the
+  LLM's generation_config.json (Qwen2.5: `<|im_end|>` and `<|endoftext|>`)."""
+  ids = [int(tokenizer.eos_token_id)]
+  path = os.path.join(llm_dir, 'generation_config.json') if llm_dir else ''
+  if path and os.path.exists(path):
+    with open(path) as f:
+      eos = json.load(f).get('eos_token_id')
+    ids += [int(i) for i in (eos if isinstance(eos, list) else [eos] if eos is not None else [])]
+  return tuple(dict.fromkeys(ids))
+
+
+def official_response(tokenizer, token_ids) -> str:
+  """The released post-processing of generated ids (stop token included).
+
+  decode with special tokens, keep what follows bos and precedes eos, cut at the last
+  `###`, keep what follows the last `Assistant:`, strip.
+  """
+  text = tokenizer.decode([int(i) for i in token_ids], skip_special_tokens=False)
+  if tokenizer.bos_token and tokenizer.bos_token in text:
+    text = text.split(tokenizer.bos_token)[1]
+  if tokenizer.eos_token and tokenizer.eos_token in text:
+    text = text.split(tokenizer.eos_token)[0]
+  text = text.rsplit(prompts.END_OF_ANSWER, 1)[0]
+  return text.split('Assistant:')[-1].strip()

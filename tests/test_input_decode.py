@@ -30,7 +30,10 @@ def gray_frames(n, h=48, w=64):
 
 def test_frame_indices_hand_computed():
   assert decode.frame_indices(20, 8).tolist() == [0, 2, 5, 7, 10, 12, 15, 17]
-  assert decode.frame_indices(5, 8).tolist() == [0, 0, 1, 1, 2, 3, 3, 4]
+  # Released rule for n < 8: every frame once, the last repeated (design.md 2b, item 1).
+  assert decode.frame_indices(5, 8).tolist() == [0, 1, 2, 3, 4, 4, 4, 4]
+  assert decode.frame_indices(13, 8).tolist() == [0, 1, 3, 4, 6, 8, 9, 11]
+  assert decode.frame_indices(37, 8).tolist() == [0, 4, 9, 13, 18, 23, 27, 32]
   assert decode.frame_indices(8, 8).tolist() == list(range(8))
   assert decode.frame_indices(1, 8).tolist() == [0] * 8
   assert decode.frame_indices(100, 8).tolist() == [0, 12, 25, 37, 50, 62, 75, 87]
@@ -40,8 +43,9 @@ def test_read_video_frames_at_indices(tmp_path):
   frames, levels = gray_frames(20)
   path = tmp_path / 'clip.mp4'
   write_mp4(path, frames)
-  out = decode.read_video_frames(str(path), 8)
-  assert out.shape == (8, 48, 64, 3) and out.dtype == np.uint8
+  out, idx = decode.read_video_frames(str(path), 8, size=32)
+  assert out.shape == (8, 32, 32, 3) and out.dtype == np.uint8  # scaled to size x size
+  assert idx.tolist() == [0, 2, 5, 7, 10, 12, 15, 17]
   got = out.reshape(8, -1).mean(-1)
   want = levels[[0, 2, 5, 7, 10, 12, 15, 17]].astype(float)
   np.testing.assert_allclose(got, want, atol=3)
@@ -59,24 +63,51 @@ def test_read_video_errors(tmp_path):
 def test_read_face_frames(tmp_path):
   faces = np.arange(6)[:, None, None, None].repeat(3, 1).repeat(3, 2).repeat(3, 3).astype(np.uint8)
   np.save(tmp_path / 'f.npy', faces)
-  out = decode.read_face_frames(str(tmp_path / 'f.npy'), 8)
-  assert out[:, 0, 0, 0].tolist() == [0, 0, 1, 2, 3, 3, 4, 5]  # arange(0, 6, 0.75)
+  out, idx = decode.read_face_frames(str(tmp_path / 'f.npy'), 8, size=5)
+  assert out.shape == (8, 5, 5, 3)  # cv2 bilinear to size x size, aspect not kept
+  assert out[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 5, 5, 5] == idx.tolist()
   np.save(tmp_path / 'g.npy', np.zeros((4, 5)))
   with pytest.raises(decode.DecodeError, match='shape'):
     decode.read_face_frames(str(tmp_path / 'g.npy'))
 
 
 def test_clip_starts_and_padding():
-  # 5 s at 16 kHz, 2 s clips: starts floor(i * 48000 / 7).
-  assert decode.clip_starts(80000, 32000, 8).tolist() == [i * 48000 // 7 for i in range(8)]
+  # 5 s at 16 kHz, 2 s clips: starts k * (5 - 2) / 8 s (divided by 8, not 7), so the
+  # last clip ends 3/8 s before the end.
+  assert decode.clip_starts(80000, 32000, 8, 16000).tolist() == [k * 6000 for k in range(8)]
+  # 3.3 s: 3.3 - 2 is 1.2999999999999998 in floats, so every start truncates one sample
+  # lower than the exact k * 2600 (as the released code does; the parity test checks it).
+  assert decode.clip_starts(52800, 32000, 8, 16000).tolist() == [
+      0,
+      2599,
+      5199,
+      7799,
+      10399,
+      12999,
+      15599,
+      18199,
+  ]
   wave = np.arange(80000, dtype=np.float32)
   clips = decode.clip_audio(wave, 16000, 8, 2.0)
   assert clips.shape == (8, 32000)
-  assert clips[:, 0].tolist() == [float(i * 48000 // 7) for i in range(8)]
-  assert clips[-1, -1] == 79999
+  # Each clip has its own mean removed (the released code's in-place DC removal).
+  np.testing.assert_allclose(clips.mean(axis=1), 0, atol=1e-2)
+  np.testing.assert_allclose(clips[:, 0], -15999.5, rtol=1e-6)
   short = decode.clip_audio(np.ones(8000, np.float32), 16000, 8, 2.0)
   assert short.shape == (8, 32000)
-  assert short[:, :8000].min() == 1 and short[:, 8000:].max() == 0  # zero-padded, identical clips
+  np.testing.assert_allclose(short[:, :8000], 0.75)  # zero-padded, then mean 0.25 removed
+  np.testing.assert_allclose(short[:, 8000:], -0.25)
+
+
+def test_load_audio_resamples_each_channel_before_the_mix(tmp_path):
+  """stereo int16 wav -> soundfile float32 -> torchaudio-equal resample -> channel mean."""
+  from input_pipeline import resample
+
+  rng = np.random.default_rng(0)
+  pcm = rng.integers(-20000, 20000, size=(4410, 2), dtype=np.int16)
+  sf.write(tmp_path / 's.wav', pcm, 44100, subtype='PCM_16')
+  want = resample.resample((pcm.T / 32768).astype(np.float32), 44100, 16000).mean(0)
+  np.testing.assert_array_equal(decode.load_audio(str(tmp_path / 's.wav')), want)
 
 
 def test_load_audio_clips_resamples_and_mixes(tmp_path):

@@ -73,15 +73,21 @@ class AffectGPT(nn.Module):
       audio_feats: Array,
       attention_mask: Array,
       *,
+      positions: Array | None = None,
       lora: bool = True,
       deterministic: bool = True,
       return_hidden: bool = False,
   ):
-    """Full-sequence forward: logits `[B, T, V]` (float32) for training / scoring."""
+    """Full-sequence forward: logits `[B, T, V]` (float32) for training / scoring.
+
+    `positions` default `cumsum(attention_mask) - 1`; the released training forward uses
+    `arange(T)` (Hugging Face's default), which differs only on masked positions.
+    """
     embeds = self.embed_prompt(input_ids, vision_feats, audio_feats)
     out = self.llm(
         inputs_embeds=embeds,
         attention_mask=attention_mask,
+        positions=positions,
         lora=lora,
         deterministic=deterministic,
         return_hidden=return_hidden,
