@@ -257,6 +257,10 @@ def eval_config(preset: str) -> ml_collections.ConfigDict:
   e.every_steps = 0  # also evaluate every N train steps (0 = only at the end)
   e.max_new_tokens = 256 if paper else (160 if preset == "demo" else 16)
   e.temperature = 0.0  # 0 = greedy
+  # greedy: the two fields above; official: the released inference settings (sampling
+  # T=1, top_p 0.9, top_k from the LLM's generation_config, 1200 new tokens, prompt cut to
+  # its last 800 tokens, released stop words and response post-processing; docs/official.md).
+  e.decoding = "greedy"
   e.num_samples = 0  # evaluate on the first N eval samples (0 = all)
   e.lexicon = "builtin"  # builtin | official:DIR (the released emotion-wheel files)
   e.level = "level1"

@@ -344,6 +344,7 @@ def _validate_eval(config) -> None:
   _int(config, "eval.every_steps", 0)
   _int(config, "eval.max_new_tokens", 1)
   _number(config, "eval.temperature", 0.0)
+  _one_of(config, "eval.decoding", ("greedy", "official"))
   _int(config, "eval.num_samples", 0)
   _one_of(config, "eval.level", ("level1", "level2"))
   lexicon = _get(config, "eval.lexicon")

@@ -10,6 +10,8 @@ format (plus the raw completion) next to the gold labels of the same clips,
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import os
 import time
 from typing import Any, Sequence
@@ -20,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from input_pipeline import datasets
+from input_pipeline import tokenization
 from mer_jax import metrics
 from mer_jax.decode import generation
 from mer_jax.metrics import checks
@@ -59,6 +62,78 @@ def write_label_csv(
   os.replace(tmp, path)
 
 
+# The released inference call (inference_hybird.py -> Chat.answer_sample).
+OFFICIAL_MAX_NEW_TOKENS = 1200
+OFFICIAL_MAX_LENGTH = 2000  # prompt + new tokens; leading prompt tokens are dropped
+OFFICIAL_TOP_P = 0.9
+HF_DEFAULT_TOP_K = 50  # transformers' GenerationConfig default, when the LLM sets none
+
+
+def official_top_k(llm_dir: str) -> int:
+  """top_k of the LLM's generation_config.json (Qwen2.5-Instruct: 20), as HF generate uses."""
+  path = os.path.join(llm_dir, "generation_config.json") if llm_dir else ""
+  if path and os.path.exists(path):
+    with open(path) as f:
+      return int(json.load(f).get("top_k", HF_DEFAULT_TOP_K))
+  return HF_DEFAULT_TOP_K
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+  """How evaluation generates (`config.eval.decoding`): sampler settings, how many trailing
+  prompt tokens are kept (0 = all) and how generated ids become the response text."""
+
+  sampling: Any
+  keep_prompt_tokens: int
+  official: bool
+
+  def texts(self, tokenizer, tokens: np.ndarray, lengths: np.ndarray, stops) -> list[str]:
+    if not self.official:
+      return generation.decode_completions(tokenizer, tokens, lengths, stops)
+    return [
+        tokenization.official_response(tokenizer, row[: int(n)])
+        for row, n in zip(tokens, lengths, strict=True)
+    ]
+
+
+def decoding(config, tokenizer) -> Decoding:
+  """`greedy`: eval.temperature (0 = greedy) and eval.max_new_tokens, our stop strings.
+  `official`: the released settings (docs/official.md): sampling at temperature 1, top_p
+  0.9, top_k from the LLM's generation_config, repetition penalty 1 (none), 1200 new
+  tokens, the prompt cut to its last 2000 - 1200 tokens, the released stop words and
+  response post-processing."""
+  if config.eval.decoding == "official":
+    eos = tokenization.official_eos_ids(tokenizer, config.model.llm.hf_dir)
+    stops = tokenization.official_stop_sequences(tokenizer) + tuple((i,) for i in eos)
+    sampling = generation.sampling_config(
+        tokenizer,
+        max_new_tokens=OFFICIAL_MAX_NEW_TOKENS,
+        temperature=1.0,
+        top_p=OFFICIAL_TOP_P,
+        top_k=official_top_k(config.model.llm.hf_dir),
+    )
+    sampling = dataclasses.replace(sampling, stop_sequences=tuple(dict.fromkeys(stops)))
+    return Decoding(sampling, OFFICIAL_MAX_LENGTH - OFFICIAL_MAX_NEW_TOKENS, True)
+  sampling = generation.sampling_config(
+      tokenizer,
+      max_new_tokens=config.eval.max_new_tokens,
+      temperature=config.eval.temperature,
+      stop_strings=generation.stop_strings_for(config.data.target),
+  )
+  return Decoding(sampling, 0, False)
+
+
+def keep_last_prompt_tokens(batch: dict, keep: int) -> dict:
+  """Left-padded prompts cut to their last `keep` tokens (the released truncation)."""
+  if not keep or batch["input_ids"].shape[1] <= keep:
+    return batch
+  return dict(
+      batch,
+      input_ids=batch["input_ids"][:, -keep:],
+      attention_mask=batch["attention_mask"][:, -keep:],
+  )
+
+
 def evaluate(
     ctx,
     params: Any,
@@ -69,7 +144,7 @@ def evaluate(
     max_samples: int = 0,
     desc: str = "eval",
 ) -> dict:
-  """Greedy (or `config.eval.temperature`) generation on `samples`; returns the metrics.
+  """Generation on `samples` as `config.eval.decoding` says (`decoding`); returns the metrics.
 
   Every host generates its block of rows; all hosts see all completions (the sampler's
   outputs are gathered), and process 0 writes the predictions file.
@@ -77,14 +152,9 @@ def evaluate(
   config = ctx.config
   if max_samples:
     samples = list(samples)[:max_samples]
-  target = config.data.target
-  stops = generation.stop_strings_for(target)
-  cfg = generation.sampling_config(
-      ctx.tokenizer,
-      max_new_tokens=config.eval.max_new_tokens,
-      temperature=config.eval.temperature,
-      stop_strings=stops,
-  )
+  stops = generation.stop_strings_for(config.data.target)
+  dec = decoding(config, ctx.tokenizer)
+  cfg = dec.sampling
   rng = jax.random.PRNGKey(config.seed + 17)
   names, completions, lengths = [], [], []
   t0 = time.time()
@@ -94,10 +164,11 @@ def evaluate(
   num_batches = -(-len(samples) // int(config.data.eval_batch_size))
   for batch in tqdm(batches, total=num_batches, desc=desc, disable=not ctx.is_primary, leave=False):
     batch = mesh_lib.common_length(batch, ctx.tokenizer.pad_token_id, left_pad=True)
+    batch = keep_last_prompt_tokens(batch, dec.keep_prompt_tokens)
     arrays, meta = datasets.split_meta(batch)
     rng, step_rng = jax.random.split(rng)
     out = generation.generate(ctx.policy.model, params, arrays, step_rng, cfg, ctx.mesh, lora=lora)
-    texts = generation.decode_completions(ctx.tokenizer, out["tokens"], out["lengths"], stops)
+    texts = dec.texts(ctx.tokenizer, out["tokens"], out["lengths"], stops)
     all_names = _gathered_names(
         meta["name"], meta["valid"], mesh_lib.process_rows(ctx.mesh, len(texts))
     )
