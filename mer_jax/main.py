@@ -24,6 +24,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from mer_jax import config_lib
+from mer_jax import distributed
 from mer_jax import modes
 from mer_jax import run_io
 
@@ -43,63 +44,6 @@ _COORDINATOR = flags.DEFINE_string(
 _NUM_PROCESSES = flags.DEFINE_integer("jax_num_processes", None, "Number of JAX processes.")
 _PROCESS_ID = flags.DEFINE_integer("jax_process_id", None, "Index of this JAX process.")
 flags.mark_flags_as_required(["config"])
-
-
-def _init_jax() -> None:
-  """Configures JAX before first use: compile cache, multi-process runtime."""
-  import jax
-
-  cache_dir = os.environ.get(
-      "MER_JAX_COMPILATION_CACHE",
-      os.path.join(os.path.expanduser("~"), ".cache", "mer_jax", "jax_cache"),
-  )
-  if cache_dir:
-    jax.config.update("jax_compilation_cache_dir", cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  multi = _COORDINATOR.value is not None or _NUM_PROCESSES.value is not None
-  if multi:
-    if _COORDINATOR.value is None or _NUM_PROCESSES.value is None or _PROCESS_ID.value is None:
-      raise app.UsageError(
-          "multi-process runs need --jax_coordinator_address, --jax_num_processes "
-          "and --jax_process_id together"
-      )
-    if (
-        jax.config.jax_platforms in (None, "", "cpu")
-        or os.environ.get("JAX_PLATFORMS", "") == "cpu"
-    ):
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=_COORDINATOR.value,
-        num_processes=_NUM_PROCESSES.value,
-        process_id=_PROCESS_ID.value,
-        local_device_ids=local_device_ids(),
-    )
-  elif (
-      os.environ.get("SLURM_JOB_ID")
-      or os.environ.get("TPU_WORKER_HOSTNAMES")
-      or os.environ.get("MER_JAX_DISTRIBUTED") == "1"
-  ):
-    # Cluster auto-detection (SLURM, Cloud TPU; launch/tpu_pod.sh sets MER_JAX_DISTRIBUTED
-    # because ssh sessions on TPU VM workers need not export TPU_WORKER_HOSTNAMES).
-    jax.distributed.initialize(local_device_ids=local_device_ids())
-
-
-def local_device_ids() -> list[int] | None:
-  """The accelerators this process drives, from `$MER_JAX_LOCAL_DEVICE_IDS` ("0,1,...,7").
-
-  Under SLURM, `jax.distributed.initialize()` assumes one process per GPU and gives each
-  process only the GPU numbered by its local task id; launch/slurm_gpu.sbatch runs one
-  process per node and sets this variable so that the process drives all of the node's GPUs.
-  """
-  value = os.environ.get("MER_JAX_LOCAL_DEVICE_IDS", "").strip()
-  if not value:
-    return None
-  try:
-    return [int(v) for v in value.split(",")]
-  except ValueError:
-    raise app.UsageError(
-        f"MER_JAX_LOCAL_DEVICE_IDS must be comma-separated integers, got {value!r}"
-    ) from None
 
 
 class _QuietLibraries(logging_std.Filter):
@@ -132,7 +76,11 @@ def main(argv) -> int:
 
   for handler in (logging.get_absl_handler(),):
     handler.addFilter(_QuietLibraries())
-  _init_jax()
+  try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except distributed.UsageError as e:
+    print(f"config error: {e}", file=sys.stderr)
+    return 2
   import jax
 
   try:

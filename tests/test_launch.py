@@ -14,7 +14,7 @@ import jax
 import pytest
 
 from mer_jax import config_lib
-from mer_jax import main as main_lib
+from mer_jax import distributed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -98,9 +98,9 @@ def test_main_refuses_a_bad_layout_before_writing(tmp_path):
 
 def test_local_device_ids(monkeypatch):
   monkeypatch.setenv("MER_JAX_LOCAL_DEVICE_IDS", "0,1,2,3,4,5,6,7")
-  assert main_lib.local_device_ids() == list(range(8))
+  assert distributed.local_device_ids() == list(range(8))
   monkeypatch.setenv("MER_JAX_LOCAL_DEVICE_IDS", "")
-  assert main_lib.local_device_ids() is None
+  assert distributed.local_device_ids() is None
 
 
 # ----------------------------------------------------------------------------- SLURM
