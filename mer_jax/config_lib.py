@@ -265,7 +265,12 @@ def _validate_data(config) -> None:
     needs_train = config.mode in ("sft", "grpo", "oppo")
     _existing_path(config, "data.labels_csv", required=needs_train, base=root)
     _existing_path(config, "data.subtitles_csv", required=True, base=root)
-    _existing_path(config, "data.eval_labels_csv", required=config.mode != "export_hf", base=root)
+    _existing_path(
+        config,
+        "data.eval_labels_csv",
+        required=config.mode not in ("export_hf", "predict"),
+        base=root,
+    )
     _existing_path(
         config,
         "data.reasons_csv",

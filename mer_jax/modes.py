@@ -16,6 +16,7 @@ MODES = {
     "grpo": "mer_jax.rl.grpo",
     "oppo": "mer_jax.rl.oppo",
     "export_hf": "mer_jax.hf.export",
+    "predict": "mer_jax.predict",
 }
 
 
