@@ -15,12 +15,15 @@ never branch on the process index.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import math
 import os
 import tempfile
+import threading
+import time
 from typing import Any, Mapping
 
 from absl import logging as absl_logging
@@ -178,6 +181,35 @@ class RunWriter:
       self._log_handler = None
 
 
+@contextlib.contextmanager
+def activity(what: str, enabled: bool = True, every_s: float = 20.0):
+  """Logs `what ...` now and `still <what> (N s)` every `every_s` seconds until it is done.
+
+  For work that prints nothing else for a long time (XLA compiling a first step, building
+  a 7B policy, reading a dataset), so that a run never goes quiet without saying why.
+  `enabled=False` makes it a no-op (e.g. every step but the first).
+  """
+  if not enabled:
+    yield
+    return
+  absl_logging.info("%s ...", what)
+  done, t0 = threading.Event(), time.time()
+
+  def beat():
+    while not done.wait(every_s):
+      absl_logging.info("still %s (%.0f s)", what, time.time() - t0)
+
+  thread = threading.Thread(target=beat, daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    done.set()
+    thread.join()
+    if time.time() - t0 >= every_s:
+      absl_logging.info("%s: done in %.0f s", what, time.time() - t0)
+
+
 def _now() -> str:
   return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -192,7 +224,9 @@ def report(workdir: str, mode: str = "") -> str:
     where = f" at step {detail['step']}" if "step" in detail else ""
     head += f" ({detail.get('signal', 'signal')}{where}); rerun the same command to resume"
   lines = [f"{head}: {workdir}"]
-  for name, section in summary.items():
+  phases = sorted(summary, key=lambda k: (_PHASE_ORDER.index(k) if k in _PHASE_ORDER else 9, k))
+  for name in phases:
+    section = summary[name]
     if isinstance(section, dict) and "ew_f1" in section:
       line = (
           f"  {name:<6s} EW F1 {section['ew_f1']:.4f} (P {section['ew_precision']:.4f} "
@@ -224,6 +258,7 @@ def report(workdir: str, mode: str = "") -> str:
   return "\n".join(lines)
 
 
+_PHASE_ORDER = ("sft", "grpo", "oppo", "eval")
 _OUTPUT_FILES = ("summary.json", "metrics.jsonl", "log.txt", "config.json")
 _SHOWN = ("predictions.csv", "gold.csv", ".png")
 

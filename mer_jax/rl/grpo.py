@@ -381,7 +381,6 @@ def train_grpo(
     init_params: dict,
     *,
     ckpt_dir: str,
-    step_offset: int = 0,
     metric_prefix: str = "grpo/",
     hooks: Hooks = Hooks(),
 ) -> dict:
@@ -414,7 +413,7 @@ def train_grpo(
   )
   state, start = checkpointing.resume_or_start(ckpt, state, prompts, policy.frozen_source)
   if start:
-    ctx.writer.truncate_metrics(step_offset + start, prefix=metric_prefix)
+    ctx.writer.truncate_metrics(start, prefix=metric_prefix)
     logging.info("GRPO resumed from %s/%d", ckpt_dir, start)
 
   stops = generation.stop_strings_for(config.data.target)
@@ -429,7 +428,11 @@ def train_grpo(
   base_rng = jax.random.PRNGKey(config.seed + 1)
   guard = checkpointing.PreemptionGuard()
   bar = tqdm(
-      total=g.steps, initial=start, desc="grpo", disable=not ctx.is_primary, dynamic_ncols=True
+      total=g.steps,
+      initial=start,
+      desc=metric_prefix.rstrip("/"),
+      disable=not ctx.is_primary,
+      dynamic_ncols=True,
   )
   step, last = start, {}
   try:
@@ -437,21 +440,24 @@ def train_grpo(
       t0 = time.time()
       batch = mesh_lib.common_length(next(prompts), ctx.tokenizer.pad_token_id, left_pad=True)
       params = policy_params(state.trainable)
-      ro = rollout(
-          ctx,
-          params,
-          batch,
-          jax.random.fold_in(base_rng, step),
-          sampling,
-          stops,
-          hooks.extra_update,
-      )
+      first = step == start
+      with run_io.activity(f"{bar.desc}: first rollout (compiling the sampler)", enabled=first):
+        ro = rollout(
+            ctx,
+            params,
+            batch,
+            jax.random.fold_in(base_rng, step),
+            sampling,
+            stops,
+            hooks.extra_update,
+        )
       t_rollout = time.time() - t0
       arrays = mesh_lib.put_global_batch(ro["update"], mesh)
-      if g.num_iterations > 1:
-        arrays["old_logprobs"] = old_fn(params, arrays)
-      for _ in range(g.num_iterations):
-        state, metrics = update(state, frozen, arrays)
+      with run_io.activity(f"{bar.desc}: first update (compiling it)", enabled=first):
+        if g.num_iterations > 1:
+          arrays["old_logprobs"] = old_fn(params, arrays)
+        for _ in range(g.num_iterations):
+          state, metrics = update(state, frozen, arrays)
       step += 1
       bar.update(1)
       if step % g.log_every == 0 or step == g.steps:
@@ -474,7 +480,7 @@ def train_grpo(
         if hooks.log_metrics is not None:
           record.update(hooks.log_metrics(metrics))
         record = {f"{metric_prefix}{k}": v for k, v in record.items()}
-        ctx.writer.write_metrics(step_offset + step, record)
+        ctx.writer.write_metrics(step, record)
         bar.set_postfix(
             reward=f"{ro['stats']['reward_mean']:.3f}",
             length=f"{ro['stats']['completion_length']:.0f}",
@@ -571,11 +577,10 @@ def run(config, workdir: str, writer, phase: str = "grpo") -> dict:
   result = train_grpo(
       ctx,
       sft_params,
-      ckpt_dir=os.path.join(workdir, "checkpoints"),
-      step_offset=sft_steps,
+      ckpt_dir=os.path.join(workdir, phase, "checkpoints"),
       metric_prefix=f"{phase}/",
   )
-  final = evaluate_phase(ctx, result["params"], workdir, phase, sft_steps + result["step"])
+  final = evaluate_phase(ctx, result["params"], workdir, phase, result["step"])
   if ctx.is_primary:
     path = plot_curves(workdir, prefix=f"{phase}/")
     writer.update_summary(

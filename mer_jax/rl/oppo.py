@@ -90,12 +90,11 @@ def run(config, workdir: str, writer) -> dict:
   result = grpo.train_grpo(
       ctx,
       sft_params,
-      ckpt_dir=os.path.join(workdir, "checkpoints"),
-      step_offset=sft_steps,
+      ckpt_dir=os.path.join(workdir, PHASE, "checkpoints"),
       metric_prefix=f"{PHASE}/",
       hooks=make_hooks(ctx),
   )
-  final = evaluate_with_mep(ctx, result["params"], workdir, PHASE, sft_steps + result["step"])
+  final = evaluate_with_mep(ctx, result["params"], workdir, PHASE, result["step"])
   if ctx.is_primary:
     path = grpo.plot_curves(workdir, prefix=f"{PHASE}/")
     writer.update_summary(

@@ -1,7 +1,10 @@
 """Orbax checkpoints of the train state + data iterator + RNG, with resume and preemption.
 
-Layout: `<workdir>/checkpoints/<step>/{state,data,meta}` (+ `merged_lora` in RL runs with
-LoRA: the cold-start adapters merged into the frozen weights, see `mer_jax.rl.grpo`). Orbax writes each step into a
+Layout: `<checkpoints>/<step>/{state,data,meta}` (+ `merged_lora` in RL runs with
+LoRA: the cold-start adapters merged into the frozen weights, see `mer_jax.rl.grpo`),
+where `<checkpoints>` is `<workdir>/checkpoints` (modes sft) or
+`<workdir>/<phase>/checkpoints` (the phases of a GRPO/OPPO job: `sft`, `grpo`, `oppo`);
+`<step>` counts that phase's steps, as its metrics lines do. Orbax writes each step into a
 temporary directory and renames it when every item is finalized, so a half-written step
 (a crash or SIGKILL during the save) is never returned by `latest_step()` and is never
 restored. Frozen weights are not saved: they are reproducible from their source

@@ -11,6 +11,7 @@ import jax
 
 from input_pipeline import readers
 from input_pipeline import tokenization
+from mer_jax import config_lib
 from mer_jax import run_io
 from mer_jax.train import features as features_lib
 from mer_jax.train import mesh as mesh_lib
@@ -47,7 +48,8 @@ def build_context(
   tokenizer = tokenization.get_tokenizer(config, workdir)
   splits = {}
   for role in roles:
-    splits[role] = readers.load_split(config, SPLITS[config.data.source][role])
+    with run_io.activity(f"data: loading the {role} split ({config.data.source})"):
+      splits[role] = readers.load_split(config, SPLITS[config.data.source][role])
     logging.info(
         "data: %s split has %d samples (%d skipped)",
         role,
@@ -55,14 +57,15 @@ def build_context(
         len(splits[role][1]),
     )
     if not splits[role][0]:
-      raise ValueError(
-          f"the {role} split has no usable samples (source {config.data.source}); "
-          f"see summary.json['data']['skipped']"
+      raise config_lib.ConfigError(
+          f"the {role} split has no usable samples (config.data.source "
+          f"{config.data.source!r}); see summary.json['data']['skipped']"
       )
   writer.update_summary("data", readers.data_summary(**splits))
   samples = {role: s for role, (s, _) in splits.items()}
 
-  policy = policy_lib.build_policy(config, tokenizer, mesh)
+  with run_io.activity("building the policy and its frozen encoders"):
+    policy = policy_lib.build_policy(config, tokenizer, mesh)
   logging.info("policy parameters: %s", policy_lib.describe(policy))
   mesh_lib.wait_for_processes("policy_built")
   cache_dir = features_lib.feature_dir(config, policy)

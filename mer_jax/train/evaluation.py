@@ -24,6 +24,7 @@ from tqdm import tqdm
 from input_pipeline import datasets
 from input_pipeline import tokenization
 from mer_jax import metrics
+from mer_jax import run_io
 from mer_jax.decode import generation
 from mer_jax.metrics import checks
 from mer_jax.rl import rewards as rewards_lib
@@ -162,12 +163,16 @@ def evaluate(
       config, samples, ctx.tokenizer, jax.process_index(), jax.process_count()
   )
   num_batches = -(-len(samples) // int(config.data.eval_batch_size))
-  for batch in tqdm(batches, total=num_batches, desc=desc, disable=not ctx.is_primary, leave=False):
+  bar = tqdm(batches, total=num_batches, desc=desc, disable=not ctx.is_primary, leave=False)
+  for i, batch in enumerate(bar):
     batch = mesh_lib.common_length(batch, ctx.tokenizer.pad_token_id, left_pad=True)
     batch = keep_last_prompt_tokens(batch, dec.keep_prompt_tokens)
     arrays, meta = datasets.split_meta(batch)
     rng, step_rng = jax.random.split(rng)
-    out = generation.generate(ctx.policy.model, params, arrays, step_rng, cfg, ctx.mesh, lora=lora)
+    with run_io.activity(f"{desc}: first batch (compiling the sampler)", enabled=i == 0):
+      out = generation.generate(
+          ctx.policy.model, params, arrays, step_rng, cfg, ctx.mesh, lora=lora
+      )
     texts = dec.texts(ctx.tokenizer, out["tokens"], out["lengths"], stops)
     all_names = _gathered_names(
         meta["name"], meta["valid"], mesh_lib.process_rows(ctx.mesh, len(texts))

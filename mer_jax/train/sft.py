@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from input_pipeline import datasets
+from mer_jax import run_io
 from mer_jax.models import lora as lora_lib
 from mer_jax.train import checkpointing
 from mer_jax.train import context as context_lib
@@ -81,7 +82,6 @@ def train_sft(
     samples,
     ckpt_dir: str,
     metric_prefix: str = "train/",
-    step_offset: int = 0,
 ) -> dict:
   """Trains `config.train.steps` steps (resuming from `ckpt_dir`); returns trained params + stats."""
   config, mesh, policy = ctx.config, ctx.mesh, ctx.policy
@@ -101,7 +101,7 @@ def train_sft(
   )
   state, start = checkpointing.resume_or_start(ckpt, state, iterator, policy.frozen_source)
   if start:
-    ctx.writer.truncate_metrics(step_offset + start, prefix=metric_prefix)
+    ctx.writer.truncate_metrics(start, prefix=metric_prefix)
     logging.info("resumed from %s/%d", ckpt_dir, start)
 
   mesh_lib.wait_for_processes(f"{metric_prefix}start")
@@ -121,7 +121,8 @@ def train_sft(
       batch = mesh_lib.common_length(next(iterator), ctx.tokenizer.pad_token_id, left_pad=False)
       arrays, _ = datasets.split_meta(batch)
       arrays = mesh_lib.put_global_batch({k: arrays[k] for k in TRAIN_KEYS}, mesh)
-      state, metrics = step_fn(state, frozen, arrays)
+      with run_io.activity(f"{bar.desc}: first step (compiling it)", enabled=step == start):
+        state, metrics = step_fn(state, frozen, arrays)
       step += 1
       bar.update(1)
       if step % tc.log_every == 0 or step == tc.steps:
@@ -132,7 +133,7 @@ def train_sft(
         steps_done = step - logged_step
         record[f"{metric_prefix}step_time_s"] = dt / steps_done
         record[f"{metric_prefix}tokens_per_s"] = tokens_in * steps_done / max(dt, 1e-9)
-        ctx.writer.write_metrics(step_offset + step, record)
+        ctx.writer.write_metrics(step, record)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         last_metrics = record
         time_since, logged_step = time.time(), step

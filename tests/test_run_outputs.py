@@ -1,0 +1,68 @@
+"""A whole GRPO job, as a user runs it without torch: one step numbering per phase, folders
+named by phase, a line before every long silent stretch, and our report as the last line."""
+
+import os
+import subprocess
+import sys
+import sysconfig
+
+from mer_jax import run_io
+
+
+def _site_without_torch(tmp_path) -> str:
+  """A directory that links every installed package except torch (torch is test-only)."""
+  site = tmp_path / "site"
+  site.mkdir()
+  purelib = sysconfig.get_paths()["purelib"]
+  for name in os.listdir(purelib):
+    if not name.lower().startswith(("torch", "functorch")):
+      os.symlink(os.path.join(purelib, name), site / name)
+  return str(site)
+
+
+def test_grpo_job_without_torch(repo_root, tmp_path):
+  workdir = tmp_path / "w"
+  env = dict(
+      os.environ,
+      JAX_PLATFORMS="cpu",
+      PYTHONPATH=f"{_site_without_torch(tmp_path)}:{repo_root}",
+  )
+  env.pop("XLA_FLAGS", None)  # one CPU device, as a user runs it
+  result = subprocess.run(
+      # -S: no site-packages but the torch-less copy above.
+      [sys.executable, "-S", "-m", "mer_jax.main", "--config=configs/grpo.py:test"]
+      + [f"--workdir={workdir}"],
+      cwd=repo_root,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "PyTorch" not in result.stderr and "Traceback" not in result.stderr
+
+  # Each phase counts its own steps; its checkpoint folders carry the same numbers.
+  records = run_io.read_metrics(str(workdir))
+  steps = lambda key: [r["step"] for r in records if key in r]
+  assert steps("sft/loss") == [1, 2, 3, 4] and steps("eval_sft/ew_f1") == [4]
+  assert steps("grpo/loss") == [1, 2] and steps("eval_grpo/ew_f1") == [2]
+  assert sorted(os.listdir(workdir / "sft" / "checkpoints")) == ["2", "4"]
+  assert os.listdir(workdir / "grpo" / "checkpoints") == ["2"]
+  assert not (workdir / "checkpoints").exists()
+
+  # What would otherwise be long silences is announced.
+  for what in (
+      "building the policy and its frozen encoders ...",
+      "sft: first step (compiling it) ...",
+      "eval sft: first batch (compiling the sampler) ...",
+      "grpo: first rollout (compiling the sampler) ...",
+      "grpo: first update (compiling it) ...",
+  ):
+    assert what in result.stderr, what
+
+  # The run ends with our report: status, figures per phase, where the outputs are.
+  out = result.stdout.splitlines()
+  assert out[0] == f"mer-jax grpo finished: {workdir}"
+  assert out[1].startswith("  sft    EW F1") and out[2].startswith("  grpo   EW F1")
+  assert out[-1].startswith(f"  outputs in {workdir}: summary.json, metrics.jsonl")
+  assert "grpo/checkpoints/2" in out[-1] and "sft/predictions.csv" in out[-1]
