@@ -47,12 +47,7 @@ from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import policy as policy_lib
 from mer_jax.train import state as state_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe, e.g. configs/eval.py:paper.")
-_VIDEO = flags.DEFINE_multi_string("video", [], "Video files to predict on (repeatable).")
-_SUBTITLE = flags.DEFINE_multi_string(
-    "subtitle", [], "Subtitle of every --video (one), or of each (one per --video)."
-)
-_OUTPUT = flags.DEFINE_string("output", "predictions.csv", "The name,openset csv to write.")
+_FLAGS: dict = {}  # defined by `_define_flags` when run as a program
 
 
 def _clip_from_video(data, path: str, subtitle: str) -> dict:
@@ -188,17 +183,36 @@ def run(config, workdir: str, writer) -> dict:
   return summary
 
 
+def _define_flags() -> None:
+  """Command-line flags, defined only when this module runs as a program, so tests can
+  import it next to other tools that define --config."""
+  _FLAGS["config"] = config_flags.DEFINE_config_file(
+      "config", None, "Recipe, e.g. configs/eval.py:paper."
+  )
+  _FLAGS["video"] = flags.DEFINE_multi_string(
+      "video", [], "Video files to predict on (repeatable)."
+  )
+  _FLAGS["subtitle"] = flags.DEFINE_multi_string(
+      "subtitle", [], "Subtitle of every --video (one), or of each (one per --video)."
+  )
+  _FLAGS["output"] = flags.DEFINE_string(
+      "output", "predictions.csv", "The name,openset csv to write."
+  )
+
+
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
-    config = _CONFIG.value
+    config = _FLAGS["config"].value
     with config.unlocked():
       config.mode = "predict"
-      if _VIDEO.value:  # new clips: no released layout to validate (data.source is unused)
+      if _FLAGS["video"].value:  # new clips: no released layout to validate (data.source is unused)
         config.data.source, config.data.root = "synthmer", ""
     config_lib.validate(config)
-    summary = predict_and_write(config, _OUTPUT.value, _VIDEO.value, _SUBTITLE.value)
+    summary = predict_and_write(
+        config, _FLAGS["output"].value, _FLAGS["video"].value, _FLAGS["subtitle"].value
+    )
   except (ValueError, OSError, KeyError) as e:
     print(f"predict: {e}", file=sys.stderr)
     return 2
@@ -206,5 +220,6 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+  _define_flags()
   flags.mark_flags_as_required(["config"])
   app.run(main)

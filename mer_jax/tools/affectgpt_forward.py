@@ -44,13 +44,7 @@ from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import policy as policy_lib
 from mer_jax.train import state as state_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe, e.g. configs/eval.py:paper.")
-_NAME = flags.DEFINE_string("name", None, "Clip name in config.data.root.")
-_ANSWER = flags.DEFINE_string(
-    "answer", "The character's emotional state is neutral.", "Answer of the teacher-forced pass."
-)
-_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 24, "Greedy decoding steps at most.")
-_OUTPUT = flags.DEFINE_string("output", None, "The .npz to write.")
+_FLAGS: dict = {}  # defined by `_define_flags` when run as a program
 
 
 def float32_config(config):
@@ -168,23 +162,43 @@ def affectgpt_forward(config, name: str, answer: str, max_new_tokens: int = 24) 
   }
 
 
+def _define_flags() -> None:
+  """Command-line flags, defined only when this module runs as a program, so tests can
+  import it next to other tools that define --config."""
+  _FLAGS["config"] = config_flags.DEFINE_config_file(
+      "config", None, "Recipe, e.g. configs/eval.py:paper."
+  )
+  _FLAGS["name"] = flags.DEFINE_string("name", None, "Clip name in config.data.root.")
+  _FLAGS["answer"] = flags.DEFINE_string(
+      "answer", "The character's emotional state is neutral.", "Answer of the teacher-forced pass."
+  )
+  _FLAGS["max_new"] = flags.DEFINE_integer("max_new_tokens", 24, "Greedy decoding steps at most.")
+  _FLAGS["output"] = flags.DEFINE_string("output", None, "The .npz to write.")
+
+
 def main(argv) -> int:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not _NAME.value or not _OUTPUT.value:
+  if not _FLAGS["name"].value or not _FLAGS["output"].value:
     print("affectgpt_forward: --name and --output are required", file=sys.stderr)
     return 2
   try:
-    out = affectgpt_forward(_CONFIG.value, _NAME.value, _ANSWER.value, _MAX_NEW.value)
+    out = affectgpt_forward(
+        _FLAGS["config"].value,
+        _FLAGS["name"].value,
+        _FLAGS["answer"].value,
+        _FLAGS["max_new"].value,
+    )
   except (ValueError, OSError, decode.DecodeError) as e:
     print(f"affectgpt_forward: {e}", file=sys.stderr)
     return 1
-  np.savez(_OUTPUT.value, **out)
+  np.savez(_FLAGS["output"].value, **out)
   for k, v in out.items():
     print(f"{k}: {v.dtype}{list(v.shape)}", file=sys.stderr)
   return 0
 
 
 if __name__ == "__main__":
+  _define_flags()
   flags.mark_flags_as_required(["config"])
   app.run(main)
