@@ -29,14 +29,24 @@ from mer_jax.models import lora as lora_lib
 from mer_jax.models import qwen2
 from mer_jax.train import policy
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config, e.g. configs/grpo.py:paper.")
-_JSON = flags.DEFINE_bool("json", False, "Print the counts as one JSON line (last line of output).")
-_VOCAB = flags.DEFINE_integer(
-    "vocab_size",
-    0,
-    "Tokenizer size for configs whose LLM arch leaves "
-    "vocab_size 0 (demo/test presets); 0 = use the arch's.",
-)
+_FLAGS: dict = {}
+
+
+def _define_flags() -> None:
+  """Command-line flags, defined only when this module runs as a program, so tests can
+  import it next to other tools that define --config."""
+  _FLAGS["config"] = config_flags.DEFINE_config_file(
+      "config", None, "Run config, e.g. configs/grpo.py:paper."
+  )
+  _FLAGS["json"] = flags.DEFINE_bool(
+      "json", False, "Print the counts as one JSON line (last line of output)."
+  )
+  _FLAGS["vocab"] = flags.DEFINE_integer(
+      "vocab_size",
+      0,
+      "Tokenizer size for configs whose LLM arch leaves "
+      "vocab_size 0 (demo/test presets); 0 = use the arch's.",
+  )
 
 
 def _count(tree: Any, keep=lambda path: True) -> int:
@@ -77,13 +87,14 @@ def count_params(config, vocab_size: int = 0) -> dict[str, int]:
 
 def main(argv):
   del argv
-  counts = count_params(_CONFIG.value, _VOCAB.value)
+  counts = count_params(_FLAGS["config"].value, _FLAGS["vocab"].value)
   for name, n in counts.items():
     print(f"{name:>10}: {n:>15,d}")
-  if _JSON.value:
+  if _FLAGS["json"].value:
     print(json.dumps(counts))
 
 
 if __name__ == "__main__":
+  _define_flags()
   flags.mark_flag_as_required("config")
   app.run(main)

@@ -86,17 +86,28 @@ from mer_jax.train import policy as policy_lib  # noqa: E402
 from mer_jax.train import sft  # noqa: E402
 from mer_jax.train import state as state_lib  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config, e.g. configs/grpo.py:paper.")
-_MESH = flags.DEFINE_string(
-    "mesh", "data:1,fsdp:1,tensor:1", "Mesh sizes, e.g. data:8,fsdp:8,tensor:1."
-)
-_JSON = flags.DEFINE_bool(
-    "json", False, "Print the result as one JSON line (the last line of output)."
-)
-_DECODE = flags.DEFINE_bool("decode", True, "Also plan the sampler program (GRPO configs).")
-_PROMPT_LEN = flags.DEFINE_integer(
-    "prompt_len", 0, "Prompt tokens per row (0 = config.data.max_length)."
-)
+_FLAGS: dict = {}
+
+
+def _define_flags() -> None:
+  """Command-line flags, defined only when this module runs as a program, so tests can
+  import it next to other tools that define --config."""
+  _FLAGS["config"] = config_flags.DEFINE_config_file(
+      "config", None, "Run config, e.g. configs/grpo.py:paper."
+  )
+  _FLAGS["mesh"] = flags.DEFINE_string(
+      "mesh", "data:1,fsdp:1,tensor:1", "Mesh sizes, e.g. data:8,fsdp:8,tensor:1."
+  )
+  _FLAGS["json"] = flags.DEFINE_bool(
+      "json", False, "Print the result as one JSON line (the last line of output)."
+  )
+  _FLAGS["decode"] = flags.DEFINE_bool(
+      "decode", True, "Also plan the sampler program (GRPO configs)."
+  )
+  _FLAGS["prompt_len"] = flags.DEFINE_integer(
+      "prompt_len", 0, "Prompt tokens per row (0 = config.data.max_length)."
+  )
+
 
 GiB = 1 << 30
 
@@ -343,7 +354,10 @@ def plan(config, mesh_sizes: dict[str, int], *, decode: bool = True, prompt_len:
 def main(argv):
   del argv
   result = plan(
-      _CONFIG.value, parse_mesh(_MESH.value), decode=_DECODE.value, prompt_len=_PROMPT_LEN.value
+      _FLAGS["config"].value,
+      parse_mesh(_FLAGS["mesh"].value),
+      decode=_FLAGS["decode"].value,
+      prompt_len=_FLAGS["prompt_len"].value,
   )
   print(
       f"{result['step']} on {result['mesh']}: {result['per_device_gib']:.2f} GiB per device "
@@ -357,10 +371,11 @@ def main(argv):
         f"sampler ({dec['rows']} rows, {dec['cache_tokens']}-token KV cache): {dec['per_device_gib']:.2f} GiB "
         f"per device, {dec['flops_per_step'] / 1e12:.2f} TFLOP per decode-loop body; compiled in {dec['compile_s']}s"
     )
-  if _JSON.value:
+  if _FLAGS["json"].value:
     print(json.dumps(result, sort_keys=True))
 
 
 if __name__ == "__main__":
+  _define_flags()
   flags.mark_flag_as_required("config")
   app.run(main)
