@@ -79,11 +79,17 @@ def faces() -> np.ndarray:
 
 
 def stereo_wave() -> np.ndarray:
-  """int16 [N, 2]: 3.3 s at 44.1 kHz, two different channels with a DC offset."""
+  """int16 [N, 2]: 3.3 s at 44.1 kHz, two different channels, non-stationary on purpose.
+
+  The loudness grows 12x over the clip and the DC offset drifts, so per-clip mean removal
+  and one normalisation over all 8 clips (vs one per clip) change HuBERT's input visibly.
+  """
   rng = np.random.default_rng(12)
   t = np.arange(int(WAV_SECONDS * WAV_RATE)) / WAV_RATE
-  left = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.normal(size=t.shape) + 0.1
-  right = 0.2 * np.sin(2 * np.pi * 330 * t + 1.0) + 0.05 * rng.normal(size=t.shape) - 0.05
+  gain = np.linspace(0.08, 1.0, t.size)
+  dc = np.linspace(-0.25, 0.3, t.size)
+  left = gain * (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.normal(size=t.shape)) + dc
+  right = gain * (0.2 * np.sin(2 * np.pi * 330 * t + 1.0) + 0.05 * rng.normal(size=t.shape)) - dc / 2
   return np.round(np.stack([left, right], axis=1) * 20000).astype(np.int16)
 
 
