@@ -89,7 +89,9 @@ def stereo_wave() -> np.ndarray:
   gain = np.linspace(0.08, 1.0, t.size)
   dc = np.linspace(-0.25, 0.3, t.size)
   left = gain * (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.normal(size=t.shape)) + dc
-  right = gain * (0.2 * np.sin(2 * np.pi * 330 * t + 1.0) + 0.05 * rng.normal(size=t.shape)) - dc / 2
+  right = (
+      gain * (0.2 * np.sin(2 * np.pi * 330 * t + 1.0) + 0.05 * rng.normal(size=t.shape)) - dc / 2
+  )
   return np.round(np.stack([left, right], axis=1) * 20000).astype(np.int16)
 
 
