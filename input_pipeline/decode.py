@@ -26,6 +26,10 @@ import numpy as np
 
 from input_pipeline import resample as resample_lib
 
+# Bumped whenever decoding or preprocessing changes what the encoders see, so cached
+# encoder features (keyed on it) are recomputed. "released-1": design.md section 2b.
+PIPELINE_VERSION = 'released-1'
+
 
 class DecodeError(Exception):
   """Media that is missing or cannot be decoded (the message is the skip reason)."""

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from input_pipeline import datasets
+from input_pipeline import decode
 from input_pipeline import synthmer
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import policy as policy_lib
@@ -48,6 +49,7 @@ def cache_key(config, policy: policy_lib.Policy) -> str:
           )
       },
       "dtype": config.model.frozen_dtype,
+      "preprocessing": decode.PIPELINE_VERSION,
       # Which media: the same sample names may exist in different datasets.
       "source": d.source,
       "root": os.path.abspath(d.root) if d.root else "",
