@@ -132,6 +132,15 @@ def read_face_frames(
     raise DecodeError(f'cannot read faces {npy_path}: {type(e).__name__}: {e}') from e
   if faces.ndim != 4 or faces.shape[-1] != 3 or faces.shape[0] == 0:
     raise DecodeError(f'faces {npy_path} have shape {faces.shape}, expected [T>0, H, W, 3]')
+  if faces.dtype != np.uint8:  # a cast to uint8 would wrap NaN, inf and out-of-range values
+    values = np.asarray(faces)
+    if values.dtype.kind not in 'biuf' or not (
+        np.isfinite(values).all() and values.min() >= 0 and values.max() <= 255
+    ):
+      raise DecodeError(
+          f'faces {npy_path} ({faces.dtype}) hold values that are not pixels in 0..255 '
+          '(NaN, inf or out of range); expected uint8 crops'
+      )
   idx = frame_indices(faces.shape[0], num_frames)
   resized = {
       int(i): cv2.resize(np.ascontiguousarray(faces[i], np.uint8), (size, size))

@@ -16,13 +16,16 @@ released code reads them: resized to `config.data.image_size` squared (uint8,
 from __future__ import annotations
 
 import ast
-import csv
 import os
+import pickle
 from typing import Any, Iterator, Mapping
+import zipfile
 
+from absl import logging
 import numpy as np
 
 from input_pipeline import decode
+from mer_jax.metrics import parsing
 
 RELEASED_SPLITS = {
     'train': 'labels_csv',
@@ -41,8 +44,13 @@ def _path(root: str, p: str) -> str:
 
 
 def parse_openset(text: str) -> list[str]:
-  """ "['happy', 'calm']" or "happy, calm" -> ['happy', 'calm'] (lowercased, stripped)."""
+  """ "['happy', 'calm']" or "happy, calm" -> ['happy', 'calm'] (lowercased, stripped).
+
+  NA cells ('', 'nan', 'None', ... as pandas reads them) have no labels.
+  """
   text = (text or '').strip()
+  if text in parsing.PANDAS_NA_STRINGS:  # pandas (the released code) reads these as NaN
+    return []
   labels = None
   if text.startswith('['):
     try:
@@ -57,13 +65,29 @@ def parse_openset(text: str) -> list[str]:
 
 
 def read_csv_column(path: str, column: str) -> dict[str, str]:
-  """name -> value of `column` (utf-8, BOM tolerated)."""
-  with open(path, newline='', encoding='utf-8-sig') as f:
-    reader = csv.DictReader(f)
-    fields = reader.fieldnames or []
-    if 'name' not in fields or column not in fields:
-      raise ValueError(f'{path} needs columns name and {column}, has {fields}')
-    return {row['name'].strip(): (row[column] or '').strip() for row in reader}
+  """name -> value of `column` (UTF-8, BOM tolerated).
+
+  A malformed file (not UTF-8, a missing or repeated column, a row with another number of
+  fields, an empty name) is a `LabelFileError` naming the file and line; duplicate names
+  keep the last row, as pandas-based released code does, with a warning.
+  """
+  out, lines = {}, {}
+  for line, row in parsing.read_csv_rows(path, required=('name', column)):
+    name = row['name'].strip()
+    if not name:
+      raise parsing.LabelFileError(f'{path}:{line}: empty sample name')
+    lines.setdefault(name, []).append(line)
+    out[name] = (row[column] or '').strip()
+  repeated = {n: ls for n, ls in lines.items() if len(ls) > 1}
+  if repeated:
+    examples = ', '.join(f'{n!r} (lines {ls[0]}, {ls[-1]})' for n, ls in list(repeated.items())[:3])
+    logging.warning(
+        '%s: %d name(s) appear more than once; the last row counts: %s',
+        path,
+        len(repeated),
+        examples,
+    )
+  return out
 
 
 def media_paths(data: Any, root: str, name: str) -> dict:
@@ -142,9 +166,16 @@ def read_gold(path: str) -> dict[str, dict]:
           else {'labels': parse_openset(value)}
       )
     return out
-  return {
-      name: {'labels': parse_openset(v)} for name, v in read_csv_column(path, 'openset').items()
-  }
+  out = {name: {'labels': parse_openset(v)} for name, v in read_csv_column(path, 'openset').items()}
+  empty = [name for name, fields in out.items() if not fields['labels']]
+  if empty:
+    logging.warning(
+        '%s: %d name(s) have no labels (empty or unparsable openset): %s',
+        path,
+        len(empty),
+        ', '.join(map(repr, empty[:5])),
+    )
+  return out
 
 
 def read_released(cfg: Any, split: str) -> tuple[list[dict], list[dict]]:
@@ -181,20 +212,36 @@ def read_unibench_gold(npz_path: str, corpus_key: str | None = None) -> dict[str
   MER2023/MER2024: `test1_corpus[name]['emo']`; MELD/IEMOCAP: `test_corpus[name]['emo']`;
   CMU-MOSI/MOSEI/CH-SIMS(v2): `test_corpus[name]['val']` (sentiment floats).
   """
-  with np.load(npz_path, allow_pickle=True) as z:
-    keys = [k for k in z.files if k.endswith('_corpus')]
-    if corpus_key is None:
-      preferred = [k for k in ('test1_corpus', 'test_corpus') if k in keys]
-      if not preferred and len(keys) != 1:
-        raise ValueError(f'{npz_path}: choose corpus_key among {keys}')
-      corpus_key = (preferred or keys)[0]
-    corpus = z[corpus_key].tolist()
+  bad = parsing.LabelFileError
+  try:
+    with np.load(npz_path, allow_pickle=True) as z:
+      keys = [k for k in z.files if k.endswith('_corpus')]
+      if corpus_key is None:
+        preferred = [k for k in ('test1_corpus', 'test_corpus') if k in keys]
+        if not preferred and len(keys) != 1:
+          raise bad(f'{npz_path}: choose corpus_key among {keys}')
+        corpus_key = (preferred or keys)[0]
+      corpus = z[corpus_key].tolist()
+  except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+    if isinstance(e, bad):
+      raise
+    raise bad(f'{npz_path}: not a readable MER-UniBench npz ({type(e).__name__}: {e})') from None
+  if not isinstance(corpus, dict):
+    raise bad(f'{npz_path}:{corpus_key} is a {type(corpus).__name__}, expected a dict by name')
   out = {}
   for name, entry in corpus.items():
+    where = f'{npz_path}:{corpus_key}[{name!r}]'
+    if not isinstance(entry, dict):
+      raise bad(f'{where} is a {type(entry).__name__}, expected a dict with emo or val')
     if 'emo' in entry:
       out[name] = str(entry['emo'])
     elif 'val' in entry:
-      out[name] = float(entry['val'])
+      try:
+        out[name] = float(entry['val'])
+      except (TypeError, ValueError):
+        raise bad(f'{where}: val {entry["val"]!r} is not a number') from None
+      if not np.isfinite(out[name]):
+        raise bad(f'{where}: val is {out[name]}, expected a finite sentiment score')
     else:
-      raise ValueError(f'{npz_path}:{corpus_key}[{name}] has neither emo nor val: {sorted(entry)}')
+      raise bad(f'{where} has neither emo nor val: {sorted(entry)}')
   return out

@@ -30,6 +30,7 @@ from mer_jax import config_lib
 from mer_jax import distributed
 from mer_jax import modes
 from mer_jax import run_io
+from mer_jax.metrics import parsing
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Recipe file with get_config(arg), e.g. configs/grpo.py:demo.", lock_config=True
@@ -116,9 +117,11 @@ def main(argv) -> int:
     # and saved checkpoints are kept, the current phase's unsaved work is lost.
     writer.set_status("interrupted", signal="SIGINT")
     status = 128 + signal.SIGINT
-  except config_lib.ConfigError as e:
+  except (config_lib.ConfigError, parsing.LabelFileError) as e:
+    # A bad config value or data file found during the run: one line, as up front.
     writer.set_status("failed", error=str(e))
-    print(f"config error: {e}", file=sys.stderr)
+    kind = "data" if isinstance(e, parsing.LabelFileError) else "config"
+    print(f"{kind} error: {e}", file=sys.stderr)
     return 2
   except Exception as e:
     writer.set_status("failed", error=_one_line(e))

@@ -78,6 +78,8 @@ def test_ovmer_json_last_line(files, capsys):
       'duplicate_pred_names': 0,
       'pred_names_not_in_gt': 1,
       'missing_predictions': 1,
+      'empty_gt_labels': 0,
+      'empty_predictions': 0,
       'unmapped_gt_labels': 1,  # 'neutral' is on no wheel
       'unmapped_pred_labels': 0,
   }
@@ -270,6 +272,8 @@ def test_ovmer_reports_what_the_score_passes_over(tmp_path, capsys):
       'duplicate_pred_names': (1, ["'c' (lines 5, 6)"]),
       'pred_names_not_in_gt': (1, ["'zzz'"]),
       'missing_predictions': (1, ["'d'"]),
+      'empty_gt_labels': (0, []),
+      'empty_predictions': (0, []),
       'unmapped_gt_labels': (1, ["'开心' (c)"]),
       'unmapped_pred_labels': (1, ["'blorp' (c)"]),
   }

@@ -23,6 +23,8 @@ CHECKS = {
     'duplicate_pred_names': ('pred', 'duplicate names (the last row counts)'),
     'pred_names_not_in_gt': ('pred', 'names not in the GT (ignored)'),
     'missing_predictions': ('pred', 'GT names without a prediction (scored as empty answers)'),
+    'empty_gt_labels': ('gt', 'names with no label (empty or NA cells)'),
+    'empty_predictions': ('pred', 'names with no label (empty or NA cells; empty answers)'),
     'unmapped_gt_labels': ('gt', 'labels that map to no emotion-wheel word (dropped)'),
     'unmapped_pred_labels': ('pred', 'labels that map to no emotion-wheel word (dropped)'),
 }
@@ -66,6 +68,10 @@ def label_checks(
       'duplicate_pred_names': _duplicates(pred_rows),
       'pred_names_not_in_gt': _names([n for n in pred if n not in gt]),
       'missing_predictions': _names([n for n in gt if n not in pred]),
+      'empty_gt_labels': _names([n for n, cell in gt.items() if not parsing.parse_labels(cell)]),
+      'empty_predictions': _names(
+          [n for n in gt if n in pred and not parsing.parse_labels(pred[n])]
+      ),
       'unmapped_gt_labels': _unmapped(gt, lexicon),
       'unmapped_pred_labels': _unmapped({n: pred[n] for n in gt if n in pred}, lexicon),
   }

@@ -119,7 +119,7 @@ def parse_labels(value, unique: bool = True) -> list[str]:
 
 
 class LabelFileError(ValueError):
-  """A label CSV is malformed; the message names the file and the line."""
+  """A label or data file is malformed; the message names the file and the line or entry."""
 
 
 def read_csv_rows(path, required: Iterable[str] = ('name',)):
@@ -147,12 +147,17 @@ def read_csv_rows(path, required: Iterable[str] = ('name',)):
           missing = [c for c in required if c not in header]
           if missing:
             raise LabelFileError(f'{path}:{line}: header {header!r} lacks column(s) {missing!r}')
+          twice = sorted({h for h in header if header.count(h) > 1})
+          if twice:
+            raise LabelFileError(f'{path}:{line}: header {header!r} repeats column(s) {twice!r}')
           continue
         if len(fields) != len(header):
           raise LabelFileError(
               f'{path}:{line}: expected {len(header)} fields '
               f'({",".join(header)}), found {len(fields)}'
           )
+        if any('\x00' in x for x in fields):
+          raise LabelFileError(f'{path}:{line}: NUL byte in a field (a damaged text file)')
         yield line, dict(zip(header, fields, strict=True))
     except csv.Error as e:
       raise LabelFileError(f'{path}:{reader.line_num}: malformed CSV ({e})') from e

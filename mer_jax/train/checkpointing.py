@@ -13,16 +13,19 @@ restored. Frozen weights are not saved: they are reproducible from their source
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
 import sys
 import threading
+import types
 from typing import Any
 
 from absl import logging
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -61,9 +64,12 @@ class Checkpointer:
       force: bool = False,
       merged_lora: Any = None,
   ) -> bool:
+    checksums = {"state": state_checksum(state)}
+    if merged_lora is not None:
+      checksums[MERGED_LORA] = state_checksum(merged_lora)
     args = {
         "state": ocp.args.StandardSave(state),
-        "meta": ocp.args.JsonSave(dict(meta or {}, step=step)),
+        "meta": ocp.args.JsonSave(dict(meta or {}, step=step, checksums=checksums)),
     }
     if data_iterator is not None:
       args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
@@ -80,13 +86,31 @@ class Checkpointer:
     if data_iterator is not None:
       args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
     restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+    meta = dict(restored["meta"] or {})
+    self._verify(step, "state", restored["state"], meta)
     logging.info("checkpoint: restored step %d from %s", step, self.directory)
-    return restored["state"], dict(restored["meta"] or {})
+    return restored["state"], meta
 
   def restore_merged_lora(self, step: int, abstract: Any) -> Any:
     """The step's `merged_lora` item onto `abstract` (adapter ShapeDtypeStructs)."""
-    args = ocp.args.Composite(**{MERGED_LORA: ocp.args.StandardRestore(abstract)})
-    return self.manager.restore(step, args=args)[MERGED_LORA]
+    args = {MERGED_LORA: ocp.args.StandardRestore(abstract), "meta": ocp.args.JsonRestore()}
+    restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+    self._verify(step, MERGED_LORA, restored[MERGED_LORA], dict(restored["meta"] or {}))
+    return restored[MERGED_LORA]
+
+  def _verify(self, step: int, item: str, tree: Any, meta: dict) -> None:
+    """Refuses restored arrays whose checksums differ from those saved with them."""
+    saved = meta.get("checksums", {}).get(item)
+    if saved is None:  # written before checksums existed
+      return
+    now = state_checksum(tree)
+    bad = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if bad:
+      raise config_lib.ConfigError(
+          f"checkpoint {self.directory}/{step} is damaged: {len(bad)} of {len(saved)} "
+          f"arrays of {item}/ differ from the checksums saved with them (e.g. {bad[0]}); "
+          "restore a good copy or use another step"
+      )
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -101,44 +125,111 @@ def restore_step(step_dir: str, abstract_state: Any) -> tuple[Any, dict]:
 
   Anything wrong with it is one `ConfigError` line naming the directory: the layout is
   checked first (`config_lib.checkpoint_step_problem`), then a failed restore (damaged or
-  cut-short data, another model's shapes) is reported without Orbax's TensorStore dump.
+  cut-short data, another model's shapes, arrays that differ from their saved checksums)
+  is reported without Orbax's TensorStore dump.
   """
   step_dir = os.path.abspath(step_dir.rstrip("/"))
   problem = config_lib.checkpoint_step_problem(step_dir)
   if problem:
     raise config_lib.ConfigError(f"checkpoint {step_dir} {problem}")
-  parent, name = os.path.split(step_dir)
-  ckpt = Checkpointer(parent, every_steps=0, keep=1000)
-  try:
-    return ckpt.restore(int(name), abstract_state)
-  except Exception as e:  # noqa: BLE001 - one line instead of an Orbax/TensorStore dump
-    error = _first_line(e)
-  finally:
-    ckpt.close()
-  # The failed restore leaves reader coroutines whose errors Python would print (with the
-  # whole TensorStore spec) when they are collected: collect them now, quietly.
-  hook, sys.unraisablehook = sys.unraisablehook, lambda _: None
-  try:
-    gc.collect()
-  finally:
-    sys.unraisablehook = hook
-  raise config_lib.ConfigError(
-      f"cannot restore checkpoint {step_dir}: {error} (is it damaged, cut short, or from a "
-      "run with another model config?)"
-  )
+  return _restore_from(step_dir, lambda ckpt, step: ckpt.restore(step, abstract_state))
 
 
 def restore_merged_lora(step_dir: str, abstract: Any) -> Any | None:
   """The `merged_lora` item of one step directory onto `abstract`, or None if it has none."""
   step_dir = os.path.abspath(step_dir.rstrip("/"))
-  parent, name = os.path.split(step_dir)
   if not os.path.isdir(os.path.join(step_dir, MERGED_LORA)):
     return None
+  return _restore_from(step_dir, lambda ckpt, step: ckpt.restore_merged_lora(step, abstract))
+
+
+def _restore_from(step_dir: str, restore) -> Any:
+  """`restore(checkpointer, step)` of one step directory, failures in one line."""
+  parent, name = os.path.split(step_dir)
   ckpt = Checkpointer(parent, every_steps=0, keep=1000)
   try:
-    return ckpt.restore_merged_lora(int(name), abstract)
+    return _in_one_line(step_dir, lambda: restore(ckpt, int(name)))
   finally:
     ckpt.close()
+
+
+def _in_one_line(step_dir: str, restore, hint: str = "") -> Any:
+  """`restore()`, with any failure turned into one `ConfigError` line naming `step_dir`."""
+  with _quiet_reader_leftovers():
+    try:
+      return restore()
+    except config_lib.ConfigError:
+      raise
+    except Exception as e:  # noqa: BLE001 - one line instead of an Orbax/TensorStore dump
+      error = _first_line(e)
+    gc.collect()  # collect the failed restore's reader coroutines now, quietly
+  hint = hint or "is it damaged, cut short, or from a run with another model config?"
+  raise config_lib.ConfigError(f"cannot restore checkpoint {step_dir}: {error} ({hint})")
+
+
+@contextlib.contextmanager
+def _quiet_reader_leftovers():
+  """Drops what a failed Orbax restore leaves for Python to print when it is collected:
+  its reader coroutines' errors (each with the whole TensorStore spec) and their event
+  loop's "closed" errors. Everything else goes to the usual hook."""
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    loop_closed = isinstance(unraisable.exc_value, RuntimeError) and "loop is closed" in str(
+        unraisable.exc_value
+    )
+    if not (isinstance(unraisable.object, types.CoroutineType) or loop_closed):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+  try:
+    yield
+  finally:
+    sys.unraisablehook = previous
+
+
+def state_checksum(tree: Any) -> dict[str, int]:
+  """`{leaf path: checksum}` of a pytree of arrays, stored with every checkpoint.
+
+  The checksum is the sum of each element's bit pattern times an odd weight (2 * position
+  + 1), modulo 2**32: any flipped bit, cut-short or moved data changes it, and integer
+  sums are exact in any order, so a restore onto another mesh computes the same value.
+  Device arrays are reduced on their devices (one jitted call per set of devices).
+  """
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  sums: dict[int, int] = {}
+  groups: dict[frozenset, list[int]] = {}
+  for i, (_, x) in enumerate(leaves):
+    if isinstance(x, jax.Array):
+      groups.setdefault(frozenset(x.sharding.device_set), []).append(i)
+    else:
+      sums[i] = int(_checksum(np, np.asarray(x)))
+  for members in groups.values():
+    values = jax.device_get(_device_checksums([leaves[i][1] for i in members]))
+    sums.update({i: int(v) for i, v in zip(members, values, strict=True)})
+  return {jax.tree_util.keystr(p): sums[i] for i, (p, _) in enumerate(leaves)}
+
+
+@jax.jit
+def _device_checksums(leaves: list) -> list:
+  return [_checksum(jnp, x) for x in leaves]
+
+
+def _checksum(xp, x):
+  """The checksum of one array with `xp` = numpy or jax.numpy (uint32 arithmetic wraps)."""
+  if x.dtype == xp.bool_:
+    x = x.astype(xp.uint8)
+  unsigned = {1: xp.uint8, 2: xp.uint16, 4: xp.uint32}[x.dtype.itemsize]
+  bits = (jax.lax.bitcast_convert_type(x, unsigned) if xp is jnp else x.view(unsigned)).astype(
+      xp.uint32
+  )
+  position = xp.zeros(x.shape, xp.uint32)
+  for d in range(x.ndim):  # row-major position, without reshaping a sharded array
+    stride = xp.uint32(int(np.prod(x.shape[d + 1 :], dtype=np.int64)) % (1 << 32))
+    shape = [1] * x.ndim
+    shape[d] = x.shape[d]
+    position = position + xp.arange(x.shape[d], dtype=xp.uint32).reshape(shape) * stride
+  return xp.sum(bits * (xp.uint32(2) * position + xp.uint32(1)), dtype=xp.uint32)
 
 
 def _first_line(e: BaseException, limit: int = 240) -> str:
@@ -156,7 +247,12 @@ def resume_or_start(
   latest = ckpt.latest_step()
   if latest is None:
     return state, 0
-  state, meta = ckpt.restore(latest, abstract_like(state), data_iterator)
+  step_dir = os.path.join(ckpt.directory, str(latest))
+  state, meta = _in_one_line(
+      step_dir,
+      lambda: ckpt.restore(latest, abstract_like(state), data_iterator),
+      hint=f"if it is damaged, delete {step_dir} to resume from the step before",
+  )
   check_frozen_source(meta, frozen_source, ckpt.directory)
   return state, int(latest)
 
