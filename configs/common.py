@@ -267,6 +267,25 @@ def eval_config(preset: str) -> ml_collections.ConfigDict:
   return e
 
 
+def decode_config() -> ml_collections.ConfigDict:
+  """How rollouts and evaluation decode (mer_jax/decode/, docs/performance.md)."""
+  d = ml_collections.ConfigDict()
+  # replicated: once per rollout, LoRA merged, weights cast to `dtype` and resharded
+  # without their data/fsdp splits (tensor splits kept), so no decode step all-gathers
+  # weights; train: decode with the training layout as is (weights that do not fit a chip).
+  d.layout = "replicated"
+  d.dtype = ""  # LLM weight dtype when decoding ('' = model.dtype)
+  # merge: LoRA folded into the kernels once per rollout (in float32, then cast to `dtype`:
+  # adapter updates below the bf16 rounding of a weight are lost, as in TRL/verl merges);
+  # adapter: the adapters run unmerged.
+  d.lora = "merge"
+  # Rows decoded at once (KV-cache batch); a row that stops frees its slot for the next
+  # queued row (0 = all rows of the batch at once). Smaller than the rows of a rollout
+  # when memory or compute per step is the limit (CPU: cost follows the tokens generated).
+  d.slots = 0
+  return d
+
+
 def base_config(preset: str, mode: str) -> ml_collections.ConfigDict:
   """The sections every recipe has."""
   c = ml_collections.ConfigDict()
@@ -279,4 +298,5 @@ def base_config(preset: str, mode: str) -> ml_collections.ConfigDict:
   c.checkpoint = checkpoint_config(preset)
   c.mesh = mesh_config()
   c.eval = eval_config(preset)
+  c.decode = decode_config()
   return c

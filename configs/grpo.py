@@ -21,6 +21,8 @@ def grpo_config(preset: str) -> ml_collections.ConfigDict:
   g.prompts_per_step = 1 if paper else (8 if preset == "demo" else 2)  # B: prompts per step
   g.num_generations = 4  # G: completions per prompt (paper default; >= 4 is enough)
   g.num_iterations = 1  # mu: policy updates per rollout (old logprobs stored)
+  # Micro-batches over the rollout rows for the update and the old-logprob pass (memory
+  # of both bounded by rows / grad_accum; gradients summed exactly).
   g.grad_accum = 1
   # AffectGPT-R1: 1e-5 (LoRA). Demo (full tiny LLM): 3e-4; 1e-3 collapsed the think text
   # to empty in 40 steps and lost 0.10 EW F1 (docs/training.md).

@@ -362,6 +362,13 @@ def _validate_eval(config) -> None:
       )
 
 
+def _validate_decode(config) -> None:
+  _one_of(config, "decode.layout", ("replicated", "train"))
+  _one_of(config, "decode.dtype", ("", "float32", "bfloat16"))
+  _one_of(config, "decode.lora", ("merge", "adapter"))
+  _int(config, "decode.slots", 0)
+
+
 def _validate_grpo(config) -> None:
   g = "grpo"
   _checkpoint_path(config, f"{g}.init_checkpoint", required=config.preset == "paper")
@@ -479,6 +486,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _validate_train(config)
   _validate_mesh(config)
   _validate_eval(config)
+  _validate_decode(config)
   if config.mode in ("grpo", "oppo"):
     if not _has(config, "grpo"):
       raise ConfigError(

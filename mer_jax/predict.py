@@ -39,6 +39,7 @@ from input_pipeline import readers
 from input_pipeline import tokenization
 from mer_jax import config_lib
 from mer_jax.decode import generation
+from mer_jax.decode import layout as layout_lib
 from mer_jax.hf import export
 from mer_jax.train import context as context_lib
 from mer_jax.train import evaluation
@@ -118,6 +119,13 @@ def predict(config, clips: list[dict], checkpoint: str = "") -> list[dict]:
   params = state_lib.load_trained_params(ctx, checkpoint) if checkpoint else policy.params
   dec = evaluation.decoding(config, tokenizer)
   stops = generation.stop_strings_for(config.data.target)
+  decoder = generation.prepare(
+      policy.model,
+      params,
+      mesh,
+      layout_lib.settings_from_config(config),
+      rules=config.mesh.logical_axis_rules,
+  )
   rng = jax.random.PRNGKey(config.seed + 17)
   out = []
   batches = datasets.make_eval_batches(config, clips, tokenizer, question="labels")
@@ -131,7 +139,7 @@ def predict(config, clips: list[dict], checkpoint: str = "") -> list[dict]:
     )
     arrays = dict(arrays, vision_feats=mesh_lib.to_host(v), audio_feats=mesh_lib.to_host(a))
     rng, step_rng = jax.random.split(rng)
-    gen = generation.generate(policy.model, params, arrays, step_rng, dec.sampling, mesh)
+    gen = decoder.generate(arrays, step_rng, dec.sampling)
     texts = dec.texts(tokenizer, gen["tokens"], gen["lengths"], stops)
     for name, valid, text in zip(meta["name"], meta["valid"], texts, strict=True):
       if valid:

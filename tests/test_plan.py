@@ -78,4 +78,28 @@ def test_grpo_update_and_sampler_plan(repo_root):
   assert result["flops_per_step"] == pytest.approx(8 * result["flops_per_device"])
   decode = result["decode"]
   assert decode["rows"] == 16 and decode["cache_tokens"] == 128 + config.grpo.max_new_tokens
-  assert 0 < decode["per_device_bytes"] and decode["flops_per_step"] > 0
+  assert 0 < decode["per_device_bytes"] and decode["flops_per_token"] > 0
+  # One token for 16 rows: about 2 x body params x 16 matmul FLOPs plus the LM head.
+  assert 1.0 <= decode["flops_per_token"] / (2 * (body_params + head_params) * 16) <= 2.0
+
+
+def test_decode_layout_removes_the_per_token_weight_gathers(repo_root):
+  config = _config(repo_root)
+  mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 8, "tensor": 1})
+  policy = plan.abstract_policy(config, mesh)
+  llm_bytes = sum(
+      math.prod(x.shape) * np.dtype(x.dtype).itemsize
+      for p, x in traverse_util.flatten_dict(policy["frozen"]).items()
+      if p[0] == "llm"
+  )
+  per_token = {}
+  for layout in ("train", "replicated"):
+    config.decode.layout = layout
+    per_token[layout] = plan.plan_decode(config, mesh, policy, 64)
+  train, ours = per_token["train"], per_token["replicated"]
+  # fsdp decoding gathers (nearly) every LLM weight for every token; the decode layout none.
+  assert train["collective_bytes_per_token"] >= 0.8 * llm_bytes * 7 / 8
+  assert ours["collective_bytes_per_token"] < 0.01 * train["collective_bytes_per_token"]
+  assert ours["reshard_bytes_per_device"] >= 0.8 * llm_bytes * 7 / 8
+  assert train["reshard_bytes_per_device"] == 0
+  assert ours["param_bytes_per_device"] > train["param_bytes_per_device"]

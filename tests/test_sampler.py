@@ -1,5 +1,6 @@
 """The sampler's tokens and logprobs agree with full forward passes over the sampled sequences."""
 
+import dataclasses
 import functools
 
 import flax
@@ -38,12 +39,17 @@ def _prompts():
   return sampler_lib.left_pad(seqs, 6, pad_id=0)
 
 
-def _run(params, cfg, seed=0):
+def _run(params, cfg, seed=0, repeat=1, slots=0):
+  """(prompt ids, mask, output) with the prompts repeated `repeat` times (rows i * repeat + g)."""
   ids, mask = _prompts()
   embeds = MODEL.apply({"params": params}, jnp.asarray(ids), method=MODEL.embed)
-  cache = MODEL.init_cache(ids.shape[0], ids.shape[1] + cfg.max_new_tokens)
-  run = jax.jit(functools.partial(sampler_lib.sample, _forward, cfg=cfg))
-  return ids, mask, run(params, embeds, jnp.asarray(mask), cache, jax.random.PRNGKey(seed))
+  run = jax.jit(
+      functools.partial(
+          sampler_lib.sample, _forward, MODEL.init_cache, cfg=cfg, repeat=repeat, slots=slots
+      )
+  )
+  out = run(params, embeds, jnp.asarray(mask), jax.random.PRNGKey(seed))
+  return np.repeat(ids, repeat, axis=0), np.repeat(mask, repeat, axis=0), out
 
 
 def _full_logprobs(params, ids, mask, out, temperature):
@@ -127,3 +133,39 @@ def test_left_pad_and_buckets():
   assert (
       sampler_lib.truncate_at_stop("<answer>a</answer> junk", ["</answer>"]) == "<answer>a</answer>"
   )
+
+
+def _eos_that_stops_rows(params, cfg):
+  """A token id the sampled completions emit often: as eos it ends rows at mixed lengths."""
+  _, _, out = _run(params, cfg, repeat=3)
+  values, counts = np.unique(np.asarray(out.tokens)[:, 1:], return_counts=True)
+  return int(values[np.argmax(counts)])
+
+
+def test_slot_refill_equals_all_rows_at_once():
+  params = _params()
+  cfg = sampler_lib.SamplingConfig(max_new_tokens=10, temperature=1.0, top_k=40, eos_id=63)
+  eos = _eos_that_stops_rows(params, cfg)
+  cfg = dataclasses.replace(cfg, eos_id=eos, stop_sequences=((eos + 1, eos + 2),))
+  _, _, static = _run(params, cfg, repeat=3)
+  lengths = np.asarray(static.lengths)
+  assert len(set(lengths.tolist())) > 2 and lengths.min() < cfg.max_new_tokens, lengths
+  # The G samples of one prompt differ (each row has its own key).
+  assert len({tuple(r) for r in np.asarray(static.tokens)[:3]}) > 1
+  for slots in (2, 4):
+    _, _, refill = _run(params, cfg, repeat=3, slots=slots)
+    np.testing.assert_array_equal(np.asarray(refill.tokens), np.asarray(static.tokens))
+    np.testing.assert_array_equal(np.asarray(refill.lengths), lengths)
+    np.testing.assert_allclose(
+        np.asarray(refill.logprobs), np.asarray(static.logprobs), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_slot_refill_logprobs_equal_full_forward():
+  params = _params()
+  cfg = sampler_lib.SamplingConfig(max_new_tokens=8, temperature=0.8, top_p=0.95, eos_id=63)
+  cfg = dataclasses.replace(cfg, eos_id=_eos_that_stops_rows(params, cfg))
+  ids, mask, out = _run(params, cfg, repeat=3, slots=2)
+  assert np.asarray(out.lengths).min() < cfg.max_new_tokens
+  expected = _full_logprobs(params, ids, mask, out, 0.8) * np.asarray(out.completion_mask)
+  np.testing.assert_allclose(np.asarray(out.logprobs), expected, atol=2e-5)

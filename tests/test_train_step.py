@@ -135,3 +135,15 @@ def test_decay_mask_skips_biases_norms_and_vectors():
   mask = optim.decay_mask(params)
   assert mask["layer"]["q_proj"]["kernel"] and mask["layer"]["lora_a"]
   assert not mask["layer"]["q_proj"]["bias"] and not mask["layer"]["input_norm"]["scale"]
+
+
+def test_map_micro_batches_equals_one_pass():
+  rng = np.random.default_rng(0)
+  batch = {"x": rng.normal(size=(16, 3, 5)).astype(np.float32), "w": rng.normal(size=(16,))}
+  fn = lambda b: jnp.tanh(b["x"]).sum(-1) * b["w"].astype(jnp.float32)[:, None]  # row-wise
+  mesh = mesh_lib.make_mesh({"data": 2, "fsdp": -1, "tensor": 1})
+  sharded = mesh_lib.put_global_batch(batch, mesh)
+  want = np.asarray(fn(batch))
+  for k in (1, 2, 4):
+    got = jax.jit(lambda b, k=k: ts.map_micro_batches(fn, b, k))(sharded)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)

@@ -1,24 +1,30 @@
-"""Generation with the AffectGPT policy: embed prompts once, repeat, sample on the mesh.
+"""Generation with the AffectGPT policy: prepare the decode weights, embed prompts once, sample.
 
-One jitted program per (rows, prompt bucket, sampling settings): the prompts' fused
-features are spliced in once per prompt and the embeddings repeated G times for GRPO,
-so the encoders and the fusion run B times, not B*G times.
+`prepare` turns the trained params into a `Decoder` once per rollout (or evaluation):
+the decode layout of `mer_jax/decode/layout.py` (LoRA merged, cast, weights resharded
+for decoding) or the training layout as is. `Decoder.generate` runs one jitted program
+per (rows, prompt bucket, sampling settings): the prompts' fused features are spliced in
+once per prompt, the prompts prefilled once, and each sampled G times by the slot-refill
+sampler (mer_jax/decode/sampler.py), so the encoders, the fusion and the prefill run B
+times, not B*G times.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Mapping
+from typing import Any, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from mer_jax.decode import layout as layout_lib
 from mer_jax.decode import sampler as sampler_lib
 from mer_jax.models import sharding as sharding_lib
 from mer_jax.train import mesh as mesh_lib
 
 DEVICE_KEYS = ("input_ids", "attention_mask", "vision_feats", "audio_feats")
+OUTPUT_KEYS = ("tokens", "logprobs", "completion_mask", "lengths")
 
 
 def _generate_fn(
@@ -28,17 +34,19 @@ def _generate_fn(
     lora: bool,
     mesh,
     rules=sharding_lib.DEFAULT_LOGICAL_AXIS_RULES,
+    slots: int = 0,
 ):
   """The jitted generation program of one model and setting (cached: compiled once per shape)."""
   rules = tuple(tuple(r) for r in rules)
-  key = (id(model), cfg, repeat, lora, mesh, rules)
+  key = (id(model), cfg, repeat, lora, mesh, rules, slots)
   if key not in _COMPILED:
-    program = functools.partial(_generate, model, cfg=cfg, repeat=repeat, lora=lora)
-    _COMPILED[key] = jax.jit(mesh_lib.with_activation_rules(program, mesh, rules))
-  return _COMPILED[key]
+    program = functools.partial(_generate, model, cfg=cfg, repeat=repeat, lora=lora, slots=slots)
+    _COMPILED[key] = (model, jax.jit(mesh_lib.with_activation_rules(program, mesh, rules)))
+  return _COMPILED[key][1]
 
 
 _COMPILED: dict = {}
+_DECODE_MODELS: dict = {}
 
 
 def _generate(
@@ -50,6 +58,7 @@ def _generate(
     cfg: sampler_lib.SamplingConfig,
     repeat: int,
     lora: bool,
+    slots: int,
 ):
   embeds = model.apply(
       {"params": params},
@@ -58,17 +67,90 @@ def _generate(
       batch["audio_feats"],
       method=model.embed_prompt,
   )
-  mask = batch["attention_mask"]
-  if repeat > 1:
-    embeds = jnp.repeat(embeds, repeat, axis=0)
-    mask = jnp.repeat(mask, repeat, axis=0)
-  n, p = mask.shape
-  cache = model.apply({"params": params}, n, p + cfg.max_new_tokens, method=model.init_cache)
 
   def forward(params, **kw):
     return model.apply({"params": params}, lora=lora, method=model.decode, **kw)
 
-  return sampler_lib.sample(forward, params, embeds, mask, cache, rng, cfg)
+  def make_cache(rows, length):
+    return model.apply({"params": params}, rows, length, method=model.init_cache)
+
+  return sampler_lib.sample(
+      forward,
+      make_cache,
+      params,
+      embeds,
+      batch["attention_mask"],
+      rng,
+      cfg,
+      repeat=repeat,
+      slots=slots,
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoder:
+  """Weights ready for decoding and the program settings that go with them (`prepare`)."""
+
+  model: Any
+  params: Any
+  lora: bool
+  mesh: Any
+  rules: tuple
+  slots: int = 0
+
+  def generate(
+      self,
+      batch: Mapping[str, np.ndarray],
+      rng: jax.Array,
+      cfg: sampler_lib.SamplingConfig,
+      *,
+      repeat: int = 1,
+  ) -> dict:
+    """Samples completions for a left-padded prompt batch (this host's rows).
+
+    Returns host numpy arrays for ALL rows of the global batch (every host gets them):
+    `tokens`, `logprobs`, `completion_mask` `[B*repeat, max_new]`, `lengths` `[B*repeat]`;
+    row `i*repeat + g` is the g-th sample of prompt i.
+    """
+    arrays = mesh_lib.put_global_batch({k: batch[k] for k in DEVICE_KEYS}, self.mesh)
+    fn = _generate_fn(self.model, cfg, repeat, self.lora, self.mesh, self.rules, self.slots)
+    out = fn(self.params, arrays, rng)
+    return {k: mesh_lib.to_host(getattr(out, k)) for k in OUTPUT_KEYS}
+
+
+def prepare(
+    model,
+    params,
+    mesh,
+    settings: layout_lib.DecodeSettings = layout_lib.TRAIN_LAYOUT,
+    *,
+    lora: bool = True,
+    rules=sharding_lib.DEFAULT_LOGICAL_AXIS_RULES,
+) -> Decoder:
+  """The `Decoder` of trained `params` (`lora=False`: the base model, adapters dropped).
+
+  `rules`: the logical-axis rules of training (config.mesh.logical_axis_rules); the
+  decode layout derives its own (`layout.decode_rules`).
+  """
+  rules = tuple(tuple(r) for r in rules)
+  if settings.layout == "train":
+    return Decoder(model, params, lora, mesh, rules, settings.slots)
+  if settings.layout not in layout_lib.LAYOUTS:
+    raise ValueError(
+        f"config.decode.layout must be one of {layout_lib.LAYOUTS}, got {settings.layout!r}"
+    )
+  key = (id(model), settings.dtype, settings.lora)
+  if key not in _DECODE_MODELS:
+    _DECODE_MODELS[key] = (model, layout_lib.decode_model(model, settings))
+  decode_model = _DECODE_MODELS[key][1]
+  merged = layout_lib.prepare_fn(model, settings, lora)(params)
+  shardings = layout_lib.target_shardings(params, settings, layout_lib.scanned_layers(model))
+  decode_params = layout_lib.reshard(merged, shardings)
+  # Merged adapters: the decode model has none; kept adapters: they are applied unless base.
+  use_lora = lora and settings.lora == "adapter"
+  return Decoder(
+      decode_model, decode_params, use_lora, mesh, layout_lib.decode_rules(rules), settings.slots
+  )
 
 
 def generate(
@@ -82,21 +164,11 @@ def generate(
     repeat: int = 1,
     lora: bool = True,
     rules=sharding_lib.DEFAULT_LOGICAL_AXIS_RULES,
+    settings: layout_lib.DecodeSettings = layout_lib.TRAIN_LAYOUT,
 ) -> dict:
-  """Samples completions for a left-padded prompt batch (this host's rows).
-
-  `rules`: the logical-axis rules of the activation constraints (config.mesh.logical_axis_rules).
-
-  Returns host numpy arrays for ALL rows of the global batch (every host gets them):
-  `tokens`, `logprobs`, `completion_mask` `[B*repeat, max_new]`, `lengths` `[B*repeat]`;
-  row `i*repeat + g` is the g-th sample of prompt i.
-  """
-  arrays = mesh_lib.put_global_batch({k: batch[k] for k in DEVICE_KEYS}, mesh)
-  out = _generate_fn(model, cfg, repeat, lora, mesh, rules)(params, arrays, rng)
-  return {
-      k: mesh_lib.to_host(getattr(out, k))
-      for k in ("tokens", "logprobs", "completion_mask", "lengths")
-  }
+  """`prepare(...).generate(batch, rng, cfg, repeat=repeat)`: one batch, weights prepared for it."""
+  decoder = prepare(model, params, mesh, settings, lora=lora, rules=rules)
+  return decoder.generate(batch, rng, cfg, repeat=repeat)
 
 
 def decode_completions(

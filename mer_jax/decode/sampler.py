@@ -1,15 +1,31 @@
-"""Jitted autoregressive sampler: prefill + KV-cache decode in a `lax.while_loop`.
+"""Jitted autoregressive sampler: one prefill per prompt, then KV-cache decode with slot refill.
 
 The sampler is model-agnostic: it drives a `forward` callable with the Qwen2 calling
 convention (mer_jax/models/qwen2.py):
 
     forward(params, input_ids=None, inputs_embeds=None, positions=..., attention_mask=...,
-            cache=...) -> (logits [N, T, V], cache)
+            cache=..., logits_range=...) -> (logits [N, T, V], cache)
 
-Prompts arrive left-padded (`prompt_mask` [N, P], 1 = real token) and already embedded
-(multimodal features spliced in by the caller, who repeats each prompt G times after
-running the encoders once). Prompt lengths are bucketed by the caller, so one compiled
-program serves every batch of a bucket.
+and a `make_cache(rows, length)` that returns an empty cache (`{'k', 'v', 'index'}`).
+Prompts arrive left-padded (`prompt_mask` [B, P], 1 = real token) and already embedded
+(multimodal features spliced in by the caller); each is sampled `repeat` (G) times.
+Prompt lengths are bucketed by the caller, so one compiled program serves every batch of
+a bucket.
+
+Schedule (docs/performance.md):
+  1. prefill: the B prompts once (not B x G times), logits of the last position only;
+     the first token of every row is drawn from them;
+  2. decode: a cache of `slots` rows (0 = all B x G rows at once). Each loop iteration
+     feeds every busy slot its last token; a row that ends (eos, stop sequence,
+     `max_new_tokens`) frees its slot, which takes the next queued row: the row's prompt
+     keys/values are copied in from the prefill and decoding continues. A rollout whose
+     lengths spread from 20 to 1024 tokens costs about sum(lengths) / slots iterations
+     instead of max(lengths).
+
+Randomness is keyed per row and step (`fold_in(fold_in(rng, row), step)`), so a row's
+tokens do not depend on which slot decodes it or on its neighbours: any number of slots
+gives the same completions for the same key (up to float rounding of the batched
+matmuls).
 
 Returned per-token logprobs are those of the sampling distribution before top-k/top-p
 truncation: `log_softmax(logits / temperature)` (temperature 1 for greedy), which is what
@@ -23,11 +39,17 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 NEG_INF = -1e9
+# Logical axes of the KV caches (mer_jax/models/qwen2.py `init_cache`): slots over the batch
+# axes, kv heads over `tensor`; the prefilled prompts are replicated over the batch axes so
+# that a slot on any device copies its prompt locally.
+CACHE_AXES = ("layers", "batch", "length", "act_kv", "head_dim")
+PROMPT_CACHE_AXES = ("layers", None, "length", "act_kv", "head_dim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,16 +66,20 @@ class SamplingConfig:
 
 @flax.struct.dataclass
 class _LoopState:
-  step: jax.Array  # scalar int32: tokens generated so far
+  # Per slot [S]: the row it decodes (N = none), the completion index of the token it
+  # draws next, the token fed next and its RoPE position, which cache entries it may attend.
+  row: jax.Array
+  step: jax.Array
+  busy: jax.Array
+  last_token: jax.Array
+  position: jax.Array
+  cache_mask: jax.Array  # [S, P + max_new] int32
+  cache: Any
+  next_row: jax.Array  # scalar: first row of the queue not yet given a slot
+  # Per row [N, ...]: the outputs.
   tokens: jax.Array  # [N, max_new] int32
   logprobs: jax.Array  # [N, max_new] float32
-  done: jax.Array  # [N] bool
   lengths: jax.Array  # [N] int32: tokens in the completion (eos/stop included)
-  last_token: jax.Array  # [N] int32
-  next_position: jax.Array  # [N] int32
-  cache_mask: jax.Array  # [N, P + max_new] int32: which cache slots may be attended
-  cache: Any
-  rng: jax.Array
 
 
 @flax.struct.dataclass
@@ -80,8 +106,13 @@ def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
   return logits
 
 
-def _choose(logits: jax.Array, rng: jax.Array, cfg: SamplingConfig) -> tuple[jax.Array, jax.Array]:
-  """Picks the next token [N] and its logprob under log_softmax(logits / T)."""
+def _choose(
+    logits: jax.Array, rng: jax.Array, rows: jax.Array, steps: jax.Array, cfg: SamplingConfig
+) -> tuple[jax.Array, jax.Array]:
+  """Next token [N] of each row and its logprob under log_softmax(logits / T).
+
+  Row `rows[i]` at completion index `steps[i]` draws with `fold_in(fold_in(rng, row), step)`.
+  """
   logits = logits.astype(jnp.float32)
   if cfg.temperature <= 0.0:
     token = jnp.argmax(logits, axis=-1)
@@ -89,7 +120,9 @@ def _choose(logits: jax.Array, rng: jax.Array, cfg: SamplingConfig) -> tuple[jax
   else:
     scaled = logits / cfg.temperature
     logp = jax.nn.log_softmax(scaled, axis=-1)
-    token = jax.random.categorical(rng, filter_logits(scaled, cfg.top_k, cfg.top_p), axis=-1)
+    keys = jax.vmap(lambda r, t: jax.random.fold_in(jax.random.fold_in(rng, r), t))(rows, steps)
+    filtered = filter_logits(scaled, cfg.top_k, cfg.top_p)
+    token = jax.vmap(jax.random.categorical)(keys, filtered)
   chosen = jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
   return token.astype(jnp.int32), chosen
 
@@ -97,107 +130,160 @@ def _choose(logits: jax.Array, rng: jax.Array, cfg: SamplingConfig) -> tuple[jax
 def _ends_with_stop(
     tokens: jax.Array, step: jax.Array, stops: Sequence[Sequence[int]]
 ) -> jax.Array:
-  """[N] bool: the completion written so far (tokens[:, :step+1]) ends with a stop sequence."""
+  """[N] bool: row i's completion so far (tokens[i, :step[i]+1]) ends with a stop sequence."""
   hit = jnp.zeros(tokens.shape[0], bool)
   for seq in stops:
     k = len(seq)
     if k == 0:
       continue
-    idx = step - (k - 1) + jnp.arange(k)
-    window = jnp.take(tokens, jnp.clip(idx, 0, tokens.shape[1] - 1), axis=1)
+    idx = step[:, None] - (k - 1) + jnp.arange(k)
+    window = jnp.take_along_axis(tokens, jnp.clip(idx, 0, tokens.shape[1] - 1), axis=1)
     match = jnp.all(window == jnp.asarray(seq, jnp.int32)[None], axis=1) & (step >= k - 1)
     hit = hit | match
   return hit
 
 
+def _constrain(cache: Any, axes: tuple) -> Any:
+  """Explicit sharding of a KV cache's k/v (no-op without logical-axis rules in context)."""
+  return {
+      **cache,
+      "k": nn.with_logical_constraint(cache["k"], axes),
+      "v": nn.with_logical_constraint(cache["v"], axes),
+  }
+
+
 def sample(
     forward: Callable,
+    make_cache: Callable[[int, int], Any],
     params: Any,
     prompt_embeds: jax.Array,
     prompt_mask: jax.Array,
-    cache: Any,
     rng: jax.Array,
     cfg: SamplingConfig,
+    *,
+    repeat: int = 1,
+    slots: int = 0,
 ) -> SampleOutput:
-  """Generates up to `cfg.max_new_tokens` for each of N left-padded prompts.
+  """Generates up to `cfg.max_new_tokens` for each of `repeat` samples of B left-padded prompts.
 
   Args:
-    forward: the model call (see module docstring).
-    prompt_embeds: [N, P, D] embedded prompts, left-padded.
-    prompt_mask: [N, P] int, 1 on real prompt tokens.
-    cache: an empty KV cache with room for P + max_new_tokens positions.
+    forward, make_cache: the model calls (see module docstring).
+    prompt_embeds: [B, P, D] embedded prompts, left-padded.
+    prompt_mask: [B, P] int, 1 on real prompt tokens.
     rng: PRNG key.
+    repeat: samples per prompt (G); row `i * repeat + g` is the g-th sample of prompt i.
+    slots: rows decoded at once (the KV cache's batch); 0 or >= B * repeat = all rows.
+
+  Returns outputs for the B * repeat rows.
   """
-  n, p = prompt_mask.shape
-  total = p + cfg.max_new_tokens
+  b, p = prompt_mask.shape
+  m = cfg.max_new_tokens
+  n = b * repeat
+  s = n if slots <= 0 else min(int(slots), n)
   prompt_mask = prompt_mask.astype(jnp.int32)
+
+  # 1. Prefill: each prompt once, logits of its last position only.
   positions = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0)
-  cache_mask = jnp.concatenate([prompt_mask, jnp.zeros((n, cfg.max_new_tokens), jnp.int32)], axis=1)
-  logits, cache = forward(
+  logits, prompt_cache = forward(
       params,
       inputs_embeds=prompt_embeds,
       positions=positions,
-      attention_mask=cache_mask,
-      cache=cache,
+      attention_mask=prompt_mask,
+      cache=make_cache(b, p),
+      logits_range=(p - 1, p),
   )
-  rng, first_rng = jax.random.split(rng)
-  token, logp = _choose(logits[:, -1], first_rng, cfg)
-  tokens = jnp.full((n, cfg.max_new_tokens), cfg.pad_id, jnp.int32).at[:, 0].set(token)
-  logprobs = jnp.zeros((n, cfg.max_new_tokens), jnp.float32).at[:, 0].set(logp)
-  zero = jnp.asarray(0, jnp.int32)
-  done = (token == cfg.eos_id) | _ends_with_stop(tokens, zero, cfg.stop_sequences)
+  prompt_cache = _constrain(prompt_cache, PROMPT_CACHE_AXES)
+  prompt_of_row = jnp.arange(n) // repeat
+  rows = jnp.arange(n, dtype=jnp.int32)
+  first, first_logp = _choose(
+      jnp.repeat(logits[:, -1], repeat, axis=0), rng, rows, jnp.zeros_like(rows), cfg
+  )
+  zero = jnp.zeros((n,), jnp.int32)
+  tokens = jnp.full((n, m), cfg.pad_id, jnp.int32).at[:, 0].set(first)
+  first_done = (first == cfg.eos_id) | _ends_with_stop(tokens, zero, cfg.stop_sequences)
+  prompt_lengths = jnp.sum(prompt_mask, axis=1).astype(jnp.int32)
+
+  cache = make_cache(s, p + m)
   state = _LoopState(
-      step=jnp.asarray(1, jnp.int32),
+      row=jnp.full((s,), n, jnp.int32),
+      step=jnp.ones((s,), jnp.int32),
+      busy=jnp.zeros((s,), bool),
+      last_token=jnp.zeros((s,), jnp.int32),
+      position=jnp.zeros((s,), jnp.int32),
+      cache_mask=jnp.zeros((s, p + m), jnp.int32),
+      cache=_constrain({**cache, "index": jnp.zeros((s,), jnp.int32)}, CACHE_AXES),
+      next_row=jnp.zeros((), jnp.int32),
       tokens=tokens,
-      logprobs=logprobs,
-      done=done,
+      logprobs=jnp.zeros((n, m), jnp.float32).at[:, 0].set(first_logp),
       lengths=jnp.ones((n,), jnp.int32),
-      last_token=token,
-      next_position=jnp.sum(prompt_mask, axis=1).astype(jnp.int32),
-      cache_mask=cache_mask,
-      cache=cache,
-      rng=rng,
   )
 
-  def cond(s: _LoopState):
-    return (s.step < cfg.max_new_tokens) & ~jnp.all(s.done)
+  def refill(st: _LoopState) -> _LoopState:
+    """Free slots take the next queued rows: prompt keys/values, first token, positions."""
+    free = ~st.busy
+    new_row = st.next_row + jnp.cumsum(free.astype(jnp.int32)) - 1
+    take = free & (new_row < n)
+    row = jnp.where(take, new_row, st.row)
+    prompt = prompt_of_row[jnp.clip(row, 0, n - 1)]
+    keep = take[None, :, None, None, None]
+    cache = dict(st.cache)
+    for key in ("k", "v"):
+      old = st.cache[key]
+      head = nn.with_logical_constraint(prompt_cache[key][:, prompt], CACHE_AXES)
+      head = jnp.where(keep, head, old[:, :, :p])
+      cache[key] = jax.lax.dynamic_update_slice_in_dim(old, head.astype(old.dtype), 0, axis=2)
+    fresh_mask = jnp.concatenate([prompt_mask[prompt], jnp.zeros((s, m), jnp.int32)], axis=1)
+    safe_row = jnp.clip(row, 0, n - 1)
+    return st.replace(
+        row=row,
+        step=jnp.where(take, 1, st.step),
+        busy=st.busy | (take & ~first_done[safe_row] & (m > 1)),
+        last_token=jnp.where(take, first[safe_row], st.last_token),
+        position=jnp.where(take, prompt_lengths[prompt], st.position),
+        cache_mask=jnp.where(take[:, None], fresh_mask, st.cache_mask),
+        cache=_constrain(cache, CACHE_AXES),
+        next_row=st.next_row + jnp.sum(take.astype(jnp.int32)),
+    )
 
-  def body(s: _LoopState) -> _LoopState:
-    slot = p + s.step - 1  # cache slot of the token being fed
-    cache_mask = s.cache_mask.at[:, slot].set(1)
+  def cond(st: _LoopState):
+    return jnp.any(st.busy) | (st.next_row < n)
+
+  def body(st: _LoopState) -> _LoopState:
+    st = jax.lax.cond(jnp.any(~st.busy) & (st.next_row < n), refill, lambda x: x, st)
+    step = jnp.clip(st.step, 1, m - 1)
+    slot = p + step - 1  # cache entry of the token being fed
+    cache_mask = jnp.where(jnp.arange(p + m) == slot[:, None], 1, st.cache_mask)
     logits, cache = forward(
         params,
-        input_ids=s.last_token[:, None],
-        positions=s.next_position[:, None],
+        input_ids=st.last_token[:, None],
+        positions=st.position[:, None],
         attention_mask=cache_mask,
-        cache=s.cache,
+        cache={**st.cache, "index": slot},
     )
-    rng, step_rng = jax.random.split(s.rng)
-    token, logp = _choose(logits[:, -1], step_rng, cfg)
-    token = jnp.where(s.done, cfg.pad_id, token)
-    logp = jnp.where(s.done, 0.0, logp)
-    tokens = s.tokens.at[:, s.step].set(token)
-    logprobs = s.logprobs.at[:, s.step].set(logp)
-    finished = (token == cfg.eos_id) | _ends_with_stop(tokens, s.step, cfg.stop_sequences)
-    lengths = s.lengths + (~s.done).astype(jnp.int32)
-    return _LoopState(
-        step=s.step + 1,
+    token, logp = _choose(logits[:, -1], rng, st.row, step, cfg)
+    # Idle slots write nowhere (row n is out of range: dropped).
+    out_row = jnp.where(st.busy, st.row, n)
+    tokens = st.tokens.at[out_row, step].set(token, mode="drop")
+    logprobs = st.logprobs.at[out_row, step].set(logp, mode="drop")
+    lengths = st.lengths.at[out_row].set(step + 1, mode="drop")
+    finished = (token == cfg.eos_id) | (step + 1 >= m)
+    if cfg.stop_sequences:
+      history = tokens[jnp.clip(st.row, 0, n - 1)]
+      finished = finished | _ends_with_stop(history, step, cfg.stop_sequences)
+    return st.replace(
+        step=step + 1,
+        busy=st.busy & ~finished,
+        last_token=token,
+        position=st.position + 1,
+        cache_mask=cache_mask,
+        cache=_constrain({**cache, "index": st.cache["index"]}, CACHE_AXES),
         tokens=tokens,
         logprobs=logprobs,
-        done=s.done | finished,
         lengths=lengths,
-        last_token=token,
-        next_position=s.next_position + 1,
-        cache_mask=cache_mask,
-        cache=cache,
-        rng=rng,
     )
 
-  del total
   state = jax.lax.while_loop(cond, body, state)
-  completion_mask = (jnp.arange(cfg.max_new_tokens)[None, :] < state.lengths[:, None]).astype(
-      jnp.int32
-  )
+  completion_mask = (jnp.arange(m)[None, :] < state.lengths[:, None]).astype(jnp.int32)
   return SampleOutput(
       tokens=jnp.where(completion_mask > 0, state.tokens, cfg.pad_id),
       logprobs=state.logprobs * completion_mask,

@@ -103,6 +103,7 @@ class AffectGPT(nn.Module):
       attention_mask: Array,
       cache: Any,
       lora: bool = True,
+      logits_range: tuple[int, int] | None = None,
   ):
     """The LLM call the sampler drives (prefill with embeds, then token steps)."""
     return self.llm(
@@ -112,6 +113,7 @@ class AffectGPT(nn.Module):
         attention_mask=attention_mask,
         cache=cache,
         lora=lora,
+        logits_range=logits_range,
     )
 
   def init_cache(self, batch: int, max_len: int, dtype: Any = None):

@@ -90,6 +90,15 @@ def _dense(config: Qwen2Config, name: str, features: int, axes, use_bias: bool) 
   )
 
 
+def _write_cache(cache: Array, new: Array, index: Array) -> Array:
+  """Writes `new` `[B, T, K, D]` into `cache` `[B, S, K, D]` at slot `index` (scalar or per row `[B]`)."""
+  new = new.astype(cache.dtype)
+  if jnp.ndim(index) == 0:
+    return jax.lax.dynamic_update_slice(cache, new, (0, index, 0, 0))
+  write = lambda c, n, i: jax.lax.dynamic_update_slice(c, n, (i, 0, 0))
+  return jax.vmap(write)(cache, new, index)
+
+
 class Qwen2Attention(nn.Module):
   config: Qwen2Config
 
@@ -126,9 +135,8 @@ class Qwen2Attention(nn.Module):
     k = layers.rotary_embedding(k, positions, c.rope_theta)
     new_cache = None
     if layer_cache is not None:
-      start = (0, cache_index, 0, 0)
-      k = jax.lax.dynamic_update_slice(layer_cache[0], k.astype(layer_cache[0].dtype), start)
-      v = jax.lax.dynamic_update_slice(layer_cache[1], v.astype(layer_cache[1].dtype), start)
+      k = _write_cache(layer_cache[0], k, cache_index)
+      v = _write_cache(layer_cache[1], v, cache_index)
       new_cache = (k, v)
       k, v = k.astype(q.dtype), v.astype(q.dtype)
     out = layers.dot_product_attention(q, k, v, mask).reshape(b, t, h * d)
@@ -271,6 +279,7 @@ class Qwen2ForCausalLM(nn.Module):
         a cache, all `max_len` cache slots with one. Default: all ones (no cache only).
       cache: from `init_cache`; the T new keys/values are written at `cache['index']`,
         query t sits in slot `index + t` and attends causally to slots `<= index + t`.
+        The index is a scalar or one per row (`[B]` int: rows at different steps).
       lora: False runs the frozen base (adapters skipped).
       deterministic: False enables LoRA dropout (needs the `dropout` rng).
       return_hidden: also return the final-norm hidden states `[B, T, E]`.
@@ -293,10 +302,11 @@ class Qwen2ForCausalLM(nn.Module):
     else:
       if positions is None or attention_mask is None:
         raise ValueError("with a cache, pass positions [B, T] and attention_mask [B, max_len]")
-      query_slots = cache["index"] + jnp.arange(t)
+      # A scalar index (all rows at the same slot) or one per row `[B]` (slot refill).
+      query_slots = jnp.asarray(cache["index"])[..., None] + jnp.arange(t)
     key_slots = jnp.arange(attention_mask.shape[-1])
-    causal = key_slots[None, :] <= query_slots[:, None]  # [T, S]
-    mask = causal[None] & (attention_mask[:, None, :] > 0)  # [B, T, S]
+    causal = key_slots <= query_slots[..., None]  # [T, S] or [B, T, S]
+    mask = causal & (attention_mask[:, None, :] > 0)  # [B, T, S]
     hidden, new_cache = self.model(inputs_embeds, positions, mask, cache, lora, deterministic)
     projected = hidden
     if logits_range is not None:

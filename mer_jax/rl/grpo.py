@@ -34,6 +34,7 @@ from tqdm import tqdm
 from input_pipeline import datasets
 from mer_jax import run_io
 from mer_jax.decode import generation
+from mer_jax.decode import layout as layout_lib
 from mer_jax.models import lora as lora_lib
 from mer_jax.rl import advantages as adv_lib
 from mer_jax.rl import losses as losses_lib
@@ -276,8 +277,10 @@ def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks: H
   tx, _ = grpo_optimizer(g, g.steps)
   state, s_sh = state_lib.init_state(trainable, t_sh, tx, config.seed, mesh)
   update = grpo_update_fn(policy.model, config, mesh, s_sh, f_sh, hooks)
+  logprobs = lambda params, b: completion_logprobs(policy.model, params, b, g.temperature)[0]
+  # The old-policy pass runs in the update's micro-batches: its memory is that of one.
   old_fn = jax.jit(
-      lambda params, batch: completion_logprobs(policy.model, params, batch, g.temperature)[0]
+      lambda params, batch: ts.map_micro_batches(lambda b: logprobs(params, b), batch, g.grad_accum)
   )
   return state, s_sh, update, old_fn
 
@@ -336,7 +339,15 @@ def rollout(
   g = ctx.config.grpo
   arrays, meta = datasets.split_meta(batch)
   out = generation.generate(
-      ctx.policy.model, params, arrays, step_rng, sampling, ctx.mesh, repeat=g.num_generations
+      ctx.policy.model,
+      params,
+      arrays,
+      step_rng,
+      sampling,
+      ctx.mesh,
+      repeat=g.num_generations,
+      rules=ctx.config.mesh.logical_axis_rules,
+      settings=layout_lib.settings_from_config(ctx.config),
   )
   tokens = _local_rows(out["tokens"], ctx.mesh)
   lengths = _local_rows(out["lengths"], ctx.mesh)

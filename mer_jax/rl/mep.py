@@ -36,6 +36,7 @@ from input_pipeline import datasets
 from input_pipeline import prompts
 from input_pipeline import tokenization
 from mer_jax.decode import generation
+from mer_jax.decode import layout as layout_lib
 from mer_jax.rl import cues as cues_lib
 from mer_jax.rl import embeddings as emb_lib
 from mer_jax.rl import omni
@@ -119,6 +120,13 @@ def generate_texts(
       stop_strings=generation.stop_strings_for(d.target),
   )
   stops = generation.stop_strings_for(d.target)
+  decoder = generation.prepare(
+      ctx.policy.model,
+      params,
+      ctx.mesh,
+      layout_lib.settings_from_config(config),
+      rules=config.mesh.logical_axis_rules,
+  )
   bs, pc, pi = int(d.eval_batch_size), jax.process_count(), jax.process_index()
   local = bs // pc
   out: list[str] = []
@@ -146,9 +154,7 @@ def generate_texts(
     arrays, _ = datasets.split_meta(
         datasets.collate(examples, d.length_buckets, tok.pad_token_id, left_pad=True)
     )
-    res = generation.generate(
-        ctx.policy.model, params, arrays, jax.random.PRNGKey(0), cfg, ctx.mesh
-    )
+    res = decoder.generate(arrays, jax.random.PRNGKey(0), cfg)
     texts = generation.decode_completions(tok, res["tokens"], res["lengths"], stops)
     out += texts[: len(chunk)]
   return out

@@ -5,17 +5,23 @@ r"""Memory and FLOPs of the real train steps on a mesh, before renting it.
 Builds the configured model from shapes only (no weights: `jax.eval_shape`, shardings
 from the logical-axis rules), then ahead-of-time lowers and compiles, for a mesh of
 that many fake CPU devices (set before JAX starts), the GRPO update step exactly as
-`mer_jax.rl.grpo.grpo_update_fn` jits it, and the sampler program
-(`mer_jax.decode.generation`: prompt embedding, KV cache, the `while_loop` decode). XLA's memory analysis of the compiled
-per-device program gives the bytes one chip needs; its cost analysis the FLOPs. Recipes
-without a `grpo` section (SFT) plan the SFT step instead of the GRPO update.
+`mer_jax.rl.grpo.grpo_update_fn` jits it, and the rollout program as
+`mer_jax.decode.generation` runs it (weights in the `config.decode` layout, prompt
+embedding, prefill, the KV-cache `while_loop` decode). XLA's memory analysis of the
+compiled per-device program gives the bytes one chip needs; the compiled HLO, walked
+with loop trip counts (mer_jax/tools/hlo.py), the matmul FLOPs and collective bytes.
+Recipes without a `grpo` section (SFT) plan the SFT step instead of the GRPO update.
 
 With `--json` the last line is
 
-    {"per_device_bytes": ..., "flops_per_step": ..., "param_bytes_per_device": ..., ...}
+    {"per_device_bytes": ..., "per_device_bytes_bf16": ..., "flops_per_step": ...,
+     "param_bytes_per_device": ..., "notes": [...], "decode": {...}, ...}
 
-for the train step (the sampler under "decode"). `per_device_bytes` = arguments +
-outputs + temporaries - donated (aliased) buffers; `flops_per_step` sums all devices.
+for the train step, the rollout under "decode" (`collective_bytes_per_token`,
+`flops_per_token`, `reshard_bytes_per_device`, ...; docs/performance.md).
+`per_device_bytes` = arguments + outputs + temporaries - donated (aliased) buffers;
+`per_device_bytes_bf16` leaves out the f32 weight copies the CPU backend makes of bf16
+weights (`notes` says when); `flops_per_step` sums all devices.
 Any config field can be overridden (`--config.grpo.prompts_per_step=16`).
 """
 
@@ -66,6 +72,7 @@ from typing import Any  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from flax import traverse_util  # noqa: E402
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -73,6 +80,7 @@ from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mer_jax.decode import generation  # noqa: E402
+from mer_jax.decode import layout as layout_lib  # noqa: E402
 from mer_jax.decode import sampler as sampler_lib  # noqa: E402
 from mer_jax.models import affectgpt  # noqa: E402
 from mer_jax.models import fusion as fusion_lib  # noqa: E402
@@ -80,6 +88,7 @@ from mer_jax.models import lora as lora_lib  # noqa: E402
 from mer_jax.models import qwen2  # noqa: E402
 from mer_jax.models import sharding as sharding_lib  # noqa: E402
 from mer_jax.rl import grpo  # noqa: E402
+from mer_jax.tools import hlo  # noqa: E402
 from mer_jax.train import mesh as mesh_lib  # noqa: E402
 from mer_jax.train import optimizer as optim  # noqa: E402
 from mer_jax.train import policy as policy_lib  # noqa: E402
@@ -199,27 +208,50 @@ def _batch(mesh, rows: int, arrays: dict) -> dict:
   }
 
 
+BF16_NOTE = (
+    "CPU compilation models bf16 matmuls as f32: it converts their operands, and holds an "
+    "f32 copy of every bf16 weight stack ({gib:.2f} GiB per device, counted in "
+    "per_device_bytes); per_device_bytes_bf16 leaves those copies out (what a TPU/GPU "
+    "compile, which keeps bf16, would hold)"
+)
+
+
 def _analyse(compiled, devices: int) -> dict:
+  """XLA's memory analysis plus loop-aware FLOPs and collective bytes (mer_jax/tools/hlo.py)."""
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float((cost or {}).get("flops", 0.0))
+  text = compiled.as_text()
+  stats = hlo.analyse(text, devices)
   per_device = (
       mem.argument_size_in_bytes
       + mem.output_size_in_bytes
       + mem.temp_size_in_bytes
       - mem.alias_size_in_bytes
   )
-  return {
+  out = {
       "per_device_bytes": int(per_device),
       "per_device_gib": round(per_device / GiB, 3),
       "argument_bytes": int(mem.argument_size_in_bytes),
       "output_bytes": int(mem.output_size_in_bytes),
       "temp_bytes": int(mem.temp_size_in_bytes),
       "alias_bytes": int(mem.alias_size_in_bytes),
-      "flops_per_device": flops,
-      "flops_per_step": flops * devices,
+      # matmul FLOPs with every loop body times its trip count (hlo.py); XLA's own
+      # count (all ops, each loop body once) for reference.
+      "flops_per_device": stats["flops"],
+      "flops_per_step": stats["flops"] * devices,
+      "xla_flops_per_device": float((cost or {}).get("flops", 0.0)),
+      "collective_bytes_per_device": stats["collective_bytes"],
+      "loops": stats["loops"],
+      "notes": [],
   }
+  upcast = hlo.upcast_parameter_bytes(text)
+  out["cpu_f32_weight_copies_bytes"] = upcast
+  out["per_device_bytes_bf16"] = int(per_device - upcast)
+  out["per_device_bf16_gib"] = round((per_device - upcast) / GiB, 3)
+  if upcast:
+    out["notes"].append(BF16_NOTE.format(gib=upcast / GiB))
+  return out
 
 
 def plan_train_step(config, mesh, policy: dict, prompt_len: int) -> dict:
@@ -276,8 +308,9 @@ def plan_train_step(config, mesh, policy: dict, prompt_len: int) -> dict:
     )
     tokens = rows * prompt_len
   t0 = time.time()
-  compiled = step.lower(state, policy["frozen"], batch).compile()
-  out = _analyse(compiled, mesh.size)
+  lowered = step.lower(state, policy["frozen"], batch)
+  out = _analyse(lowered.compile(), mesh.size)
+  del out["loops"]  # every loop of a train step has a known trip count
   out.update(
       rows=rows,
       tokens_per_step=tokens,
@@ -291,9 +324,16 @@ def plan_train_step(config, mesh, policy: dict, prompt_len: int) -> dict:
 
 
 def plan_decode(config, mesh, policy: dict, prompt_len: int) -> dict:
-  """Lowers + compiles the rollout sampler (prefill + KV-cache decode loop) on abstract inputs."""
+  """Lowers + compiles the rollout (weights in the decode layout, prefill, decode loop).
+
+  `collective_bytes_per_token`: bytes one device moves through the collectives of one
+  iteration of the decode `while_loop` (one new token for every row decoding);
+  `reshard_bytes_per_device`: what the once-per-rollout move of the weights from the
+  training layout to the decode layout gathers onto one device.
+  """
   g = config.grpo
   d = config.data
+  settings = layout_lib.settings_from_config(config)
   cfg = sampler_lib.SamplingConfig(
       max_new_tokens=int(g.max_new_tokens),
       temperature=float(g.temperature),
@@ -305,6 +345,15 @@ def plan_decode(config, mesh, policy: dict, prompt_len: int) -> dict:
   )
   rows = g.prompts_per_step
   params = lora_lib.combine_params(policy["trainable"], policy["frozen"])
+  model, rules = policy["model"], tuple(tuple(r) for r in config.mesh.logical_axis_rules)
+  lora, reshard = True, 0
+  if settings.layout == "replicated":
+    shardings = layout_lib.target_shardings(params, settings, layout_lib.scanned_layers(model))
+    merged = jax.eval_shape(layout_lib.prepare_fn(model, settings, True), params)
+    decode_params = _with_sharding(merged, shardings)
+    reshard = _reshard_bytes(merged, params, shardings)
+    params, rules = decode_params, layout_lib.decode_rules(rules)
+    model, lora = layout_lib.decode_model(model, settings), settings.lora == "adapter"
   batch = _batch(
       mesh,
       rows,
@@ -315,18 +364,44 @@ def plan_decode(config, mesh, policy: dict, prompt_len: int) -> dict:
           "audio_feats": ((rows, d.num_audio_clips, policy["audio"].hidden_size), jnp.float32),
       },
   )
-  fn = generation._generate_fn(
-      policy["model"], cfg, g.num_generations, True, mesh, config.mesh.logical_axis_rules
-  )
+  fn = generation._generate_fn(model, cfg, g.num_generations, lora, mesh, rules, settings.slots)
   t0 = time.time()
-  compiled = fn.lower(params, batch, jax.random.key(0)).compile()
-  out = _analyse(compiled, mesh.size)
+  lowered = fn.lower(params, batch, jax.random.key(0))
+  out = _analyse(lowered.compile(), mesh.size)
+  loop = max(out.pop("loops"), key=lambda c: c["flops"])
   out.update(
+      layout=settings.layout,
       rows=rows * g.num_generations,
+      slots=settings.slots or rows * g.num_generations,
       cache_tokens=prompt_len + g.max_new_tokens,
+      collective_bytes_per_token=loop["collective_bytes"],
+      collectives_per_token=loop["collectives"],
+      flops_per_token=loop["flops"] * mesh.size,
+      flops_prefill=out.pop("flops_per_step"),
+      param_bytes_per_device=_shard_bytes(params),
+      reshard_bytes_per_device=reshard,
       compile_s=round(time.time() - t0, 1),
   )
+  out["collective_bytes_outside_loop"] = out.pop("collective_bytes_per_device")
   return out
+
+
+def _reshard_bytes(merged, params, shardings) -> int:
+  """Bytes one device receives when `merged` moves from the training to the decode shardings.
+
+  An unrolled layer `layers_{i}` holds 1/L of the training stack `layers` it came from.
+  """
+  flat_train = traverse_util.flatten_dict(params)
+  flat_target = traverse_util.flatten_dict(shardings)
+  total = 0
+  for path, x in traverse_util.flatten_dict(merged).items():
+    source = tuple("layers" if p.startswith("layers_") else p for p in path)
+    train = flat_train[source]
+    layers = train.shape[0] if source != path else 1
+    have = math.prod(train.sharding.shard_shape(train.shape)) / layers
+    want = math.prod(flat_target[path].shard_shape(x.shape))
+    total += max(want - have, 0) * np.dtype(x.dtype).itemsize
+  return int(total)
 
 
 def plan(config, mesh_sizes: dict[str, int], *, decode: bool = True, prompt_len: int = 0) -> dict:
@@ -361,6 +436,7 @@ def main(argv):
   )
   print(
       f"{result['step']} on {result['mesh']}: {result['per_device_gib']:.2f} GiB per device "
+      f"({result['per_device_bf16_gib']:.2f} without CPU f32 weight copies) "
       f"(params {result['param_bytes_per_device'] / GiB:.2f}, optimizer "
       f"{result['opt_state_bytes_per_device'] / GiB:.2f}, temporaries {result['temp_bytes'] / GiB:.2f}), "
       f"{result['flops_per_step'] / 1e12:.1f} TFLOP per step; compiled in {result['compile_s']}s"
@@ -368,9 +444,18 @@ def main(argv):
   if "decode" in result:
     dec = result["decode"]
     print(
-        f"sampler ({dec['rows']} rows, {dec['cache_tokens']}-token KV cache): {dec['per_device_gib']:.2f} GiB "
-        f"per device, {dec['flops_per_step'] / 1e12:.2f} TFLOP per decode-loop body; compiled in {dec['compile_s']}s"
+        f"sampler ({dec['layout']} layout, {dec['rows']} rows in {dec['slots']} slots, "
+        f"{dec['cache_tokens']}-token KV cache): {dec['per_device_gib']:.2f} GiB per device "
+        f"({dec['per_device_bf16_gib']:.2f} without CPU f32 weight copies) "
+        f"(weights {dec['param_bytes_per_device'] / GiB:.2f}), collectives "
+        f"{dec['collective_bytes_per_token'] / GiB:.3f} GiB per device per token, "
+        f"{dec['flops_per_token'] / 1e12:.3f} TFLOP per token, prefill "
+        f"{dec['flops_prefill'] / 1e12:.2f} TFLOP, weight reshard "
+        f"{dec['reshard_bytes_per_device'] / GiB:.2f} GiB per device per rollout; "
+        f"compiled in {dec['compile_s']}s"
     )
+  for note in sorted(set(result["notes"] + result.get("decode", {}).get("notes", []))):
+    print(f"note: {note}")
   if _FLAGS["json"].value:
     print(json.dumps(result, sort_keys=True))
 

@@ -26,6 +26,7 @@ from input_pipeline import tokenization
 from mer_jax import metrics
 from mer_jax import run_io
 from mer_jax.decode import generation
+from mer_jax.decode import layout as layout_lib
 from mer_jax.metrics import checks
 from mer_jax.rl import rewards as rewards_lib
 from mer_jax.train import context as context_lib
@@ -156,6 +157,14 @@ def evaluate(
   stops = generation.stop_strings_for(config.data.target)
   dec = decoding(config, ctx.tokenizer)
   cfg = dec.sampling
+  decoder = generation.prepare(
+      ctx.policy.model,
+      params,
+      ctx.mesh,
+      layout_lib.settings_from_config(config),
+      lora=lora,
+      rules=config.mesh.logical_axis_rules,
+  )
   rng = jax.random.PRNGKey(config.seed + 17)
   names, completions, lengths = [], [], []
   t0 = time.time()
@@ -170,9 +179,7 @@ def evaluate(
     arrays, meta = datasets.split_meta(batch)
     rng, step_rng = jax.random.split(rng)
     with run_io.activity(f"{desc}: first batch (compiling the sampler)", enabled=i == 0):
-      out = generation.generate(
-          ctx.policy.model, params, arrays, step_rng, cfg, ctx.mesh, lora=lora
-      )
+      out = decoder.generate(arrays, step_rng, cfg)
     texts = dec.texts(ctx.tokenizer, out["tokens"], out["lengths"], stops)
     all_names = _gathered_names(
         meta["name"], meta["valid"], mesh_lib.process_rows(ctx.mesh, len(texts))

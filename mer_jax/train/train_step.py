@@ -61,6 +61,15 @@ def _split_micro(batch: dict, k: int) -> dict:
   return jax.tree_util.tree_map(split, batch)
 
 
+def map_micro_batches(fn: Callable[[dict], Any], batch: dict, k: int) -> Any:
+  """`fn` over `k` micro-batches of `batch`'s rows, one after the other (`lax.map`); outputs
+  are concatenated back along the rows, so memory is bounded by one micro-batch."""
+  if k == 1:
+    return fn(batch)
+  out = jax.lax.map(fn, _split_micro(batch, k))
+  return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), out)
+
+
 def accumulate_gradients(
     loss_fn: LossFn, trainable: Any, frozen: Any, batch: dict, rng: jax.Array, grad_accum: int
 ) -> tuple[jax.Array, jax.Array, Any, dict]:
