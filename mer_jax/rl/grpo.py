@@ -438,10 +438,11 @@ def train_grpo(
   )
   base_rng = jax.random.PRNGKey(config.seed + 1)
   guard = checkpointing.PreemptionGuard()
+  phase = metric_prefix.rstrip("/")
   bar = tqdm(
       total=g.steps,
       initial=start,
-      desc=metric_prefix.rstrip("/"),
+      desc=phase,
       disable=not ctx.is_primary,
       dynamic_ncols=True,
   )
@@ -452,7 +453,7 @@ def train_grpo(
       batch = mesh_lib.common_length(next(prompts), ctx.tokenizer.pad_token_id, left_pad=True)
       params = policy_params(state.trainable)
       first = step == start
-      with run_io.activity(f"{bar.desc}: first rollout (compiling the sampler)", enabled=first):
+      with run_io.activity(f"{phase}: first rollout (compiling the sampler)", enabled=first):
         ro = rollout(
             ctx,
             params,
@@ -464,7 +465,7 @@ def train_grpo(
         )
       t_rollout = time.time() - t0
       arrays = mesh_lib.put_global_batch(ro["update"], mesh)
-      with run_io.activity(f"{bar.desc}: first update (compiling it)", enabled=first):
+      with run_io.activity(f"{phase}: first update (compiling it)", enabled=first):
         if g.num_iterations > 1:
           arrays["old_logprobs"] = old_fn(params, arrays)
         for _ in range(g.num_iterations):

@@ -106,10 +106,11 @@ def train_sft(
 
   mesh_lib.wait_for_processes(f"{metric_prefix}start")
   guard = checkpointing.PreemptionGuard()
+  phase = metric_prefix.rstrip("/") or "train"
   bar = tqdm(
       total=tc.steps,
       initial=start,
-      desc=metric_prefix.rstrip("/") or "train",
+      desc=phase,
       disable=not ctx.is_primary,
       dynamic_ncols=True,
   )
@@ -121,7 +122,7 @@ def train_sft(
       batch = mesh_lib.common_length(next(iterator), ctx.tokenizer.pad_token_id, left_pad=False)
       arrays, _ = datasets.split_meta(batch)
       arrays = mesh_lib.put_global_batch({k: arrays[k] for k in TRAIN_KEYS}, mesh)
-      with run_io.activity(f"{bar.desc}: first step (compiling it)", enabled=step == start):
+      with run_io.activity(f"{phase}: first step (compiling it)", enabled=step == start):
         state, metrics = step_fn(state, frozen, arrays)
       step += 1
       bar.update(1)
