@@ -189,10 +189,15 @@ def data_config(preset: str) -> ml_collections.ConfigDict:
   # corpus at run time and saved in <workdir>/tokenizer.
   d.tokenizer = "" if paper else "synthmer"
   d.tokens_per_modality = {"multi": 1, "audio": 1, "video": 1}
-  # Cache of frozen-encoder features, keyed by encoder + preprocessing + data identity
-  # ('' = $MER_JAX_CACHE/features, default ~/.cache/mer_jax/features, shared by runs,
-  # so reruns skip the encoders).
-  d.feature_cache_dir = ""
+  # Frozen-encoder features (docs/input_pipeline.md): `mode=features` writes them, every
+  # other mode reads them and opens no media once they cover its splits (and builds them
+  # first when they do not). A local path or gs://; the features of one encoder +
+  # preprocessing setting live in <features_dir>/<fingerprint hash>/, so settings never
+  # mix. '' = $MER_JAX_CACHE/features (default ~/.cache/mer_jax/features, shared by runs).
+  d.features_dir = ""
+  d.decode_workers = 16 if paper else 0  # decoding processes of the features pass (0 = inline)
+  d.features_batch_size = 32 if paper else 8  # clips per encoder call (per process)
+  d.features_shard_clips = 1000 if paper else 64  # clips per features shard (the unit of resume)
   d.synthmer = ml_collections.ConfigDict(
       {
           "seed": 0,
@@ -289,7 +294,7 @@ def decode_config() -> ml_collections.ConfigDict:
 def base_config(preset: str, mode: str) -> ml_collections.ConfigDict:
   """The sections every recipe has."""
   c = ml_collections.ConfigDict()
-  c.mode = mode  # sft | grpo | oppo | eval | export_hf
+  c.mode = mode  # sft | grpo | oppo | eval | export_hf | features (any recipe; docs/scaling.md)
   c.preset = preset
   c.seed = 0
   c.model = model_config(preset)

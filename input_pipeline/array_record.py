@@ -24,19 +24,19 @@ import numpy as np
 ARRAY_KEYS = ('frames', 'audio')
 
 
-def serialize_sample(sample: Mapping) -> bytes:
-  arrays = {k: np.ascontiguousarray(sample[k]) for k in ARRAY_KEYS if sample.get(k) is not None}
-  header = {k: v for k, v in sample.items() if k not in ARRAY_KEYS}
+def serialize_sample(sample: Mapping, array_keys: tuple[str, ...] = ARRAY_KEYS) -> bytes:
+  arrays = {k: np.ascontiguousarray(sample[k]) for k in array_keys if sample.get(k) is not None}
+  header = {k: v for k, v in sample.items() if k not in array_keys}
   header['__arrays__'] = [[k, str(a.dtype), list(a.shape)] for k, a in arrays.items()]
   head = json.dumps(header).encode()
   return b''.join([struct.pack('<I', len(head)), head] + [a.tobytes() for a in arrays.values()])
 
 
-def deserialize_sample(record: bytes) -> dict:
+def deserialize_sample(record: bytes, array_keys: tuple[str, ...] = ARRAY_KEYS) -> dict:
   (n,) = struct.unpack_from('<I', record, 0)
   header = json.loads(record[4 : 4 + n].decode())
   offset = 4 + n
-  sample = {k: None for k in ARRAY_KEYS}
+  sample = {k: None for k in array_keys}
   for key, dtype, shape in header.pop('__arrays__'):
     count = int(np.prod(shape)) if shape else 1
     a = np.frombuffer(record, dtype=np.dtype(dtype), count=count, offset=offset).reshape(shape)
@@ -46,7 +46,8 @@ def deserialize_sample(record: bytes) -> dict:
   return sample
 
 
-def _writer(path: str):
+def open_writer(path: str):
+  """An ArrayRecord writer for grain's random access (local `path`)."""
   from array_record.python.array_record_module import ArrayRecordWriter
   # group_size:1 keeps every record independently addressable (fast random access).
   return ArrayRecordWriter(path, 'group_size:1')
@@ -65,7 +66,7 @@ def write_samples(
       if writer is not None:
         writer.close()
       tmp_paths.append(os.path.join(out_dir, f'.{split}.{len(tmp_paths):05d}.tmp'))
-      writer, count = _writer(tmp_paths[-1]), 0
+      writer, count = open_writer(tmp_paths[-1]), 0
     writer.write(serialize_sample(sample))
     count += 1
   if writer is not None:

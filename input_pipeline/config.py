@@ -34,7 +34,10 @@ def default_data_config(**overrides) -> ml_collections.ConfigDict:
           worker_count=0,
           tokenizer='synthmer',  # HF tokenizer dir or 'synthmer'
           tokens_per_modality=dict(multi=1, audio=1, video=1),
-          feature_cache_dir='',
+          features_dir='',
+          decode_workers=0,
+          features_batch_size=8,
+          features_shard_clips=512,
           synthmer=dict(
               seed=0,
               num_sft=2000,

@@ -10,7 +10,7 @@ Batch (per host; the global batch is `config.data.batch_size`, each of the
                                   Convention: loss at t predicts input_ids[t] from the
                                   logits at t - 1 (use mask[:, 1:] with logits[:, :-1]).
   frames          float32 [B, F, 3, S, S]  CLIP-normalized        } or, with
-  audio           float32 [B, C, L]        Wav2Vec2-normalized     } feature_cache_dir,
+  audio           float32 [B, C, L]        Wav2Vec2-normalized     } features_dir,
   vision_feats    float32 [B, F, Dv]                               } these two instead
   audio_feats     float32 [B, C, Da]                               }
   meta            dict of host-only lists: name, labels, valence, reason, subtitle,
@@ -24,15 +24,12 @@ longest row, so jit sees a handful of shapes.
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 from typing import Any, Iterator, Mapping, Sequence
 
 import grain
 import numpy as np
 
-from input_pipeline import decode
-from input_pipeline import preprocess
+from input_pipeline import features
 from input_pipeline import prompts
 from input_pipeline import tokenization
 
@@ -89,59 +86,19 @@ class SampleSource:
     return f'SampleSource(num_samples={len(self._samples)})'
 
 
-def feature_path(cache_dir: str, name: str) -> str:
-  return os.path.join(cache_dir, f'{name}.npz')
-
-
-def save_features(
-    cache_dir: str, name: str, vision_feats: np.ndarray, audio_feats: np.ndarray
-) -> None:
-  """Frozen-encoder features of one clip: vision [F, Dv], audio [C, Da] (float32)."""
-  os.makedirs(cache_dir, exist_ok=True)
-  # Several processes (one machine or hosts sharing a file system) may write the same
-  # clip: each writes its own temp file, and the rename is atomic.
-  tmp = feature_path(cache_dir, f'.{name}.tmp-{socket.gethostname()}-{os.getpid()}')
-  np.savez(
-      tmp,
-      vision_feats=np.asarray(vision_feats, np.float32),
-      audio_feats=np.asarray(audio_feats, np.float32),
-  )
-  os.replace(tmp, feature_path(cache_dir, name))
-
-
-def load_features(cache_dir: str, name: str) -> dict:
-  path = feature_path(cache_dir, name)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'no cached features for {name} in {cache_dir} (build the cache first)')
-  with np.load(path) as z:
-    return {'vision_feats': z['vision_feats'], 'audio_feats': z['audio_feats']}
-
-
-def missing_features(cache_dir: str, names: Sequence[str]) -> list[str]:
-  return [n for n in names if not os.path.exists(feature_path(cache_dir, n))]
-
-
 # ----------------------------------------------------------------------------- per example
 
 
 def media_arrays(sample: Mapping, data: Any) -> dict:
-  """The model-input media of one sample (see module docstring), numpy float32."""
-  cache_dir = data.get('feature_cache_dir')
-  if cache_dir:
-    return load_features(cache_dir, sample['name'])
-  f, c = int(data.num_frames), int(data.num_audio_clips)
-  size, sr = int(data.image_size), int(data.sample_rate)
-  clip_len = int(round(float(data.audio_clip_seconds) * sr))
-  if sample.get('frames') is None:
-    frames = np.zeros((f, 3, size, size), np.float32)
-  else:
-    frames = preprocess.clip_preprocess(sample['frames'], size)
-  if sample.get('audio') is None:
-    audio = np.zeros((c, clip_len), np.float32)
-  else:
-    clips = decode.clip_audio(sample['audio'], sr, c, float(data.audio_clip_seconds))
-    audio = preprocess.wav2vec2_normalize(clips)
-  return {'frames': frames, 'audio': audio}
+  """The model-input media of one sample (see module docstring), numpy.
+
+  With `data.features_dir` (a features directory resolved by the run, holding
+  manifest.json) these are the clip's encoder features, read by name; no media is opened.
+  """
+  features_dir = data.get('features_dir')
+  if features_dir:
+    return features.open_store(features_dir)[sample['name']]
+  return features.encoder_inputs(sample, data)
 
 
 def _meta(sample: Mapping, question: str, truncated: bool) -> dict:
@@ -280,7 +237,7 @@ class GlobalBatchSampler:
 
   The data loader asks for position `j * shard_count + shard_index` for its local item j
   (grain's sharded index space); local item j is row `rows[j % b]` of global batch
-  `j // b`, with b = len(rows).
+  `start_step + j // b`, with b = len(rows).
   """
 
   def __init__(
@@ -291,6 +248,7 @@ class GlobalBatchSampler:
       shard_options: grain.sharding.ShardOptions,
       seed: int,
       num_epochs: int | None,
+      start_step: int = 0,
   ):
     self._inner = grain.samplers.IndexSampler(
         num_records=num_records, shuffle=True, seed=seed, num_epochs=num_epochs
@@ -298,11 +256,12 @@ class GlobalBatchSampler:
     self._global_batch = int(global_batch)
     self._rows = tuple(int(r) for r in rows)
     self._shard_count = shard_options.shard_count
+    self._start = int(start_step)
     self._repr = (
         f'GlobalBatchSampler(num_records={num_records}, global_batch={global_batch}, '
-        f'rows={self._rows}, seed={seed}, num_epochs={num_epochs})'
+        f'rows={self._rows}, seed={seed}, num_epochs={num_epochs}, start_step={start_step})'
     )
-    steps = len(self._inner) // self._global_batch
+    steps = max(len(self._inner) // self._global_batch - self._start, 0)
     self._len = steps * len(self._rows) * self._shard_count
 
   def __len__(self) -> int:
@@ -315,8 +274,46 @@ class GlobalBatchSampler:
     if index < 0 or index >= self._len:
       raise IndexError(f'sampler index {index} out of range [0, {self._len})')
     step, row = divmod(index // self._shard_count, len(self._rows))
-    record = self._inner[step * self._global_batch + self._rows[row]]
+    record = self._inner[(self._start + step) * self._global_batch + self._rows[row]]
     return grain.RecordMetadata(index=index, record_key=record.record_key, rng=record.rng)
+
+
+class TrainIterator:
+  """The batches of `make_train_iterator`, with a position that any process count restores.
+
+  Every process reads its rows of the same global batches (`GlobalBatchSampler`), so the
+  position is one number, the global batches read so far; `get_state()` returns it with
+  what identifies the stream (records, global batch, seed), and `set_state()` restarts the
+  grain loader at that batch, whatever the process count or worker count of the run that
+  saved it.
+  """
+
+  def __init__(self, make_loader, identity: dict):
+    self._make_loader = make_loader  # start step -> grain iterator
+    self._identity = dict(identity)
+    self._step = 0
+    self._it = make_loader(0)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    batch = next(self._it)
+    self._step += 1
+    return batch
+
+  def get_state(self) -> dict:
+    return dict(self._identity, global_batches=self._step)
+
+  def set_state(self, state: Mapping) -> None:
+    for key, value in self._identity.items():
+      if state.get(key) != value:
+        raise ValueError(
+            f'the saved data position is for {key}={state.get(key)!r}, but this run has '
+            f'{key}={value!r} (another dataset or config.data.batch_size/shuffle_seed)'
+        )
+    self._step = int(state['global_batches'])
+    self._it = self._make_loader(self._step)
 
 
 def make_train_iterator(
@@ -330,7 +327,7 @@ def make_train_iterator(
     question: str | None = None,
     num_epochs: int | None = None,
     rows: Sequence[int] | None = None,
-) -> grain.DataLoaderIterator:
+) -> TrainIterator:
   """Shuffled, sharded, infinitely repeating batches; checkpointable.
 
   Args:
@@ -353,9 +350,9 @@ def make_train_iterator(
   processes; absl flags must be parsed first (true under `absl.app.run`).
 
   Returns:
-    a grain `DataLoaderIterator`: `next(it)` is a batch (module docstring);
-    `it.get_state()` / `it.set_state(state)` save and restore the position (the
-    shuffle order and the hybrid question choice are functions of seed and position).
+    a `TrainIterator`: `next(it)` is a batch (module docstring); `it.get_state()` /
+    `it.set_state(state)` save and restore the position (the shuffle order and the
+    hybrid question choice are functions of seed and position), for any process count.
   """
   d = _data(config)
   source = SampleSource(samples) if isinstance(samples, (list, tuple)) else samples
@@ -372,14 +369,6 @@ def make_train_iterator(
   shard_options = grain.sharding.ShardOptions(
       shard_index=process_index, shard_count=process_count, drop_remainder=True
   )
-  sampler = GlobalBatchSampler(
-      len(source),
-      int(d.batch_size),
-      rows,
-      shard_options,
-      seed=int(d.shuffle_seed),
-      num_epochs=num_epochs,
-  )
   ops = [
       EncodeExample(d, tokenizer, prompt_only=prompt_only, question=question),
       grain.transforms.Batch(
@@ -388,14 +377,32 @@ def make_train_iterator(
           batch_fn=_Collate(buckets(d), tokenizer.pad_token_id, prompt_only),
       ),
   ]
-  loader = grain.DataLoader(
-      data_source=source,
-      sampler=sampler,
-      operations=ops,
-      shard_options=shard_options,
-      worker_count=int(d.get('worker_count') or 0),
-  )
-  return iter(loader)
+
+  def make_loader(start_step: int):
+    sampler = GlobalBatchSampler(
+        len(source),
+        int(d.batch_size),
+        rows,
+        shard_options,
+        seed=int(d.shuffle_seed),
+        num_epochs=num_epochs,
+        start_step=start_step,
+    )
+    loader = grain.DataLoader(
+        data_source=source,
+        sampler=sampler,
+        operations=ops,
+        shard_options=shard_options,
+        worker_count=int(d.get('worker_count') or 0),
+    )
+    return iter(loader)
+
+  identity = {
+      'num_records': len(source),
+      'global_batch': int(d.batch_size),
+      'seed': int(d.shuffle_seed),
+  }
+  return TrainIterator(make_loader, identity)
 
 
 def _resolve_eval_question(d: Any, question: str | None) -> str:

@@ -126,8 +126,11 @@ def _media(data: Any, root: str, name: str) -> dict:
   return {'frames': media['frames'], 'audio': media['audio']}
 
 
-def iter_released(cfg: Any, split: str) -> Iterator[tuple[str, dict]]:
-  """Streams ('sample', sample) or ('skip', {'name', 'reason'}) in csv order."""
+def read_released_text(cfg: Any, split: str) -> list[dict]:
+  """The text fields of every clip of a released split, in csv order; no media is opened.
+
+  Each dict: name, subtitle, reason, labels (and valence for sentiment npz gold).
+  """
   data = _data(cfg)
   if split not in RELEASED_SPLITS:
     raise ValueError(f'released split must be one of {sorted(RELEASED_SPLITS)}, got {split!r}')
@@ -140,15 +143,22 @@ def iter_released(cfg: Any, split: str) -> Iterator[tuple[str, dict]]:
   reasons = read_csv_column(reasons_csv, 'reason') if reasons_csv else {}
   subtitles_csv = _path(root, data.get('subtitles_csv') or '')
   subtitles = read_csv_column(subtitles_csv, 'english') if subtitles_csv else {}
-  for name, fields in gold.items():
+  return [
+      dict(name=name, subtitle=subtitles.get(name, ''), reason=reasons.get(name, ''), **fields)
+      for name, fields in gold.items()
+  ]
+
+
+def iter_released(cfg: Any, split: str) -> Iterator[tuple[str, dict]]:
+  """Streams ('sample', sample) or ('skip', {'name', 'reason'}) in csv order."""
+  data = _data(cfg)
+  for text in read_released_text(data, split):
     try:
-      media = _media(data, root, name)
+      media = _media(data, data.root, text['name'])
     except decode.DecodeError as e:
-      yield 'skip', {'name': name, 'reason': str(e)}
+      yield 'skip', {'name': text['name'], 'reason': str(e)}
       continue
-    yield 'sample', dict(
-        name=name, subtitle=subtitles.get(name, ''), reason=reasons.get(name, ''), **fields, **media
-    )
+    yield 'sample', dict(text, **media)
 
 
 def read_gold(path: str) -> dict[str, dict]:
@@ -195,6 +205,18 @@ def load_split(config: Any, split: str) -> tuple[list[dict], list[dict]]:
     return synthmer.generate_split(data, split), []
   if data.source == 'released':
     return read_released(data, split)
+  raise ValueError(f"config.data.source must be 'synthmer' or 'released', got {data.source!r}")
+
+
+def load_texts(config: Any, split: str) -> list[dict]:
+  """The text fields of every clip of a split (no media): dispatch on config.data.source."""
+  data = _data(config)
+  if data.source == 'synthmer':
+    from input_pipeline import synthmer
+
+    return synthmer.generate_split(data, split, media=False)
+  if data.source == 'released':
+    return read_released_text(data, split)
   raise ValueError(f"config.data.source must be 'synthmer' or 'released', got {data.source!r}")
 
 

@@ -640,7 +640,9 @@ def _load(path: str) -> list[dict]:
   ]
 
 
-def generate_split(cfg: Any, split: str, cache_dir: str | None = None) -> list[dict]:
+def generate_split(
+    cfg: Any, split: str, cache_dir: str | None = None, media: bool = True
+) -> list[dict]:
   """All clips of one split ('sft' | 'rl' | 'eval'), from the on-disk cache when present.
 
   Args:
@@ -649,6 +651,8 @@ def generate_split(cfg: Any, split: str, cache_dir: str | None = None) -> list[d
       sft_label_noise, sft_face_only_rate, conflict_rate, optional cache_dir).
     split: 'sft', 'rl' or 'eval'.
     cache_dir: overrides config.data.synthmer.cache_dir and $MER_JAX_CACHE; '' disables.
+    media: False leaves out `frames` and `audio` (a cached split is then read from its
+      meta.json alone).
   """
   s = settings(cfg)
   n = split_size(s, split)
@@ -658,11 +662,16 @@ def generate_split(cfg: Any, split: str, cache_dir: str | None = None) -> list[d
   if cache_dir:
     path = os.path.join(cache_dir, f'synthmer-{settings_hash(s)}', split)
     if os.path.exists(os.path.join(path, 'meta.json')):
+      if not media:
+        with open(os.path.join(path, 'meta.json')) as f:
+          return json.load(f)
       return _load(path)
   samples = [generate_clip(s, split, i) for i in range(n)]
   if path is not None and n > 0:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _save(path, samples)
+  if not media:
+    return [{k: smp[k] for k in _META_KEYS} for smp in samples]
   return samples
 
 

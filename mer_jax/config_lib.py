@@ -240,6 +240,10 @@ def _validate_data(config) -> None:
   ):
     _int(config, f"data.{field}", 1)
   _int(config, "data.worker_count", 0)
+  _int(config, "data.decode_workers", 0)
+  _int(config, "data.features_batch_size", 1)
+  _int(config, "data.features_shard_clips", 1)
+  _check(config, "data.features_dir", lambda v: isinstance(v, str), "a path string")
   _number(config, "data.audio_clip_seconds", 0.1)
   buckets = _get(config, "data.length_buckets")
   if (
@@ -263,14 +267,15 @@ def _validate_data(config) -> None:
   if source == "released":
     root = _existing_path(config, "data.root", required=True, is_dir=True)
     needs_train = config.mode in ("sft", "grpo", "oppo")
+    needs_eval = config.mode not in ("export_hf", "predict", "features")
     _existing_path(config, "data.labels_csv", required=needs_train, base=root)
     _existing_path(config, "data.subtitles_csv", required=True, base=root)
-    _existing_path(
-        config,
-        "data.eval_labels_csv",
-        required=config.mode not in ("export_hf", "predict"),
-        base=root,
-    )
+    _existing_path(config, "data.eval_labels_csv", required=needs_eval, base=root)
+    if config.mode == "features" and not (config.data.labels_csv or config.data.eval_labels_csv):
+      raise ConfigError(
+          "config.data.labels_csv and config.data.eval_labels_csv are both empty: "
+          "mode features needs a split to encode"
+      )
     _existing_path(
         config,
         "data.reasons_csv",
@@ -440,7 +445,7 @@ def batch_fields(config) -> dict[str, int]:
     fields["config.grpo.prompts_per_step x num_generations"] = int(
         g.prompts_per_step * g.num_generations
     )
-  if config.mode == "export_hf":
+  if config.mode in ("export_hf", "features"):
     fields = {}
   return fields
 

@@ -11,6 +11,7 @@ from typing import Callable
 
 # mode -> module whose `run(config, workdir, writer)` implements it.
 MODES = {
+    "features": "mer_jax.train.features",
     "sft": "mer_jax.train.sft",
     "eval": "mer_jax.train.evaluation",
     "grpo": "mer_jax.rl.grpo",

@@ -115,6 +115,7 @@ def predict(config, clips: list[dict], checkpoint: str = "") -> list[dict]:
   workdir = export._checkpoint_workdir(checkpoint) if config.data.tokenizer == "synthmer" else None
   tokenizer = tokenization.get_tokenizer(config, workdir)
   policy = policy_lib.build_policy(config, tokenizer, mesh)
+  encoders = policy_lib.build_encoders(config, mesh)
   ctx = context_lib.RunContext(config, "", None, mesh, tokenizer, policy, {})
   params = state_lib.load_trained_params(ctx, checkpoint) if checkpoint else policy.params
   dec = evaluation.decoding(config, tokenizer)
@@ -128,15 +129,16 @@ def predict(config, clips: list[dict], checkpoint: str = "") -> list[dict]:
   )
   rng = jax.random.PRNGKey(config.seed + 17)
   out = []
-  batches = datasets.make_eval_batches(config, clips, tokenizer, question="labels")
+  media_config = config.copy_and_resolve_references()
+  with media_config.unlocked():
+    media_config.data.features_dir = ""  # these clips are decoded here, not in a features pass
+  batches = datasets.make_eval_batches(media_config, clips, tokenizer, question="labels")
   total = -(-len(clips) // int(config.data.eval_batch_size))
   for batch in tqdm(batches, total=total, desc="predict", unit="batch"):
     batch = mesh_lib.common_length(batch, tokenizer.pad_token_id, left_pad=True)
     batch = evaluation.keep_last_prompt_tokens(batch, dec.keep_prompt_tokens)
     arrays, meta = datasets.split_meta(batch)
-    v, a = features_lib._encode(  # noqa: SLF001 - the one jitted encoder call
-        policy.vision, policy.audio, policy.encoder_params, arrays["frames"], arrays["audio"]
-    )
+    v, a = features_lib.encode(encoders, arrays["frames"], arrays["audio"])
     arrays = dict(arrays, vision_feats=mesh_lib.to_host(v), audio_feats=mesh_lib.to_host(a))
     rng, step_rng = jax.random.split(rng)
     gen = decoder.generate(arrays, step_rng, dec.sampling)

@@ -65,3 +65,32 @@ def recipe():
     return module.get_config(preset)
 
   return load
+
+
+@pytest.fixture
+def fake_gcs():
+  """`gs://` backed by an in-memory fsspec filesystem, for epath and everything built on it."""
+  import fsspec
+  from fsspec.implementations.memory import MemoryFileSystem
+
+  class FakeGCS(MemoryFileSystem):
+    protocol = ("gs", "gcs")
+    store = {}
+    pseudo_dirs = [""]
+
+    def __init__(self, *args, **kwargs):
+      del args, kwargs  # gcsfs options such as finalize_on_close
+      super().__init__()
+
+    @classmethod
+    def _strip_protocol(cls, path):
+      path = str(path)
+      for prefix in ("gs://", "gcs://"):
+        if path.startswith(prefix):
+          path = path[len(prefix) :]
+      return MemoryFileSystem._strip_protocol(path)
+
+  for name in FakeGCS.protocol:
+    fsspec.register_implementation(name, FakeGCS, clobber=True)
+  yield FakeGCS
+  FakeGCS.store.clear()

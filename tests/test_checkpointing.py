@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mer_jax import config_lib
+from mer_jax.hf import safetensors_io
 from mer_jax.train import checkpointing
 from mer_jax.train import mesh as mesh_lib
 
@@ -36,14 +36,14 @@ def test_roundtrip_state_iterator_rng(tmp_path):
   for _ in range(3):
     next(it)
   ckpt = checkpointing.Checkpointer(str(tmp_path / "ckpt"), every_steps=1, keep=2)
-  assert ckpt.save(7, state, it, meta={"frozen_source": {"llm": "seed:0"}})
+  assert ckpt.save(7, state, it, meta={"frozen": {"llm": {"random": "x", "seed": 0}}})
   ckpt.wait()
   expected_next = [next(it) for _ in range(2)]
 
   fresh = _iterator()
   restored, meta = ckpt.restore(ckpt.latest_step(), checkpointing.abstract_like(state), fresh)
   ckpt.close()
-  assert meta["step"] == 7 and meta["frozen_source"] == {"llm": "seed:0"}
+  assert meta["step"] == 7 and meta["frozen"] == {"llm": {"random": "x", "seed": 0}}
   for a, b in zip(
       jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored), strict=True
   ):
@@ -66,9 +66,36 @@ def test_half_written_step_is_ignored(tmp_path):
   reopened.close()
 
 
-def test_frozen_source_mismatch_is_refused():
-  with pytest.raises(config_lib.ConfigError, match="trained on frozen weights"):
-    checkpointing.check_frozen_source({"frozen_source": {"llm": "/a"}}, {"llm": "/b"}, "ckpt/4")
+def test_frozen_weights_are_identified_by_content_not_path(tmp_path):
+  rng = np.random.default_rng(0)
+  tensors = {
+      "model.embed_tokens.weight": rng.normal(size=(64, 16)).astype(np.float32),
+      "model.norm.weight": rng.normal(size=(16,)).astype(np.float32),
+  }
+  for d in ("a", "moved"):
+    os.makedirs(tmp_path / d)
+    safetensors_io.save_safetensors(tensors, str(tmp_path / d / "model.safetensors"))
+  os.makedirs(tmp_path / "sharded")
+  safetensors_io.shard_checkpoint(tensors, str(tmp_path / "sharded"), max_shard_bytes=1024)
+  fp = {
+      d: safetensors_io.checkpoint_fingerprint(str(tmp_path / d)) for d in ("a", "moved", "sharded")
+  }
+  assert fp["a"] == fp["moved"] == fp["sharded"]
+  tuned = dict(
+      tensors, **{"model.embed_tokens.weight": tensors["model.embed_tokens.weight"] + 1e-3}
+  )
+  os.makedirs(tmp_path / "tuned")
+  safetensors_io.save_safetensors(tuned, str(tmp_path / "tuned" / "model.safetensors"))
+  assert safetensors_io.checkpoint_fingerprint(str(tmp_path / "tuned")) != fp["a"]
+
+  saved = {"frozen": {"llm": {"weights": fp["a"]}, "vision": {"random": "x", "seed": 0}}}
+  checkpointing.check_frozen(
+      saved, {"llm": {"weights": fp["moved"]}, "vision": {"random": "x", "seed": 0}}, "c/4"
+  )
+  with pytest.raises(ValueError, match=r"trained on other frozen weights \(llm:"):
+    checkpointing.check_frozen(
+        saved, {"llm": {"weights": "0" * 16}, "vision": {"random": "x", "seed": 0}}, "c/4"
+    )
 
 
 def test_mesh_shapes():

@@ -60,7 +60,7 @@ def _update_batch(ctx, rewards):
 
 def _update(ctx, mesh, batch, steps=2):
   config = ctx.config
-  policy = policy_lib.build_policy(config, ctx.tokenizer, mesh, with_encoders=False)
+  policy = policy_lib.build_policy(config, ctx.tokenizer, mesh)
   mask = policy.trainable_mask()
   trainable, frozen = lora_lib.split_params(policy.params, mask)
   t_sh, f_sh = lora_lib.split_params(policy.param_shardings, mask)

@@ -5,6 +5,7 @@ import pytest
 
 from input_pipeline import datasets
 from input_pipeline import decode
+from input_pipeline import features
 from input_pipeline import preprocess
 from input_pipeline import prompts
 from input_pipeline import synthmer
@@ -176,19 +177,49 @@ def test_eval_batches_cover_once(tokenizer, samples):
   )
 
 
-def test_feature_cache_batches(tokenizer, samples, tmp_path):
-  data = make_data(feature_cache_dir=str(tmp_path))
+def test_feature_batches(tokenizer, samples, tmp_path):
   rng = np.random.default_rng(0)
   feats = {s['name']: (rng.normal(size=(8, 16)), rng.normal(size=(8, 12))) for s in samples}
-  assert datasets.missing_features(str(tmp_path), list(feats)) == list(feats)
-  for name, (v, a) in feats.items():
-    datasets.save_features(str(tmp_path), name, v, a)
-  assert datasets.missing_features(str(tmp_path), list(feats)) == []
+  names = list(feats)
+  for shard, part in (('a', names[:5]), ('b', names[5:])):
+    writer = features.ShardWriter(str(tmp_path), shard)
+    for name in part:
+      writer.add(name, {}, feats[name][0].astype(np.float32), feats[name][1].astype(np.float16))
+    writer.close()
+  features.write_manifest(str(tmp_path), {'test': 1})
+  data = make_data(features_dir=str(tmp_path))
   batch = next(datasets.make_train_iterator(data, samples, tokenizer))
   assert 'frames' not in batch and 'audio' not in batch
   assert batch['vision_feats'].shape == (4, 8, 16) and batch['audio_feats'].shape == (4, 8, 12)
+  assert batch['audio_feats'].dtype == np.float32
   for i, name in enumerate(batch['meta']['name']):
     np.testing.assert_allclose(batch['vision_feats'][i], feats[name][0].astype(np.float32))
+    np.testing.assert_allclose(
+        batch['audio_feats'][i], feats[name][1].astype(np.float16).astype(np.float32)
+    )
+  with pytest.raises(KeyError, match="no features for clip 'nope'"):
+    datasets.media_arrays({'name': 'nope'}, data)
+
+
+def test_position_restores_with_another_process_count(tokenizer, samples):
+  """3 global batches read by 2 processes, then continued by 1 (and the other way round)."""
+  data = make_data()
+  single = datasets.make_train_iterator(data, samples, tokenizer)
+  expected = [next(single)['meta']['name'] for _ in range(5)]
+  pair = [datasets.make_train_iterator(data, samples, tokenizer, p, 2) for p in range(2)]
+  for step in range(3):
+    assert next(pair[0])['meta']['name'] + next(pair[1])['meta']['name'] == expected[step]
+  resumed = datasets.make_train_iterator(data, samples, tokenizer)
+  resumed.set_state(pair[1].get_state())
+  assert [next(resumed)['meta']['name'] for _ in range(2)] == expected[3:]
+  back = [datasets.make_train_iterator(data, samples, tokenizer, p, 2) for p in range(2)]
+  state = single.get_state()
+  single_next = next(single)['meta']['name']
+  for it in back:
+    it.set_state(state)
+  assert next(back[0])['meta']['name'] + next(back[1])['meta']['name'] == single_next
+  with pytest.raises(ValueError, match='saved data position is for global_batch=4'):
+    datasets.make_train_iterator(make_data(batch_size=2), samples, tokenizer).set_state(state)
 
 
 def test_worker_processes_give_the_same_batches(tokenizer, samples):

@@ -89,7 +89,7 @@ def test_kl_to_the_cold_start_is_zero_at_step_one_and_grows(ctx, trainable):
   config = ctx.config.copy_and_resolve_references()
   config.model.llm.trainable = trainable
   mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
-  policy = policy_lib.build_policy(config, ctx.tokenizer, mesh, with_encoders=False)
+  policy = policy_lib.build_policy(config, ctx.tokenizer, mesh)
   sft = _moved_sft_params(policy)
   arrays = mesh_lib.put_global_batch(_batch(ctx, config), mesh)
   # The cold start really moved: the base model (SFT adapters off) is far from it.

@@ -1,12 +1,16 @@
 """Multi-host correctness: the same global batches and losses for any number of processes.
 
-The end-to-end test runs `configs/sft.py:test` once as 1 process x 4 fake CPU devices and
-once as 2 processes x 2 devices (`launch/local_multiprocess.sh`: real `jax.distributed`
-with gloo collectives on 127.0.0.1) into one workdir, and compares metrics.jsonl.
+The end-to-end SFT test runs `configs/sft.py:test` once as 1 process x 4 fake CPU devices
+and once as 2 processes x 2 devices (`launch/local_multiprocess.sh`: real
+`jax.distributed` with gloo collectives on 127.0.0.1), each with its own features pass,
+and compares the features, metrics.jsonl and predictions; then resumes the 2-process
+checkpoint in one process.
 """
 
+import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +19,7 @@ import numpy as np
 import pytest
 
 from input_pipeline import datasets
+from input_pipeline import features
 from mer_jax import run_io
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -109,20 +114,32 @@ def _losses(workdir) -> dict[int, float]:
   return {r["step"]: r["train/loss"] for r in records}
 
 
+def _main(args, workdir, devices=4):
+  subprocess.run(
+      [sys.executable, "-m", "mer_jax.main", *args, f"--workdir={workdir}"],
+      cwd=REPO,
+      env=_env(devices),
+      check=True,
+      capture_output=True,
+      timeout=900,
+  )
+
+
+def _stored_features(features_dir) -> dict:
+  (key_dir,) = [d for d in features_dir.iterdir() if d.is_dir()]
+  store = features.FeatureStore(str(key_dir))
+  manifest = features.load_manifest(str(key_dir))
+  return {name: store[name] for name in manifest.clips}
+
+
 def test_sft_losses_equal_for_1x4_and_2x2(tmp_path):
+  """1 x 4 vs 2 x 2 devices: features pass, losses, predictions; then 2 -> 1 process resume."""
   reason = _gloo_missing()
   if reason:
     pytest.skip(reason)
-  single, multi = tmp_path / "1x4", tmp_path / "2x2"
-  args = ["--config=configs/sft.py:test", *OVERRIDES]
-  subprocess.run(
-      [sys.executable, "-m", "mer_jax.main", *args, f"--workdir={single}"],
-      cwd=REPO,
-      env=_env(4),
-      check=True,
-      capture_output=True,
-      timeout=300,
-  )
+  single, multi, resumed = tmp_path / "1x4", tmp_path / "2x2", tmp_path / "2x2-then-1x4"
+  args = ["--config=configs/sft.py:test", *OVERRIDES, "--config.data.features_shard_clips=4"]
+  _main([*args, f"--config.data.features_dir={tmp_path / 'f1'}"], single)
   env = _env(2)
   env["MER_JAX_LOG_DIR"] = str(tmp_path / "logs")
   run = subprocess.run(
@@ -135,30 +152,48 @@ def test_sft_losses_equal_for_1x4_and_2x2(tmp_path):
           "2",
           "--",
           *args,
+          f"--config.data.features_dir={tmp_path / 'f2'}",
           f"--workdir={multi}",
       ],
       cwd=REPO,
       env=env,
       capture_output=True,
       text=True,
-      timeout=400,
+      timeout=900,
   )
   assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+  # The two processes encoded disjoint halves of the clips (5 shards: 3 + 2), into one
+  # manifest whose features equal those of the single process.
+  one, two = _stored_features(tmp_path / "f1"), _stored_features(tmp_path / "f2")
+  assert sorted(one) == sorted(two) and len(one) == 20
+  for name in one:
+    for key in features.FEATURE_KEYS:
+      np.testing.assert_allclose(one[name][key], two[name][key], atol=1e-5)
+  logs = [(tmp_path / "logs" / f"process_{i}.log").read_text() for i in range(2)]
+  assert "3 shards" in logs[0] and "2 shards" in logs[1], logs
 
   a, b = _losses(single), _losses(multi)
   assert sorted(a) == sorted(b) == list(range(1, STEPS + 1))
   for step in a:
     assert abs(a[step] - b[step]) <= 1e-5, (step, a[step], b[step])
   assert a[STEPS] < a[1]
-  # Process 0 alone wrote the run outputs; each process saved its data-iterator position.
+  # Process 0 alone wrote the run outputs; the data position is one JSON for all processes.
   eval_lines = [r for r in run_io.read_metrics(str(multi)) if "eval/ew_f1" in r]
   assert len(eval_lines) == 1 and eval_lines[0]["eval/num_samples"] == 4
-  data_dir = multi / "checkpoints" / str(STEPS) / "data"
-  assert sorted(os.listdir(data_dir)) == [
-      "commit_success.txt",
-      "process_0-of-2.json",
-      "process_1-of-2.json",
-  ]
+  position = json.loads((multi / "checkpoints" / str(STEPS) / "data" / "metadata").read_text())
+  assert position["global_batches"] == STEPS
   # Both runs generated the same greedy completions for the same clips.
   read = lambda d: sorted((d / "predictions.csv").read_text().splitlines())
   assert read(single) == read(multi)
+
+  # The 2-process checkpoint of step STEPS - 2 resumes in one process: same losses after it.
+  resumed.mkdir()
+  shutil.copytree(multi / "tokenizer", resumed / "tokenizer")
+  shutil.copytree(multi / "checkpoints" / str(STEPS - 2), resumed / "checkpoints" / str(STEPS - 2))
+  _main([*args, f"--config.data.features_dir={tmp_path / 'f2'}"], resumed)
+  c = _losses(resumed)
+  assert sorted(c) == [STEPS - 1, STEPS]
+  for step in c:
+    assert abs(a[step] - c[step]) <= 1e-5, (step, a[step], c[step])
+  assert read(single) == read(resumed)

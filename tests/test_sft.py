@@ -38,7 +38,7 @@ def _batch(ctx, config):
 
 
 def _two_steps(ctx, config, mesh):
-  policy = policy_lib.build_policy(config, ctx.tokenizer, mesh, with_encoders=False)
+  policy = policy_lib.build_policy(config, ctx.tokenizer, mesh)
   state, frozen, step_fn = sft.make_sft_step(policy, config, mesh)
   batch = mesh_lib.put_global_batch(_batch(ctx, ctx.config), mesh)
   losses = []

@@ -422,7 +422,7 @@ def train_grpo(
   ckpt = checkpointing.Checkpointer(
       ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep
   )
-  state, start = checkpointing.resume_or_start(ckpt, state, prompts, policy.frozen_source)
+  state, start = checkpointing.resume_or_start(ckpt, state, prompts, policy.frozen_fingerprint)
   if start:
     ctx.writer.truncate_metrics(start, prefix=metric_prefix)
     logging.info("GRPO resumed from %s/%d", ckpt_dir, start)
@@ -499,7 +499,7 @@ def train_grpo(
         )
         last = record
       checkpointing.save_when_due(
-          ckpt, guard, step, g.steps, state, prompts, policy.frozen_source, rl.merged_lora
+          ckpt, guard, step, g.steps, state, prompts, policy.frozen_fingerprint, rl.merged_lora
       )
   finally:
     bar.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 from absl import logging
+from etils import epath
 
 from mer_jax.rl import grpo
 from mer_jax.rl import mep
@@ -77,9 +78,8 @@ def run(config, workdir: str, writer) -> dict:
   """Mode `oppo`: SFT cold start -> OPPO-GRPO -> evaluation + MEP of both (summary `sft`, `oppo`)."""
   config = with_omni_reward(config)
   ctx = context_lib.build_context(config, workdir, writer, roles=("sft", "rl", "eval"))
-  cache_dir = os.path.join(
-      os.path.dirname(os.path.abspath(ctx.config.data.feature_cache_dir)), "cue_embeddings"
-  )
+  # Next to the features directories (local or gs://), shared by runs like them.
+  cache_dir = str(epath.Path(ctx.config.data.features_dir).parent / "cue_embeddings")
   for role in ("rl", "eval"):
     n = omni.precompute_cue_embeddings(
         ctx.samples[role], ctx.config, cache_dir, f"{config.data.source}-{role}"

@@ -126,12 +126,12 @@ def affectgpt_forward(config, name: str, answer: str, max_new_tokens: int = 24) 
   clips = decode.clip_audio(
       media["audio"], int(d.sample_rate), int(d.num_audio_clips), float(d.audio_clip_seconds)
   )
-  enc = policy.encoder_params
-  vision_feats = jax.jit(lambda p, x: policy.vision.apply({"params": p}, x))(
-      enc["vision"], frames[None]
+  encoders = policy_lib.build_encoders(config, mesh)
+  vision_feats = jax.jit(lambda p, x: encoders.vision.apply({"params": p}, x))(
+      encoders.params["vision"], frames[None]
   )[0]
-  audio_feats = jax.jit(lambda p, x: policy.audio.apply({"params": p}, x))(
-      enc["audio"], preprocess.wav2vec2_normalize(clips)[None]
+  audio_feats = jax.jit(lambda p, x: encoders.audio.apply({"params": p}, x))(
+      encoders.params["audio"], preprocess.wav2vec2_normalize(clips)[None]
   )[0]
 
   prompt = prompts.build_prompt(subtitle, "labels", d.face_or_frame, d.tokens_per_modality)

@@ -8,7 +8,9 @@ where `<checkpoints>` is `<workdir>/checkpoints` (modes sft) or
 temporary directory and renames it when every item is finalized, so a half-written step
 (a crash or SIGKILL during the save) is never returned by `latest_step()` and is never
 restored. Frozen weights are not saved: they are reproducible from their source
-(`hf_dir` or the seed), recorded in `meta` and checked on restore.
+(`hf_dir` or the seed); `meta` records their content fingerprint (not their path, so a
+run moves between clusters), checked on restore. The data position (`data`) is JSON that
+restores with any number of processes (`input_pipeline.datasets.TrainIterator`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import types
 from typing import Any
 
 from absl import logging
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,7 +37,7 @@ MERGED_LORA = "merged_lora"
 
 
 class Checkpointer:
-  """A `CheckpointManager` with items `state` (pytree), `data` (grain iterator), `meta` (JSON)
+  """A `CheckpointManager` with items `state` (pytree), `data` (iterator position), `meta` (JSON)
   and, when given, `merged_lora` (pytree of adapters that belong to the frozen weights)."""
 
   def __init__(self, directory: str, *, every_steps: int, keep: int, async_save: bool = True):
@@ -72,7 +73,7 @@ class Checkpointer:
         "meta": ocp.args.JsonSave(dict(meta or {}, step=step, checksums=checksums)),
     }
     if data_iterator is not None:
-      args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+      args["data"] = ocp.args.JsonSave(data_iterator.get_state())
     if merged_lora is not None:
       args[MERGED_LORA] = ocp.args.StandardSave(merged_lora)
     saved = self.manager.save(step, args=ocp.args.Composite(**args), force=force)
@@ -84,8 +85,10 @@ class Checkpointer:
     """Restores `state` onto the shardings of `abstract_state` (ShapeDtypeStructs)."""
     args = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
     if data_iterator is not None:
-      args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+      args["data"] = ocp.args.JsonRestore()
     restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+    if data_iterator is not None:
+      data_iterator.set_state(restored["data"])
     meta = dict(restored["meta"] or {})
     self._verify(step, "state", restored["state"], meta)
     logging.info("checkpoint: restored step %d from %s", step, self.directory)
@@ -241,7 +244,7 @@ def _first_line(e: BaseException, limit: int = 240) -> str:
 
 
 def resume_or_start(
-    ckpt: "Checkpointer", state: Any, data_iterator: Any, frozen_source: dict
+    ckpt: "Checkpointer", state: Any, data_iterator: Any, frozen: dict
 ) -> tuple[Any, int]:
   """(state, first step): restored from the latest complete checkpoint, or as given at step 0."""
   latest = ckpt.latest_step()
@@ -253,7 +256,7 @@ def resume_or_start(
       lambda: ckpt.restore(latest, abstract_like(state), data_iterator),
       hint=f"if it is damaged, delete {step_dir} to resume from the step before",
   )
-  check_frozen_source(meta, frozen_source, ckpt.directory)
+  check_frozen(meta, frozen, ckpt.directory)
   return state, int(latest)
 
 
@@ -264,7 +267,7 @@ def save_when_due(
     last_step: int,
     state: Any,
     data_iterator: Any,
-    frozen_source: dict,
+    frozen: dict,
     merged_lora: Any = None,
 ) -> None:
   """Saves on schedule, at the last step, or on a signal; then raises `run_io.Interrupted`."""
@@ -274,7 +277,7 @@ def save_when_due(
         step,
         state,
         data_iterator,
-        meta={"frozen_source": frozen_source},
+        meta={"frozen": frozen},
         force=True,
         merged_lora=merged_lora,
     )
@@ -295,13 +298,24 @@ def abstract_like(tree: Any) -> Any:
   return jax.tree_util.tree_map(to_abstract, tree)
 
 
-def check_frozen_source(meta: dict, expected: dict, directory: str) -> None:
-  """Refuses to resume on different frozen weights than the checkpoint was trained on."""
-  saved = meta.get("frozen_source")
-  if saved is not None and saved != expected:
+def check_frozen(meta: dict, expected: dict, directory: str) -> None:
+  """Refuses to resume on other frozen weights than the checkpoint was trained on.
+
+  `expected` is `policy.frozen_fingerprint`: content hashes, so the same weights at another
+  path (another cluster) pass.
+  """
+  saved = meta.get("frozen")
+  if saved is None:
+    logging.warning(
+        "%s records no frozen-weights fingerprint (older mer-jax): not checked", directory
+    )
+    return
+  differ = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+  if differ:
     raise config_lib.ConfigError(
-        f"checkpoint {directory} was trained on frozen weights {saved}, but this run "
-        f"loads {expected}; point --workdir elsewhere or use the same weights"
+        f"checkpoint {directory} was trained on other frozen weights ({', '.join(differ)}: "
+        f"{ {k: saved.get(k) for k in differ} } vs this run's "
+        f"{ {k: expected.get(k) for k in differ} }); point --workdir elsewhere or use the same weights"
     )
 
 

@@ -1,130 +1,313 @@
-"""Frozen-encoder feature cache: run CLIP/HuBERT once per clip, train on the cached features.
+"""The features pass: frozen CLIP/HuBERT over every clip once, streamed into feature shards.
 
-AffectGPT's encoders are frozen, so their outputs are a pure function of (encoder weights,
-preprocessing settings, media). `precompute_features` writes one `.npz` per sample under a
-directory keyed by a hash of those settings, skips what is already there (a rerun or a
-resumed run costs nothing), and returns that directory; the input pipeline then reads
-`vision_feats [F, Dv]` / `audio_feats [C, Da]` instead of decoding media every epoch.
+`ensure_features(config, splits)` is what every mode calls first; `mode=features` runs it
+alone (`python -m mer_jax.main --config=configs/sft.py:paper --config.mode=features`).
+
+  1. Fingerprint: the encoders' weights (content, not path), their settings and every
+     preprocessing setting of `config.data` (`input_pipeline.features`); its hash names
+     the directory `<data.features_dir>/<key>/`.
+  2. Which clips are missing: those without an entry in the manifest, or whose media
+     files changed since (`Manifest.covers`). All processes must agree (checked).
+  3. The missing clips are cut into shards of `data.features_shard_clips`; process i
+     takes shards i, i + N, ... . Each process decodes its clips in a pool of
+     `data.decode_workers` processes (a bounded window: memory O(batch)), runs the
+     encoders on its own devices in batches of `data.features_batch_size`, and writes
+     each shard with its sidecar when it is complete (a rerun keeps finished shards).
+  4. Process 0 merges the sidecars into manifest.json; every process then checks that
+     it reads the same manifest (a host that sees other data fails).
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import functools
 import hashlib
+import itertools
 import json
-import os
-from typing import Mapping, Sequence
+import multiprocessing
+import time
+from typing import Iterator, Mapping, Sequence
 
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from input_pipeline import datasets
 from input_pipeline import decode
+from input_pipeline import features as features_lib
+from input_pipeline import readers
 from input_pipeline import synthmer
+from mer_jax import run_io
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import policy as policy_lib
 
+# Splits the features pass covers for each role of a run.
+SPLITS = {
+    "synthmer": {"sft": "sft", "rl": "rl", "eval": "eval"},
+    "released": {"sft": "train", "rl": "train", "eval": "eval"},
+}
 
-def cache_key(config, policy: policy_lib.Policy) -> str:
-  """Hash of everything the cached features depend on."""
-  d = config.data
-  key = {
-      "vision": policy.vision.config.to_hf_dict(),
-      "audio": policy.audio.config.to_hf_dict(),
-      "num_last_layers": policy.audio.num_last_layers,
-      "frozen": {k: policy.frozen_source.get(k) for k in ("vision", "audio", "seed")},
-      "data": {
-          k: d[k]
-          for k in (
-              "num_frames",
-              "num_audio_clips",
-              "audio_clip_seconds",
-              "sample_rate",
-              "image_size",
-              "face_or_frame",
-          )
+
+def fingerprint(config) -> dict:
+  """Everything a clip's features depend on besides its media (module docstring)."""
+  m = config.model
+  fp = policy_lib.frozen_fingerprint(config)
+  return {
+      "format": features_lib.FORMAT,
+      "vision": {
+          "weights": fp["vision"],
+          "arch": policy_lib.encoder_configs(config)[0].to_hf_dict(),
       },
-      "dtype": config.model.frozen_dtype,
-      "preprocessing": decode.PIPELINE_VERSION,
-      # Which media: the same sample names may exist in different datasets.
-      "source": d.source,
-      "root": os.path.abspath(d.root) if d.root else "",
-      "synthmer": d.synthmer.to_dict() if d.source == "synthmer" else None,
+      "audio": {
+          "weights": fp["audio"],
+          "arch": policy_lib.encoder_configs(config)[1].to_hf_dict(),
+          "num_last_layers": int(m.audio.num_last_layers),
+      },
+      "dtype": {"compute": m.dtype, "weights": m.frozen_dtype},
+      "preprocessing": features_lib.preprocessing_settings(config),
+      "pipeline": decode.PIPELINE_VERSION,
   }
-  return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def feature_dir(config, policy: policy_lib.Policy) -> str:
-  root = config.data.feature_cache_dir or os.path.join(synthmer.default_cache_dir(), "features")
-  return os.path.join(root, cache_key(config, policy))
+def features_dir(config, fp: Mapping | None = None) -> str:
+  """`<data.features_dir or the default cache>/<fingerprint key>`."""
+  root = config.data.features_dir or features_lib.default_root()
+  return str(root).rstrip("/") + "/" + features_lib.fingerprint_key(fp or fingerprint(config))
+
+
+def _digest(obj) -> np.ndarray:
+  blob = json.dumps(obj, sort_keys=True, default=str).encode()
+  return np.frombuffer(hashlib.sha256(blob).digest()[:16], np.uint8)
+
+
+def check_same_on_all_processes(what: str, obj) -> None:
+  """Fails on every process when process i sees another `obj` than process 0."""
+  if jax.process_count() == 1:
+    return
+  digests = np.asarray(multihost_utils.process_allgather(_digest(obj)))
+  differ = [i for i in range(len(digests)) if not np.array_equal(digests[i], digests[0])]
+  if differ:
+    raise RuntimeError(
+        f"process(es) {differ} see other {what} than process 0: every host must read the "
+        "same data files and the same features_dir (shared storage)"
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _encode(vision, audio, encoder_params, frames, clips):
-  v = vision.apply({"params": encoder_params["vision"]}, frames)
-  a = audio.apply({"params": encoder_params["audio"]}, clips)
-  return v, a
+def _encode(vision, audio, params, frames, clips):
+  return vision.apply({"params": params["vision"]}, frames), audio.apply(
+      {"params": params["audio"]}, clips
+  )
 
 
-def precompute_features(
-    config,
-    policy: policy_lib.Policy,
-    samples: Sequence[Mapping],
-    out_dir: str,
-    batch_size: int = 8,
-    show_progress: bool = True,
-) -> str:
-  """Writes `<out_dir>/<name>.npz` for every sample that lacks one; returns `out_dir`."""
-  names = [s["name"] for s in samples]
-  todo = set(datasets.missing_features(out_dir, names))
-  if jax.process_count() > 1:
-    # The encoders run on the global mesh: every process must make the same calls, but
-    # each sees the cache at its own moment (another process may be writing to it).
-    missing = np.asarray([n in todo for n in names], np.int32)
-    todo = {
-        n
-        for n, m in zip(names, multihost_utils.process_allgather(missing).any(axis=0), strict=True)
-        if m
-    }
-  pending = [s for s in samples if s["name"] in todo]
-  if not pending:
-    return out_dir
-  logging.info("features: encoding %d of %d clips into %s", len(pending), len(samples), out_dir)
-  data = config.data
-  bar = tqdm(total=len(pending), desc="features", unit="clip", disable=not show_progress)
-  for start in range(0, len(pending), batch_size):
-    chunk = list(pending[start : start + batch_size])
-    n = len(chunk)
-    media = [datasets.media_arrays(s, _no_cache(data)) for s in chunk]
-    # Pad the last chunk so one compiled program serves every call.
-    media += [media[-1]] * (batch_size - n)
-    frames = jnp.asarray(np.stack([m["frames"] for m in media]))
-    clips = jnp.asarray(np.stack([m["audio"] for m in media]))
-    v, a = map(
-        mesh_lib.to_host, _encode(policy.vision, policy.audio, policy.encoder_params, frames, clips)
+def encode(encoders: policy_lib.Encoders, frames, clips) -> tuple[jax.Array, jax.Array]:
+  """Frozen features of a batch: frames [B, F, 3, S, S] -> [B, F, Dv], clips [B, C, L] -> [B, C, Da]."""
+  return _encode(encoders.vision, encoders.audio, encoders.params, frames, clips)
+
+
+def _decoded(data, jobs: Sequence, workers: int, window: int) -> Iterator[dict]:
+  """`features_lib.decode_clip` of each job, in order; at most `window` decoded ahead."""
+  if workers == 0:
+    for clip, sample in jobs:
+      yield features_lib.decode_clip(data, clip, sample)
+    return
+  ctx = multiprocessing.get_context("spawn")  # never fork a process that runs JAX
+  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    todo = iter(jobs)
+    pending = collections.deque(
+        pool.submit(features_lib.decode_clip, data, *job) for job in itertools.islice(todo, window)
     )
-    for i, s in enumerate(chunk):
-      datasets.save_features(out_dir, s["name"], v[i], a[i])
+    while pending:
+      result = pending.popleft().result()
+      job = next(todo, None)
+      if job is not None:
+        pending.append(pool.submit(features_lib.decode_clip, data, *job))
+      yield result
+
+
+def _shard_id(clips: Sequence[features_lib.Clip], index: int) -> str:
+  names = [c.name for c in clips]
+  return f"{hashlib.sha256(chr(0).join(names).encode()).hexdigest()[:12]}-{index:05d}"
+
+
+def encode_clips(config, clips: Sequence[features_lib.Clip], out_dir: str) -> dict:
+  """Encodes this process's shards of `clips` into `out_dir` (step 3 of the module docstring)."""
+  data = config.data
+  per_shard = int(data.features_shard_clips)
+  shards = [clips[i : i + per_shard] for i in range(0, len(clips), per_shard)]
+  mine = [
+      (j, shard) for j, shard in enumerate(shards) if j % jax.process_count() == jax.process_index()
+  ]
+  stats = {"encoded": 0, "skipped": 0, "shards": len(mine)}
+  if not mine:
+    return stats
+  devices = jax.local_devices()
+  mesh = mesh_lib.make_mesh({"data": -1, "fsdp": 1, "tensor": 1}, devices)
+  with run_io.activity("features: loading the frozen encoders"):
+    encoders = policy_lib.build_encoders(config, mesh)
+  batch_size = -(-int(data.features_batch_size) // len(devices)) * len(devices)
+
+  generated = {}
+  if data.source == "synthmer":  # generated media: the (cached) split, memory-mapped
+    for split in sorted({c.split for clip_list in shards for c in clip_list}):
+      generated.update({s["name"]: s for s in synthmer.generate_split(data, split)})
+  jobs = [(clip, generated.get(clip.name)) for _, shard in mine for clip in shard]
+  owner = [j for j, shard in mine for _ in shard]
+  remaining = {j: len(shard) for j, shard in mine}
+  writers = {j: features_lib.ShardWriter(out_dir, _shard_id(clips, j)) for j, _ in mine}
+  workers = int(data.decode_workers)
+  bar = tqdm(total=len(jobs), desc="features", unit="clip", disable=jax.process_index() != 0)
+  pending: list[tuple[int, dict]] = []
+
+  def flush():
+    n = len(pending)
+    stack = lambda key: np.stack(
+        [r[key] for _, r in pending] + [pending[-1][1][key]] * (batch_size - n)
+    )
+    frames = jax.device_put(stack("frames"), mesh_lib.batch_sharding(mesh, 5, rows=batch_size))
+    audio = jax.device_put(stack("audio"), mesh_lib.batch_sharding(mesh, 3, rows=batch_size))
+    v, a = encode(encoders, frames, audio)
+    v, a = np.asarray(v), np.asarray(a)
+    for i, (j, r) in enumerate(pending):
+      writers[j].add(r["name"], r["media"], v[i], a[i])
+      finish(j)
+    stats["encoded"] += n
     bar.update(n)
+    pending.clear()
+
+  def finish(j):
+    remaining[j] -= 1
+    if remaining[j] == 0:
+      writers.pop(j).close()
+
+  window = 2 * max(workers, 1) + batch_size
+  for j, result in zip(owner, _decoded(data, jobs, workers, window), strict=True):
+    if "skip" in result:
+      writers[j].skip(result["name"], result["media"], result["skip"])
+      stats["skipped"] += 1
+      bar.update(1)
+      finish(j)
+      continue
+    pending.append((j, result))
+    if len(pending) == batch_size:
+      flush()
+  if pending:
+    flush()
   bar.close()
-  return out_dir
+  return stats
 
 
-class _NoCache(dict):
-  """A view of config.data with feature_cache_dir cleared (so media_arrays decodes media)."""
+def ensure_features(
+    config, clips_by_split: Mapping[str, Sequence[str]]
+) -> tuple[str, features_lib.Manifest]:
+  """(features directory, manifest) covering every named clip; encodes what is missing.
 
-  def __getattr__(self, key):
-    try:
-      return self[key]
-    except KeyError:
-      raise AttributeError(key) from None
+  `clips_by_split`: split -> clip names (in a fixed order). Every process must call it with
+  the same names.
+  """
+  t0 = time.time()
+  fp = fingerprint(config)
+  out_dir = features_dir(config, fp)
+  clips = [
+      clip
+      for split, names in clips_by_split.items()
+      for clip in features_lib.clips_of_split(config.data, split, names)
+  ]
+  manifest = features_lib.load_manifest(out_dir, fp)
+  seen, todo = set(), []
+  for clip in clips:
+    if clip.name not in seen and not manifest.covers(clip):
+      todo.append(clip)
+    seen.add(clip.name)
+  check_same_on_all_processes("clips to encode", [c.name for c in todo])
+  if todo:
+    logging.info(
+        "features: encoding %d of %d clips into %s (%d process(es))",
+        len(todo),
+        len(seen),
+        out_dir,
+        jax.process_count(),
+    )
+    stats = encode_clips(config, todo, out_dir)
+    mesh_lib.wait_for_processes("features_written")
+    if jax.process_index() == 0:
+      features_lib.write_manifest(out_dir, fp)
+    mesh_lib.wait_for_processes("features_manifest")
+    features_lib.forget_store(out_dir)
+    manifest = features_lib.load_manifest(out_dir, fp)
+    logging.info(
+        "features: this process encoded %d clips, skipped %d (%d shards) in %.1fs (%.1f clips/s)",
+        stats["encoded"],
+        stats["skipped"],
+        stats["shards"],
+        time.time() - t0,
+        (stats["encoded"] + stats["skipped"]) / max(time.time() - t0, 1e-9),
+    )
+  missing = [
+      c.name for c in clips if c.name not in manifest.clips and c.name not in manifest.skipped
+  ]
+  if missing:
+    raise RuntimeError(
+        f"{out_dir}: no features or skip entry for {len(missing)} clips, e.g. {missing[:3]}"
+    )
+  check_same_on_all_processes(f"features manifests in {out_dir}", manifest.digest())
+  return out_dir, manifest
 
 
-def _no_cache(data) -> _NoCache:
-  view = _NoCache(data.to_dict() if hasattr(data, "to_dict") else dict(data))
-  view["feature_cache_dir"] = ""
-  return view
+def data_roles(config) -> tuple[str, ...]:
+  """The roles whose splits the data config names (what `mode=features` covers)."""
+  if config.data.source == "synthmer":
+    return ("sft", "rl", "eval")
+  roles = ("sft",) if config.data.labels_csv else ()
+  return roles + (("eval",) if config.data.eval_labels_csv else ())
+
+
+def prepare(config, roles: Sequence[str]) -> tuple[str, dict, dict]:
+  """(features directory, role -> text samples with features, summary of the data).
+
+  Reads the text of each role's split (no media), makes sure the features cover every
+  clip (`ensure_features`), and drops the clips the features pass skipped (their reasons
+  go to the summary, as `readers.data_summary` reports them).
+  """
+  splits = {role: SPLITS[config.data.source][role] for role in roles}
+  texts = {}
+  for split in sorted(set(splits.values())):
+    with run_io.activity(f"data: reading the {split} split ({config.data.source})"):
+      texts[split] = readers.load_texts(config, split)
+  check_same_on_all_processes(
+      "data files", {split: [s["name"] for s in t] for split, t in sorted(texts.items())}
+  )
+  out_dir, manifest = ensure_features(
+      config, {split: [s["name"] for s in t] for split, t in texts.items()}
+  )
+  samples, summary = {}, {}
+  for role, split in splits.items():
+    kept = [s for s in texts[split] if s["name"] in manifest.clips]
+    skipped = [
+        {"name": s["name"], "reason": manifest.skipped[s["name"]]["reason"]}
+        for s in texts[split]
+        if s["name"] in manifest.skipped
+    ]
+    samples[role] = kept
+    summary[role] = (kept, skipped)
+    logging.info("data: %s split has %d samples (%d skipped)", role, len(kept), len(skipped))
+  return out_dir, samples, readers.data_summary(**summary)
+
+
+def run(config, workdir: str, writer) -> dict:
+  """Mode `features`: the features of every split the data config names."""
+  del workdir
+  t0 = time.time()
+  out_dir, samples, data_summary = prepare(config, data_roles(config))
+  result = {
+      "dir": out_dir,
+      "num_samples": {role: len(s) for role, s in samples.items()},
+      "num_skipped": len(data_summary["skipped"]),
+      "seconds": time.time() - t0,
+  }
+  writer.update_summary("data", data_summary)
+  writer.update_summary("features", result)
+  logging.info("features: %s", result)
+  return result

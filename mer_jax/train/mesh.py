@@ -153,6 +153,35 @@ def wait_for_processes(name: str, timeout_s: int = 3600) -> None:
   distributed.global_state.client.wait_at_barrier(name, timeout_s * 1000)
 
 
+class CompileTogether:
+  """A jitted function whose new programs every process compiles, then starts, together.
+
+  Gloo (CPU collectives) gives up when processes enter a new program's first collective
+  more than 30 s apart; a compile that takes longer on one process (a busy host, or a
+  compilation-cache hit on the other) is enough. With several processes, each new input
+  signature is compiled ahead of time (`lower().compile()`) and followed by a barrier;
+  one process calls `fn` directly.
+  """
+
+  def __init__(self, fn: Callable, name: str):
+    self._fn = fn
+    self._name = name
+    self._compiled: dict = {}
+
+  def lower(self, *args):
+    return self._fn.lower(*args)
+
+  def __call__(self, *args):
+    if jax.process_count() == 1:
+      return self._fn(*args)
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    key = (tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x)))) for x in leaves))
+    if key not in self._compiled:
+      self._compiled[key] = self._fn.lower(*args).compile()
+      wait_for_processes(f"{self._name}:{len(self._compiled)}")
+    return self._compiled[key](*args)
+
+
 def to_host(x: jax.Array) -> np.ndarray:
   """The full value of a (possibly multi-host) global array, on every host."""
   if x.is_fully_addressable:

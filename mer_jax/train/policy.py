@@ -21,7 +21,9 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
+from input_pipeline import features as features_lib
 from mer_jax.hf import loader as hf_loader
+from mer_jax.hf import safetensors_io
 from mer_jax.models import affectgpt
 from mer_jax.models import clip_vision
 from mer_jax.models import fusion as fusion_lib
@@ -47,12 +49,10 @@ class Policy:
   """Everything a trainer needs to run the policy and its frozen encoders."""
 
   model: affectgpt.AffectGPT
-  vision: affectgpt.VisionEncoder
-  audio: affectgpt.AudioEncoder
   params: dict  # {'fusion': ..., 'llm': ...} unboxed, sharded
-  encoder_params: dict  # {'vision': {'clip': ...}, 'audio': {'hubert': ...}}
   param_shardings: dict  # NamedShardings like `params`
-  frozen_source: dict  # where frozen weights come from (checked on resume)
+  frozen_source: dict  # where the frozen weights come from (recorded in exports)
+  frozen_fingerprint: dict  # what they are (`frozen_fingerprint`; checked on resume)
   train_full_llm: bool = False  # config.model.llm.trainable == 'full'
 
   @property
@@ -112,11 +112,7 @@ def build_model_configs(
       lora_targets=targets,
       **runtime,
   )
-  frozen_runtime = dict(dtype=m.dtype, param_dtype=m.frozen_dtype)
-  vision_cfg = clip_vision.CLIPVisionConfig.from_hf_dict(
-      _arch(m.vision, "vision")[0], **frozen_runtime
-  )
-  audio_cfg = hubert.HubertConfig.from_hf_dict(_arch(m.audio, "audio")[0], **frozen_runtime)
+  vision_cfg, audio_cfg = encoder_configs(config)
   f = m.fusion
   fusion_cfg = fusion_lib.FusionConfig(
       fusion_type=f.type,
@@ -142,6 +138,83 @@ def build_model_configs(
   )
 
 
+def encoder_configs(config) -> tuple[clip_vision.CLIPVisionConfig, hubert.HubertConfig]:
+  """Configs of the frozen vision and audio encoders (`config.model.vision/audio`)."""
+  m = config.model
+  frozen_runtime = dict(dtype=m.dtype, param_dtype=m.frozen_dtype)
+  vision_cfg = clip_vision.CLIPVisionConfig.from_hf_dict(
+      _arch(m.vision, "vision")[0], **frozen_runtime
+  )
+  audio_cfg = hubert.HubertConfig.from_hf_dict(_arch(m.audio, "audio")[0], **frozen_runtime)
+  return vision_cfg, audio_cfg
+
+
+def weights_fingerprint(config, name: str) -> dict:
+  """Identity of the frozen weights of `config.model.<name>`, independent of their path.
+
+  A Hugging Face checkpoint is identified by its content (`checkpoint_fingerprint`), so a
+  run moves between clusters with the weights at another path; random weights by their
+  architecture and the seed.
+  """
+  section = config.model[name]
+  if section.hf_dir:
+    return {"weights": safetensors_io.checkpoint_fingerprint(section.hf_dir)}
+  arch, _ = _arch(section, name)
+  return {"random": features_lib.fingerprint_key(arch), "seed": int(config.seed)}
+
+
+def frozen_fingerprint(config) -> dict:
+  """`weights_fingerprint` of the LLM and both encoders (checked when a checkpoint resumes)."""
+  return {name: weights_fingerprint(config, name) for name in ("llm", "vision", "audio")}
+
+
+def _rngs(config) -> dict:
+  names = ("llm", "fusion", "vision", "audio")
+  return dict(zip(names, jax.random.split(jax.random.PRNGKey(config.seed), 4), strict=True))
+
+
+@dataclasses.dataclass
+class Encoders:
+  """The frozen vision and audio encoders with their params (on the mesh they were built on)."""
+
+  vision: affectgpt.VisionEncoder
+  audio: affectgpt.AudioEncoder
+  params: dict  # {'vision': {'clip': ...}, 'audio': {'hubert': ...}}
+
+
+def build_encoders(config, mesh: Mesh) -> Encoders:
+  """CLIP and HuBERT (from `hf_dir`, or random from the seed) in `config.model.frozen_dtype`."""
+  rules = tuple(tuple(r) for r in config.mesh.logical_axis_rules)
+  m = config.model
+  vision_cfg, audio_cfg = encoder_configs(config)
+  rngs = _rngs(config)
+  vision = affectgpt.VisionEncoder(vision_cfg)
+  audio = affectgpt.AudioEncoder(audio_cfg, num_last_layers=m.audio.num_last_layers)
+  params = {
+      "vision": _encoder_params(
+          vision,
+          m.vision,
+          "vision",
+          clip_vision.CLIPVisionModelWithProjection,
+          mesh,
+          rules,
+          rngs["vision"],
+          jnp.zeros((1, 1, 3, vision_cfg.image_size, vision_cfg.image_size)),
+      ),
+      "audio": _encoder_params(
+          audio,
+          m.audio,
+          "audio",
+          hubert.HubertModel,
+          mesh,
+          rules,
+          rngs["audio"],
+          jnp.zeros((1, 1, int(config.data.audio_clip_seconds * config.data.sample_rate))),
+      ),
+  }
+  return Encoders(vision=vision, audio=audio, params=_cast(params, m.frozen_dtype))
+
+
 def _sharded_init(
     module: nn.Module, mesh: Mesh, rules, rng, *args, method=None
 ) -> tuple[dict, dict]:
@@ -160,35 +233,48 @@ def _cast(tree: Any, dtype: str) -> Any:
   )
 
 
-def build_policy(config, tokenizer, mesh: Mesh, *, with_encoders: bool = True) -> Policy:
-  """The policy (+ frozen encoders) with weights loaded or initialized on `mesh`."""
+def build_policy(config, tokenizer, mesh: Mesh) -> Policy:
+  """The policy (LLM + pre-fusion) with weights loaded or initialized on `mesh`.
+
+  The frozen encoders are not part of it: they run once, in the features pass
+  (`build_encoders`, mer_jax/train/features.py).
+  """
   rules = tuple(tuple(r) for r in config.mesh.logical_axis_rules)
   placeholders = affectgpt.placeholder_ids(tokenizer)
   model_cfg, vision_cfg, audio_cfg = build_model_configs(config, len(tokenizer), placeholders)
   model = affectgpt.AffectGPT(model_cfg)
-  rng = jax.random.PRNGKey(config.seed)
-  r_llm, r_fusion, r_vision, r_audio = jax.random.split(rng, 4)
+  rngs = _rngs(config)
   m = config.model
 
   f, c = config.data.num_frames, config.data.num_audio_clips
   dv, da = vision_cfg.projection_dim, audio_cfg.hidden_size
   fusion_module = fusion_lib.PreFusion(model_cfg.fusion)
   fusion_params, fusion_sh = _sharded_init(
-      fusion_module, mesh, rules, r_fusion, jnp.zeros((1, f, dv)), jnp.zeros((1, c, da))
+      fusion_module, mesh, rules, rngs["fusion"], jnp.zeros((1, f, dv)), jnp.zeros((1, c, da))
   )
   _, llm_source = _arch(m.llm, "llm")
   if m.llm.hf_dir:
     logging.info("loading LLM weights from %s", m.llm.hf_dir)
     llm_params = hf_loader.load_hf_params(
-        m.llm.hf_dir, qwen2.Qwen2ForCausalLM, model_cfg.llm, mesh=mesh, rules=rules, rng=r_llm
+        m.llm.hf_dir,
+        qwen2.Qwen2ForCausalLM,
+        model_cfg.llm,
+        mesh=mesh,
+        rules=rules,
+        rng=rngs["llm"],
     )["params"]
     llm_abstract = jax.eval_shape(
-        lambda r: qwen2.Qwen2ForCausalLM(model_cfg.llm).init(r, jnp.zeros((1, 1), jnp.int32)), r_llm
+        lambda r: qwen2.Qwen2ForCausalLM(model_cfg.llm).init(r, jnp.zeros((1, 1), jnp.int32)),
+        rngs["llm"],
     )
     llm_sh = sharding_lib.logical_shardings(llm_abstract, mesh, rules)["params"]
   else:
     llm_params, llm_sh = _sharded_init(
-        qwen2.Qwen2ForCausalLM(model_cfg.llm), mesh, rules, r_llm, jnp.zeros((1, 1), jnp.int32)
+        qwen2.Qwen2ForCausalLM(model_cfg.llm),
+        mesh,
+        rules,
+        rngs["llm"],
+        jnp.zeros((1, 1), jnp.int32),
     )
   params = {"fusion": fusion_params, "llm": llm_params}
   shardings = {"fusion": fusion_sh, "llm": llm_sh}
@@ -196,58 +282,29 @@ def build_policy(config, tokenizer, mesh: Mesh, *, with_encoders: bool = True) -
   mask = trainable_mask(params, full_llm)
   trainable, frozen = lora_lib.split_params(params, mask)
   params = lora_lib.combine_params(trainable, _cast(frozen, m.frozen_dtype))
-  frozen_source = {"llm": llm_source, "seed": int(config.seed)}
-
-  vision = affectgpt.VisionEncoder(vision_cfg)
-  audio = affectgpt.AudioEncoder(audio_cfg, num_last_layers=m.audio.num_last_layers)
-  encoder_params = {}
-  if with_encoders:
-    encoder_params["vision"], frozen_source["vision"] = _encoder_params(
-        vision,
-        m.vision,
-        "vision",
-        clip_vision.CLIPVisionModelWithProjection,
-        "clip",
-        mesh,
-        rules,
-        r_vision,
-        jnp.zeros((1, 1, 3, vision_cfg.image_size, vision_cfg.image_size)),
-    )
-    samples = int(config.data.audio_clip_seconds * config.data.sample_rate)
-    encoder_params["audio"], frozen_source["audio"] = _encoder_params(
-        audio,
-        m.audio,
-        "audio",
-        hubert.HubertModel,
-        "hubert",
-        mesh,
-        rules,
-        r_audio,
-        jnp.zeros((1, 1, samples)),
-    )
-    encoder_params = _cast(encoder_params, m.frozen_dtype)
+  frozen_source = {
+      "llm": llm_source,
+      "seed": int(config.seed),
+      "vision": _arch(m.vision, "vision")[1],
+      "audio": _arch(m.audio, "audio")[1],
+  }
   return Policy(
       model=model,
-      vision=vision,
-      audio=audio,
       params=params,
-      encoder_params=encoder_params,
       param_shardings=shardings,
       frozen_source=frozen_source,
+      frozen_fingerprint=frozen_fingerprint(config),
       train_full_llm=full_llm,
   )
 
 
-def _encoder_params(module, section, name, hf_cls, attr, mesh, rules, rng, dummy):
+def _encoder_params(module, section, name, hf_cls, mesh, rules, rng, dummy):
   if section.hf_dir:
     logging.info("loading %s encoder weights from %s", name, section.hf_dir)
-    inner = module.config
-    loaded = hf_loader.load_hf_params(section.hf_dir, hf_cls, inner, mesh=mesh, rules=rules)[
-        "params"
-    ]
-    return {attr: loaded}, section.hf_dir
+    loaded = hf_loader.load_hf_params(section.hf_dir, hf_cls, module.config, mesh=mesh, rules=rules)
+    return {"clip" if name == "vision" else "hubert": loaded["params"]}
   params, _ = _sharded_init(module, mesh, rules, rng, dummy)
-  return params, _arch(section, name)[1]
+  return params
 
 
 def count_params(tree: Any) -> int:
@@ -263,6 +320,4 @@ def describe(policy: Policy) -> dict:
       "fusion": sum(v.size for p, v in flat.items() if p[0] == "fusion"),
       "lora": sum(v.size for p, v in flat.items() if lora_lib.is_lora_path(p)),
       "trainable": sum(v.size for p, v in flat.items() if mask[p]),
-      "vision": count_params(policy.encoder_params.get("vision", {})),
-      "audio": count_params(policy.encoder_params.get("audio", {})),
   }

@@ -68,12 +68,13 @@ def sft_step_fn(model, config, mesh, s_sh, f_sh):
       for k in TRAIN_KEYS
   }
   step = ts.make_train_step(make_loss_fn(model), tx, schedule, tc.grad_accum)
-  return jax.jit(
+  jitted = jax.jit(
       mesh_lib.with_activation_rules(step, mesh, config.mesh.logical_axis_rules),
       in_shardings=(s_sh, f_sh, batch_sh),
       out_shardings=(s_sh, mesh_lib.replicated(mesh)),
       donate_argnums=(0,),
   )
+  return mesh_lib.CompileTogether(jitted, "sft_step")
 
 
 def train_sft(
@@ -99,7 +100,7 @@ def train_sft(
   ckpt = checkpointing.Checkpointer(
       ckpt_dir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep
   )
-  state, start = checkpointing.resume_or_start(ckpt, state, iterator, policy.frozen_source)
+  state, start = checkpointing.resume_or_start(ckpt, state, iterator, policy.frozen_fingerprint)
   if start:
     ctx.writer.truncate_metrics(start, prefix=metric_prefix)
     logging.info("resumed from %s/%d", ckpt_dir, start)
@@ -139,7 +140,7 @@ def train_sft(
         last_metrics = record
         time_since, logged_step = time.time(), step
       checkpointing.save_when_due(
-          ckpt, guard, step, tc.steps, state, iterator, policy.frozen_source
+          ckpt, guard, step, tc.steps, state, iterator, policy.frozen_fingerprint
       )
   finally:
     bar.close()

@@ -82,7 +82,7 @@ def load_trained_params(ctx: context_lib.RunContext, step_dir: str) -> dict:
   merged = checkpointing.restore_merged_lora(
       step_dir, checkpointing.abstract_like(lora_lib.adapter_params(trainable))
   )
-  checkpointing.check_frozen_source(meta, ctx.policy.frozen_source, step_dir)
+  checkpointing.check_frozen(meta, ctx.policy.frozen_fingerprint, step_dir)
   if merged is not None:
     frozen = merge_adapters(frozen, merged, ctx.policy.config.llm.lora_scale, f_sh)
   return lora_lib.combine_params(restored.trainable, frozen)

@@ -1,0 +1,167 @@
+"""The features pass: manifest, stale media, deleted media, resume, fingerprint, gs://.
+
+A released-layout dataset (real mp4/wav files) is encoded by the tiny test encoders; the
+reference for a clip's features is a fresh encoding in an empty features directory.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from released_data import write_mp4
+from released_data import write_released_dataset
+
+from input_pipeline import features as features_io
+from mer_jax.train import features as features_lib
+
+pytest.importorskip("av")
+sf = pytest.importorskip("soundfile")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+  return write_released_dataset(tmp_path_factory.mktemp("released"), num_good=4)
+
+
+def _config(recipe, root, features_dir, **data):
+  config = recipe("sft", "test")
+  d = config.data
+  d.source, d.root, d.face_or_frame = "released", str(root), "frame"
+  d.labels_csv = d.eval_labels_csv = "labels.csv"
+  d.subtitles_csv, d.reasons_csv = "subtitle_chieng.csv", "reasons.csv"
+  d.features_dir, d.features_shard_clips = str(features_dir), 2
+  d.update(data)
+  return config
+
+
+@pytest.fixture
+def encoded(monkeypatch):
+  """Names of the clips each features pass encodes (a list per pass)."""
+  calls = []
+  real = features_lib.encode_clips
+
+  def spy(config, clips, out_dir):
+    calls.append(sorted(c.name for c in clips))
+    return real(config, clips, out_dir)
+
+  monkeypatch.setattr(features_lib, "encode_clips", spy)
+  return calls
+
+
+def _features(config, names):
+  out_dir, _, _ = features_lib.prepare(config, ("sft",))
+  store = features_io.open_store(out_dir)
+  return {n: store[n] for n in names}
+
+
+def test_manifest_covers_every_clip_and_reports_skips(recipe, dataset, tmp_path, encoded):
+  config = _config(recipe, dataset["root"], tmp_path / "f")
+  out_dir, samples, summary = features_lib.prepare(config, ("sft", "eval"))
+  assert [s["name"] for s in samples["sft"]] == dataset["good"]
+  assert "frames" not in samples["sft"][0] and samples["sft"][0]["labels"] == ["happy", "excited"]
+  reasons = {s["name"]: s["reason"] for s in summary["skipped"] if s["split"] == "sft"}
+  assert reasons[dataset["noaudio"]].startswith("missing audio")
+  assert reasons[dataset["corrupt"]].startswith("cannot decode video")
+  manifest = features_io.load_manifest(out_dir)
+  assert sorted(manifest.clips) == dataset["good"] and len(manifest.skipped) == 2
+  assert len(manifest.shards) == 3  # 6 clips, 2 per shard
+  assert encoded == [sorted(dataset["good"] + [dataset["corrupt"], dataset["noaudio"]])]
+  # A rerun (any mode of the same data config) encodes nothing.
+  features_lib.prepare(config, ("sft", "eval"))
+  assert len(encoded) == 1
+
+
+def test_replaced_media_is_encoded_again(recipe, dataset, tmp_path, encoded):
+  """Issue 16 item 1: new media under the same name never reuses the old features."""
+  root = tmp_path / "data"
+  shutil.copytree(dataset["root"], root)
+  config = _config(recipe, root, tmp_path / "f")
+  names = dataset["good"]
+  before = _features(config, names)
+  victim = names[1]
+  sf.write(root / "audio" / f"{victim}.wav", 0.3 * np.sign(np.sin(np.arange(40000) * 0.3)), 16000)
+  write_mp4(root / "video" / f"{victim}.mp4", 15, seed=99)
+  # Same content, new mtime: recognised by its content hash, not encoded again.
+  os.utime(root / "audio" / f"{names[2]}.wav", ns=(1, 1))
+  after = _features(config, names)
+  assert encoded[-1] == [victim]
+  assert np.abs(after[victim]["audio_feats"] - before[victim]["audio_feats"]).max() > 1e-3
+  assert np.abs(after[victim]["vision_feats"] - before[victim]["vision_feats"]).max() > 1e-3
+  fresh = _features(_config(recipe, root, tmp_path / "fresh"), names)
+  for name in names:
+    for key in features_io.FEATURE_KEYS:
+      np.testing.assert_allclose(after[name][key], fresh[name][key], atol=1e-6)
+
+
+def test_runs_with_the_media_deleted(recipe, dataset, tmp_path, encoded):
+  root = tmp_path / "data"
+  shutil.copytree(dataset["root"], root)
+  config = _config(recipe, root, tmp_path / "f")
+  before = _features(config, dataset["good"])
+  shutil.rmtree(root / "video")
+  shutil.rmtree(root / "audio")
+  _, samples, summary = features_lib.prepare(config, ("sft",))
+  assert len(encoded) == 1
+  assert [s["name"] for s in samples["sft"]] == dataset["good"] and len(summary["skipped"]) == 2
+  after = _features(config, dataset["good"])
+  for name in dataset["good"]:
+    np.testing.assert_array_equal(after[name]["vision_feats"], before[name]["vision_feats"])
+
+
+def test_a_stopped_pass_keeps_its_finished_shards(recipe, dataset, tmp_path, encoded, monkeypatch):
+  config = _config(recipe, dataset["root"], tmp_path / "f")
+  closed = []
+  real_close = features_io.ShardWriter.close
+
+  def close_then_crash(self):
+    if len(closed) == 2:
+      raise KeyboardInterrupt("stopped during the third shard")
+    real_close(self)
+    closed.append(self.shard_id)
+
+  monkeypatch.setattr(features_io.ShardWriter, "close", close_then_crash)
+  with pytest.raises(KeyboardInterrupt):
+    features_lib.prepare(config, ("sft",))
+  monkeypatch.setattr(features_io.ShardWriter, "close", real_close)
+  out_dir, samples, _ = features_lib.prepare(config, ("sft",))
+  first, second = encoded
+  assert len(first) == 6 and len(second) == 2 and set(second) < set(first)
+  assert len(samples["sft"]) == len(dataset["good"])
+  assert len(features_io.load_manifest(out_dir).shards) == 3
+
+
+def test_fingerprint_covers_preprocessing_settings_generically(recipe, tmp_path):
+  config = _config(recipe, tmp_path, tmp_path / "f")
+  key = features_lib.features_dir(config)
+  settings = features_io.preprocessing_settings(config)
+  assert settings["image_size"] == 32 and settings["face_or_frame"] == "frame"
+  assert not {"root", "labels_csv", "batch_size", "features_dir", "synthmer"} & set(settings)
+  same = [
+      _config(recipe, tmp_path / "moved", tmp_path / "f"),  # the dataset elsewhere
+      _config(recipe, tmp_path, tmp_path / "f", batch_size=8, max_length=128),
+  ]
+  assert all(features_lib.features_dir(c) == key for c in same)
+  other = [
+      _config(recipe, tmp_path, tmp_path / "f", image_size=16),
+      _config(recipe, tmp_path, tmp_path / "f", face_or_frame="face"),
+      # A setting this code has never heard of (e.g. a new official resize) counts too.
+      _config(recipe, tmp_path, tmp_path / "f", frame_resize="official"),
+  ]
+  config.model.frozen_dtype = "bfloat16"
+  other.append(config)
+  assert len({features_lib.features_dir(c) for c in other} | {key}) == len(other) + 1
+
+
+def test_features_dir_on_gcs(recipe, dataset, tmp_path, fake_gcs, encoded):
+  config = _config(recipe, dataset["root"], "gs://bucket/features")
+  out_dir, samples, _ = features_lib.prepare(config, ("sft",))
+  assert out_dir.startswith("gs://bucket/features/")
+  stored = {k for k in fake_gcs.store if k.startswith("/bucket/features/")}
+  assert any(k.endswith("/manifest.json") for k in stored)
+  assert sum(k.endswith(".array_record") for k in stored) == 3
+  local = _features(_config(recipe, dataset["root"], tmp_path / "f"), dataset["good"])
+  store = features_io.open_store(out_dir)
+  for name in dataset["good"]:
+    np.testing.assert_allclose(store[name]["audio_feats"], local[name]["audio_feats"], atol=1e-6)
+  assert len(samples["sft"]) == len(dataset["good"])
