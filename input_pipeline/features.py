@@ -163,10 +163,16 @@ class Clip:
 
 
 def clips_of_split(cfg: Any, split: str, names: Iterable[str]) -> list[Clip]:
+  """The clips of `names`, each with the media files the released layout decodes it from."""
   data = _data(cfg)
-  if data.source == 'released':
-    return [Clip(split, n, readers.media_paths(data, n)) for n in names]
-  return [Clip(split, n, {}) for n in names]
+  if data.source != 'released':
+    return [Clip(split, n, {}) for n in names]
+  frames = 'faces' if data.face_or_frame == 'face' else 'video'
+  out = []
+  for n in names:
+    paths = readers.media_paths(data, data.root, n)
+    out.append(Clip(split, n, {frames: paths[frames], 'audio': paths['audio']}))
+  return out
 
 
 def encoder_inputs(sample: Mapping, data: Any) -> dict:
@@ -197,8 +203,10 @@ def decode_clip(data: Any, clip: Clip, sample: Mapping | None = None) -> dict:
   """
   stamps = {k: media_stamp(p) for k, p in clip.paths.items()}
   try:
-    decoded = sample if sample is not None else readers.read_media(data, clip.name)
-    arrays = encoder_inputs(decoded, data)
+    if sample is None:
+      p = clip.paths
+      sample = readers.read_media(data, p.get('video'), p.get('faces'), p['audio'])
+    arrays = encoder_inputs(sample, data)
   except decode.DecodeError as e:
     return {'name': clip.name, 'media': stamps, 'skip': str(e)}
   return {'name': clip.name, 'media': stamps, **arrays}

@@ -52,7 +52,7 @@ def test_grpo_job_without_torch(repo_root, tmp_path):
 
   # What would otherwise be long silences is announced.
   for what in (
-      "building the policy and its frozen encoders ...",
+      "building the policy ...",
       "sft: first step (compiling it) ...",
       "eval sft: first batch (compiling the sampler) ...",
       "grpo: first rollout (compiling the sampler) ...",
