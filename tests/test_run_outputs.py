@@ -1,10 +1,13 @@
 """A whole GRPO job, as a user runs it without torch: one step numbering per phase, folders
 named by phase, a line before every long silent stretch, and our report as the last line."""
 
+import json
 import os
 import subprocess
 import sys
 import sysconfig
+
+import pytest
 
 from mer_jax import run_io
 
@@ -66,3 +69,45 @@ def test_grpo_job_without_torch(repo_root, tmp_path):
   assert out[1].startswith("  sft    EW F1") and out[2].startswith("  grpo   EW F1")
   assert out[-1].startswith(f"  outputs in {workdir}: summary.json, metrics.jsonl")
   assert "grpo/checkpoints/2" in out[-1] and "sft/predictions.csv" in out[-1]
+
+
+@pytest.mark.parametrize(
+    "labels, error",
+    [
+        ("name,openset\n", "config error: the sft split has no usable samples"),
+        ("name,openset,openset\na,happy,sad\n", "data error: {labels}:1: header"),
+    ],
+)
+def test_data_errors_found_during_the_run_are_one_line(repo_root, tmp_path, labels, error):
+  root = tmp_path / "data"
+  root.mkdir()
+  (root / "labels.csv").write_text(labels)
+  (root / "subtitles.csv").write_text("name,english\n")
+  workdir = tmp_path / "w"
+  result = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "mer_jax.main",
+          "--config=configs/sft.py:test",
+          f"--workdir={workdir}",
+          "--config.data.source=released",
+          f"--config.data.root={root}",
+          "--config.data.labels_csv=labels.csv",
+          "--config.data.eval_labels_csv=labels.csv",
+          "--config.data.subtitles_csv=subtitles.csv",
+          "--config.data.target=answer",
+      ],
+      cwd=repo_root,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"),
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  assert result.returncode == 2, result.stderr[-2000:]
+  errors = [x for x in result.stderr.splitlines() if x.startswith(("config error", "data error"))]
+  assert len(errors) == 1, result.stderr[-2000:]
+  assert errors[0].startswith(error.format(labels=root / "labels.csv")), errors[0]
+  assert "Traceback" not in result.stderr
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["status"] == "failed" and summary["status_detail"]["error"] in errors[0]
