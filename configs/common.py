@@ -24,12 +24,30 @@ PAPER_VISION_CONFIG = "mer_jax/models/configs/clip-vit-large-patch14-vision.json
 PAPER_AUDIO_CONFIG = "mer_jax/models/configs/hubert-large.json"
 
 
-def parse_preset(arg: str | None) -> str:
-  """Returns the preset named by the `--config=FILE:ARG` argument (default `demo`)."""
-  preset = (arg or "demo").strip()
+def parse_preset(arg: str | None, variants: tuple[str, ...] = ()) -> str:
+  """Returns the preset named by the `--config=FILE:ARG` argument (default `demo`).
+
+  ARG may add a recipe variant after a comma (`paper,affectgpt`) when the recipe offers
+  `variants`; `parse_variant` returns it.
+  """
+  preset, _ = _split_arg(arg, variants)
+  return preset
+
+
+def parse_variant(arg: str | None, variants: tuple[str, ...]) -> str:
+  """The variant after the comma of `--config=FILE:PRESET,VARIANT` ('' when none)."""
+  return _split_arg(arg, variants)[1]
+
+
+def _split_arg(arg: str | None, variants: tuple[str, ...]) -> tuple[str, str]:
+  preset, _, variant = (arg or "demo").strip().partition(",")
+  preset, variant = preset.strip(), variant.strip()
   if preset not in PRESETS:
     raise ValueError(f"unknown config preset {preset!r}; choose one of {', '.join(PRESETS)}")
-  return preset
+  if variant and variant not in variants:
+    known = ", ".join(variants) if variants else "none"
+    raise ValueError(f"unknown recipe variant {variant!r}; this recipe's variants: {known}")
+  return preset, variant
 
 
 def tiny_llm_arch(preset: str) -> dict:
@@ -106,7 +124,8 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
           "arch": {} if paper else tiny_llm_arch(preset),
           # What of the LLM trains: `lora` (the papers: frozen base + adapters) or `full`
           # (every LLM weight; the demo's tiny LLM is random-init, so it has no pretrained
-          # language ability for adapters to steer). GRPO's KL reference needs `lora`.
+          # language ability for adapters to steer). The RL phases' KL reference is the
+          # SFT policy either way (docs/rl.md).
           "trainable": "lora" if paper else "full",
       }
   )
@@ -137,6 +156,11 @@ def model_config(preset: str) -> ml_collections.ConfigDict:
           "qformer_hidden": 768 if paper else 64,
           "qformer_heads": 12 if paper else 4,
           "num_queries": {"video": 32, "audio": 8, "multi": 16},  # qformer query tokens
+          # Initialisation of the fusion/projection Linear layers and the Q-Former position
+          # embeddings: `torch` = the released code's nn.Linear defaults (kaiming-uniform
+          # kernel, uniform bias, both +-1/sqrt(fan_in)) and nn.Embedding N(0, 1);
+          # `normal` = N(0, 0.02) kernels, zero biases (the demo's measured setting).
+          "init": "torch" if paper else "normal",
       }
   )
   m.lora = ml_collections.ConfigDict(
@@ -168,7 +192,9 @@ def data_config(preset: str) -> ml_collections.ConfigDict:
   d.reasons_csv = ""  # name,reason descriptions (optional; think text of the cold start)
   d.subtitles_csv = ""  # name,...,english subtitles
   d.eval_labels_csv = ""  # name,openset of the held-out split scored by evaluation
-  d.face_or_frame = "frame"  # face: openface_face/{name}/{name}.npy crops; frame: raw mp4 frames
+  # face: openface_face/{name}/{name}.npy crops (the papers' "audio, face and text");
+  # frame: raw mp4 frames.
+  d.face_or_frame = "face" if paper else "frame"
   d.num_frames = 8  # frames per clip at the released indices
   d.num_audio_clips = 8  # evenly spaced audio clips per sample
   d.audio_clip_seconds = 2.0
@@ -178,6 +204,9 @@ def data_config(preset: str) -> ml_collections.ConfigDict:
   d.target = "think_answer"  # think_answer | answer | hybrid: the supervised target text
   # synthmer: prompt ~105 tokens, think+answer target up to ~120.
   d.max_length = 1024 if paper else 256
+  # A training sequence longer than max_length: `drop` the sample and count it in
+  # summary.json['data'] (released: dropped and another drawn), or `cut` it at max_length.
+  d.over_length = "drop"
   d.length_buckets = (
       (256, 512, 768, 1024) if paper else ((128, 192, 256) if preset == "demo" else (128, 256))
   )
@@ -221,16 +250,17 @@ def train_config(preset: str) -> ml_collections.ConfigDict:
   """Supervised (cold-start) training: optimizer, schedule, steps."""
   t = ml_collections.ConfigDict()
   paper = preset == "paper"
-  t.steps = 20000 if paper else (300 if preset == "demo" else 4)
+  # Released budget: 60 epochs x 5000 iterations (batch 3), warmup 5000 steps.
+  t.steps = 300_000 if paper else (300 if preset == "demo" else 4)
   t.init_lr = 1e-6  # linear warmup starts here (released schedule)
   t.peak_lr = 1e-5 if paper else (3e-3 if preset == "demo" else 1e-3)
-  t.warmup_steps = 1000 if paper else (20 if preset == "demo" else 1)
+  t.warmup_steps = 5000 if paper else (20 if preset == "demo" else 1)
   t.schedule = "constant"  # constant (released: min_lr = init_lr cosine == constant) | cosine
   t.min_lr = 1e-6  # floor of the cosine schedule
   t.weight_decay = 0.05  # AdamW, masked off 1-D params / biases / norms
   t.b1 = 0.9
   t.b2 = 0.999
-  t.grad_clip = 1.0  # global-norm clipping (0 = off)
+  t.grad_clip = 0.0 if paper else 1.0  # global-norm clipping (0 = off; released: off)
   t.grad_accum = 1  # micro-batches per optimizer step
   t.log_every = 1 if preset == "test" else 10
   return t
@@ -260,14 +290,16 @@ def eval_config(preset: str) -> ml_collections.ConfigDict:
   e = ml_collections.ConfigDict()
   paper = preset == "paper"
   e.every_steps = 0  # also evaluate every N train steps (0 = only at the end)
-  e.max_new_tokens = 256 if paper else (160 if preset == "demo" else 16)
+  e.max_new_tokens = 1200 if paper else (160 if preset == "demo" else 16)  # released: 1200
   e.temperature = 0.0  # 0 = greedy
   # greedy: the two fields above; official: the released inference settings (sampling
   # T=1, top_p 0.9, top_k from the LLM's generation_config, 1200 new tokens, prompt cut to
   # its last 800 tokens, released stop words and response post-processing; docs/official.md).
   e.decoding = "greedy"
   e.num_samples = 0  # evaluate on the first N eval samples (0 = all)
-  e.lexicon = "builtin"  # builtin | official:DIR (the released emotion-wheel files)
+  # builtin | official:DIR (the released emotion-wheel files). Numbers comparable to the
+  # papers need `official:DIR`; a paper run on `builtin` warns at start.
+  e.lexicon = "builtin"
   e.level = "level1"
   return e
 

@@ -116,6 +116,30 @@ def _meta(sample: Mapping, question: str, truncated: bool) -> dict:
   )
 
 
+def over_length_names(samples: Sequence[Mapping], config: Any, tokenizer) -> list[str]:
+  """Names of the samples with a training sequence longer than `data.max_length`.
+
+  A sample counts when any question it may be asked (both under `question='hybrid'`) gives
+  an over-length `[bos] + prompt + target + ### + [eos]`. The released code drops such a
+  draw and takes another sample; `data.over_length='drop'` removes the sample up front.
+  """
+  d = _data(config)
+  limit = int(d.max_length)
+  asked = ('description', 'labels') if d.question == 'hybrid' else (d.question,)
+  names = []
+  for sample in samples:
+    reason = sample.get('reason') or ''
+    for q in dict.fromkeys(prompts.choose_question(q, d.target, reason, None) for q in asked):
+      prompt = prompts.build_prompt(
+          sample.get('subtitle') or '', q, d.face_or_frame, d.get('tokens_per_modality')
+      )
+      target = prompts.build_target(sample.get('labels') or [], reason, d.target, q)
+      if tokenization.encode_training_example(tokenizer, prompt, target, limit)['truncated']:
+        names.append(sample['name'])
+        break
+  return names
+
+
 @dataclasses.dataclass
 class EncodeExample(grain.transforms.RandomMap):
   """Sample dict -> unpadded example (ids, masks, media, meta).

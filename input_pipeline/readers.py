@@ -44,9 +44,10 @@ def _path(root: str, p: str) -> str:
 
 
 def parse_openset(text: str) -> list[str]:
-  """ "['happy', 'calm']" or "happy, calm" -> ['happy', 'calm'] (lowercased, stripped).
+  """ "['Happy', 'calm']" or "Happy, calm" -> ['Happy', 'calm'] (stripped, case kept).
 
-  NA cells ('', 'nan', 'None', ... as pandas reads them) have no labels.
+  The released training target keeps the annotators' case; scoring lowercases. NA cells
+  ('', 'nan', 'None', ... as pandas reads them) have no labels.
   """
   text = (text or '').strip()
   if text in parsing.PANDAS_NA_STRINGS:  # pandas (the released code) reads these as NaN
@@ -61,7 +62,7 @@ def parse_openset(text: str) -> list[str]:
       pass
   if labels is None:
     labels = text.strip('[]').replace('"', ',').replace("'", ',').split(',')
-  return [label.strip().lower() for label in labels if label.strip()]
+  return [label.strip() for label in labels if label.strip()]
 
 
 def read_csv_column(path: str, column: str) -> dict[str, str]:

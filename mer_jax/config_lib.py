@@ -207,6 +207,7 @@ def _validate_model(config) -> None:
   _one_of(config, "model.llm.trainable", ("lora", "full"))
   _int(config, "model.audio.num_last_layers", 1)
   _one_of(config, "model.fusion.type", ("attention", "qformer", "mean", "none"))
+  _one_of(config, "model.fusion.init", ("torch", "normal"))
   _int(config, "model.fusion.qformer_layers", 1)
   _int(config, "model.lora.rank", 0)
   _number(config, "model.lora.alpha", 0.0)
@@ -229,6 +230,7 @@ def _validate_data(config) -> None:
   _one_of(config, "data.face_or_frame", ("face", "frame"))
   _one_of(config, "data.question", ("hybrid", "description", "labels"))
   target = _one_of(config, "data.target", ("think_answer", "answer", "hybrid"))
+  _one_of(config, "data.over_length", ("drop", "cut"))
   for field in (
       "num_frames",
       "num_audio_clips",
@@ -315,7 +317,7 @@ def _validate_train(config) -> None:
   _number(config, "train.peak_lr", 0.0)
   _number(config, "train.min_lr", 0.0)
   _int(config, "train.warmup_steps", 0)
-  _one_of(config, "train.schedule", ("constant", "cosine"))
+  _one_of(config, "train.schedule", ("constant", "cosine", "linear"))
   _number(config, "train.weight_decay", 0.0)
   _number(config, "train.b1", 0.0, 1.0, hi_open=True)
   _number(config, "train.b2", 0.0, 1.0, hi_open=True)
@@ -402,7 +404,9 @@ def _validate_grpo(config) -> None:
   _one_of(config, f"{g}.kl_estimator", ("k3",))
   _one_of(config, f"{g}.loss_agg", ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"))
   _check(config, f"{g}.scale_rewards", lambda v: isinstance(v, bool), "a bool")
-  _one_of(config, f"{g}.length_penalty", ("none", "p1", "p2", "p3"))
+  _one_of(config, f"{g}.length_penalty", ("none", "p1", "p2", "p3", "p3_shifted"))
+  _one_of(config, f"{g}.schedule", ("constant", "linear"))
+  _one_of(config, f"{g}.beta_schedule", ("constant", "decay_to_quarter"))
   _one_of(config, f"{g}.judge", ("cue_overlap", "llm"))
   rewards = _get(config, f"{g}.rewards")
   for name, weight in rewards.items():
@@ -427,6 +431,11 @@ def _validate_oppo(config) -> None:
   _one_of(config, f"{o}.loss_scope", ("routed", "all"))
   _one_of(config, f"{o}.cue_extractor", ("rules", "llm"))
   _one_of(config, f"{o}.probe_answerer", ("reasoning", "ask"))
+  _one_of(config, f"{o}.loss_kl", ("exact", "k1"))
+  _check(config, f"{o}.masked_grad", lambda v: isinstance(v, bool), "a bool")
+  _one_of(config, f"{o}.loss_norm", ("grpo", "modality_mean"))
+  _one_of(config, f"{o}.omni_form", ("paper", "public"))
+  _check(config, f"{o}.embedding_instruction", lambda v: isinstance(v, str), "a string")
   _number(config, f"{o}.utilization_threshold", -1.0, 1.0)
   model = _get(config, f"{o}.embedding_model")
   if model != "minilm":
@@ -478,6 +487,17 @@ def validate_layout(config, num_devices: int, num_processes: int) -> tuple[int, 
           f"{num_processes}-process mesh; use a multiple of {ways} (e.g. {ways * -(-rows // ways)})"
       )
   return shape
+
+
+def fidelity_warnings(config) -> list[str]:
+  """Settings of a valid config under which its numbers are not comparable to the papers'."""
+  out = []
+  if config.preset == "paper" and config.eval.lexicon == "builtin":
+    out.append(
+        "config.eval.lexicon='builtin': emotion-wheel scores are NOT comparable to the papers' "
+        "(pass --config.eval.lexicon=official:DIR with the released emotion-wheel files)"
+    )
+  return out
 
 
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

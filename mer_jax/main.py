@@ -107,6 +107,8 @@ def main(argv) -> int:
         jax.device_count(),
         jax.devices()[0].platform,
     )
+    for warning in config_lib.fidelity_warnings(config):
+      logging.warning("%s", warning)
     modes.get_mode(config.mode)(config, workdir, writer)
     writer.set_status("finished")
   except run_io.Interrupted as e:

@@ -22,6 +22,19 @@ TINY_QWEN2 = dict(
     rope_theta=10000.0,
     rms_norm_eps=1e-6,
 )
+# head_dim 16 != hidden / heads = 8, so a model that derives it from the hidden size fails.
+TINY_QWEN3 = dict(
+    vocab_size=128,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    max_position_embeddings=128,
+    rope_theta=10000.0,
+    rms_norm_eps=1e-6,
+)
 TINY_CLIP_VISION = dict(
     hidden_size=32,
     intermediate_size=64,
@@ -88,6 +101,19 @@ def make_qwen2(out_dir: str, seed: int = 0, **overrides: Any):
   config = transformers.Qwen2Config(**{**TINY_QWEN2, **overrides})
   config._attn_implementation = "eager"
   return _save(transformers.Qwen2ForCausalLM(config), out_dir, seed)
+
+
+def make_qwen3(out_dir: str, seed: int = 0, causal_lm: bool = False, **overrides: Any):
+  """A tiny Qwen3 decoder: `Qwen3Model` (Qwen3-Embedding's layout, keys without `model.`)
+  or, with `causal_lm`, `Qwen3ForCausalLM`."""
+  import torch
+  import transformers
+
+  torch.manual_seed(seed)
+  config = transformers.Qwen3Config(**{**TINY_QWEN3, **overrides})
+  config._attn_implementation = "eager"
+  cls = transformers.Qwen3ForCausalLM if causal_lm else transformers.Qwen3Model
+  return _save(cls(config), out_dir, seed)
 
 
 def make_clip_vision(out_dir: str, seed: int = 0, **overrides: Any):

@@ -69,7 +69,7 @@ def make_data(root, **kw):
 
 
 def test_parse_openset():
-  assert readers.parse_openset("['Happy', ' calm ']") == ['happy', 'calm']
+  assert readers.parse_openset("['Happy', ' calm ']") == ['Happy', 'calm']  # case kept
   assert readers.parse_openset('worried, tense') == ['worried', 'tense']
   assert readers.parse_openset('[happy, sad]') == ['happy', 'sad']
   assert readers.parse_openset('') == []
@@ -90,7 +90,7 @@ def test_frame_mode_skips_corrupt_video_and_missing_audio(released_root):
   assert a['audio'].dtype == np.float32 and a['audio'].shape == (int(1.3 * 16000),)
   b = samples[1]  # 22.05 kHz resampled to 16 kHz
   assert abs(b['audio'].shape[0] - int(1.3 * 16000)) <= 1
-  assert a['labels'] == ['worried', 'tense'] and b['labels'] == ['happy', 'calm']
+  assert a['labels'] == ['worried', 'tense'] and b['labels'] == ['Happy', 'calm']  # case kept
   assert a['reason'] == 'He smiles warmly.' and b['reason'] == ''
   assert a['subtitle'] == 'Hello from sample_a.'
   # Frame indices of 12 frames: arange(0, 12, 1.5) -> 0,1,3,4,6,7,9,10; gray 10 + 8 i.
@@ -140,7 +140,7 @@ def test_unibench_npz_as_eval_labels(released_root, tmp_path):
       released_root, face_or_frame='face', eval_labels_csv=str(tmp_path / 'mer2023.npz')
   )
   samples, skipped = readers.read_released(data, 'eval')
-  assert [(s['name'], s['labels']) for s in samples] == [('sample_a', ['worried'])]
+  assert [(s['name'], s['labels']) for s in samples] == [('sample_a', ['Worried'])]  # case kept
   assert [s['name'] for s in skipped] == ['sample_noaudio']
   data = make_data(released_root, face_or_frame='face', eval_labels_csv=str(tmp_path / 'sims.npz'))
   (b,), _ = readers.read_released(data, 'eval')

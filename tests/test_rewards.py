@@ -92,29 +92,34 @@ LOG = math.log
 
 
 @pytest.mark.parametrize(
-    "n,m,p1,p2,p3",
+    "n,m,p1,p2,p3,p3s",
     [
-        (0, 2, 1.0, 1.0, 1.0),
-        (1, 1, 1.0, 1.0, 1.0),
-        (2, 3, 1.0, 1.0, 1.0),
-        (2, 1, 1 / 2, 1 / 2, LOG(2) / LOG(3)),  # m = 1: log(m + 1) / log(n + 1)
-        (3, 1, 1 / 3, 1 / 3, LOG(2) / LOG(4)),
-        (5, 1, 1 / 5, 1 / 5, LOG(2) / LOG(6)),
-        (3, 2, 1 / 2, 2 / 3, LOG(2) / LOG(3)),
-        (4, 2, 1 / 3, 1 / 2, 1 / 2),
-        (5, 3, 1 / 3, 3 / 5, LOG(3) / LOG(5)),
-        (10, 4, 1 / 7, 2 / 5, LOG(4) / LOG(10)),
+        (0, 2, 1.0, 1.0, 1.0, 1.0),
+        (1, 1, 1.0, 1.0, 1.0, 1.0),
+        (2, 3, 1.0, 1.0, 1.0, 1.0),
+        # m = 1: eq. 13 as printed gives log(1) = 0; shifted: log(m + 1) / log(n + 1)
+        (2, 1, 1 / 2, 1 / 2, 0.0, LOG(2) / LOG(3)),
+        (3, 1, 1 / 3, 1 / 3, 0.0, LOG(2) / LOG(4)),
+        (5, 1, 1 / 5, 1 / 5, 0.0, LOG(2) / LOG(6)),
+        (3, 2, 1 / 2, 2 / 3, LOG(2) / LOG(3), LOG(2) / LOG(3)),
+        (4, 2, 1 / 3, 1 / 2, 1 / 2, 1 / 2),
+        (5, 3, 1 / 3, 3 / 5, LOG(3) / LOG(5), LOG(3) / LOG(5)),
+        (10, 4, 1 / 7, 2 / 5, LOG(4) / LOG(10), LOG(4) / LOG(10)),
     ],
 )
-def test_length_penalties_eq_11_to_13(n, m, p1, p2, p3):
-  for name, want in (("none", 1.0), ("p1", p1), ("p2", p2), ("p3", p3)):
+def test_length_penalties_eq_11_to_13(n, m, p1, p2, p3, p3s):
+  cases = (("none", 1.0), ("p1", p1), ("p2", p2), ("p3", p3), ("p3_shifted", p3s))
+  for name, want in cases:
     got = rewards.length_penalty(name, np.array([n]), np.array([m]))
     assert got.dtype == np.float32 and float(got[0]) == pytest.approx(want, rel=1e-6), name
 
 
 def test_length_penalty_orders_strength():
   n, m = (a.ravel() for a in np.meshgrid(np.arange(60), np.arange(1, 30)))
-  p1, p2, p3 = (rewards.length_penalty(k, n, m) for k in ("p1", "p2", "p3"))
+  p1, p2, p3 = (rewards.length_penalty(k, n, m) for k in ("p1", "p2", "p3_shifted"))
+  exact = rewards.length_penalty("p3", n, m)
+  np.testing.assert_array_equal(exact[m > 1], p3[m > 1])
+  assert np.all(exact[(m == 1) & (n > 1)] == 0)
   assert np.all(p1 <= p2 + 1e-7)
   # P3 is the loosest except at (n, m) = (3, 2): P2 = 2/3 > P3 = log 2 / log 3.
   looser = p2 > p3 + 1e-7
@@ -136,7 +141,7 @@ GOLDS = [["happy"], ["happy", "sad"], ["happy", "calm"], ["angry"], ["happy"], [
 
 
 @pytest.mark.parametrize("lexicon", ["builtin", "official"])
-@pytest.mark.parametrize("penalty", ["none", "p1", "p2", "p3"])
+@pytest.mark.parametrize("penalty", ["none", "p1", "p2", "p3", "p3_shifted"])
 def test_accuracy_matches_reference_ew_times_penalty(cfg, request, lexicon, penalty):
   if lexicon == "official":
     cfg.eval.lexicon = f"official:{request.getfixturevalue('reference_dir') / 'emotion_wheel'}"
@@ -291,7 +296,7 @@ def test_raising_reward_scores_zero_for_that_sample_and_logs(cfg, monkeypatch, c
 
 def test_combine_rewards_weighted_sum(cfg):
   cfg.grpo.rewards = {"accuracy": 1.0, "format": 0.5, "alignment": 2.0}
-  cfg.grpo.length_penalty = "p3"
+  cfg.grpo.length_penalty = "p3_shifted"
   completions = [
       "<think>She is happy.</think><answer>happy, sad</answer>",
       "happy",

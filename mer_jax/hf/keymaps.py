@@ -65,6 +65,18 @@ ARCHS: dict[str, ArchSpec] = {
         ignore=(r"rotary_emb\.inv_freq$",),
         ignore_for_config=lambda c: (r"^lm_head\.weight$",) if c.tie_word_embeddings else (),
     ),
+    # Qwen3-Embedding: the decoder alone (`Qwen3Model` keys without `model.`; a
+    # `Qwen3ForCausalLM` checkpoint's `model.` keys too, its LM head unused).
+    "qwen3": ArchSpec(
+        "qwen3",
+        qwen2.Qwen3Config,
+        qwen2.Qwen3Model,
+        ("Qwen3Model", "Qwen3ForCausalLM"),
+        ("qwen3",),
+        stack_names=("layers",),
+        prefixes=("", "model."),
+        ignore=(r"rotary_emb\.inv_freq$", r"^lm_head\.weight$"),
+    ),
     "clip_vision": ArchSpec(
         "clip_vision",
         clip_vision.CLIPVisionConfig,
@@ -109,6 +121,9 @@ def spec_for_model(model_cls: type) -> ArchSpec:
 
 
 def spec_for_config(config: Any) -> ArchSpec:
+  for spec in ARCHS.values():  # exact type: Qwen3Config subclasses Qwen2Config
+    if type(config) is spec.config_cls:
+      return spec
   for spec in ARCHS.values():
     if isinstance(config, spec.config_cls):
       return spec

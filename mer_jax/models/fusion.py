@@ -17,6 +17,10 @@ Variants (`fusion_type`), following the released AffectGPT model:
   concat(Linear(video), Linear(audio)).
 - `none`: no temporal fusion: every frame / clip feature becomes its own token; the multi
   tokens are the per-step multi projections of both modalities.
+
+Initialisation (`init`): `torch` = the released code's nn.Linear defaults for every
+projection (U(+-1/sqrt(fan_in)) kernel and bias) and nn.Embedding's N(0, 1) for the
+Q-Former position embeddings; `normal` = N(0, 0.02) kernels and zero biases.
 """
 
 from __future__ import annotations
@@ -51,10 +55,15 @@ class FusionConfig:
   )
   dtype: str = "float32"
   param_dtype: str = "float32"
+  # `torch`: the released nn.Linear / nn.Embedding default initialisations; `normal`:
+  # N(0, 0.02) kernels, zero biases, N(0, 0.02) position embeddings.
+  init: str = "normal"
 
   def __post_init__(self):
     if self.fusion_type not in FUSION_TYPES:
       raise ValueError(f"model.fusion.type must be one of {FUSION_TYPES}, got {self.fusion_type!r}")
+    if self.init not in ("torch", "normal"):
+      raise ValueError(f"model.fusion.init must be 'torch' or 'normal', got {self.init!r}")
 
   def qformer_bert_config(self) -> bert.BertConfig:
     return bert.BertConfig(
@@ -89,6 +98,7 @@ def _dense(
       use_bias=use_bias,
       dtype=jnp.dtype(cfg.dtype),
       param_dtype=jnp.dtype(cfg.param_dtype),
+      torch_init=cfg.init == "torch",
       name=name,
   )
 
@@ -115,6 +125,7 @@ class QFormer(nn.Module):
   config: bert.BertConfig
   num_queries: int
   num_positions: int
+  position_init_std: float = 0.02  # 1.0 = torch nn.Embedding's default N(0, 1)
 
   @nn.compact
   def __call__(self, inputs: Array) -> Array:
@@ -126,7 +137,7 @@ class QFormer(nn.Module):
       )
     pos = self.param(
         "position_embedding",
-        layers.partitioned(nn.initializers.normal(0.02), (None, "embed")),
+        layers.partitioned(nn.initializers.normal(self.position_init_std), (None, "embed")),
         (self.num_positions, inputs.shape[-1]),
         c.jnp_param_dtype,
     )
@@ -169,7 +180,8 @@ class PreFusion(nn.Module):
 
     if cfg.fusion_type == "qformer":
       qcfg = cfg.qformer_bert_config()
-      q = lambda name, n, key: QFormer(qcfg, n, QFORMER_POSITIONS[key], name=name)
+      std = 1.0 if cfg.init == "torch" else 0.02
+      q = lambda name, n, key: QFormer(qcfg, n, QFORMER_POSITIONS[key], std, name=name)
       multi_in = jnp.concatenate([multi_video(video), multi_audio(audio)], axis=1)
       return {
           "video": video_proj(q("video_qformer", cfg.num_queries["video"], "video")(video)),

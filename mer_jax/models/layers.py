@@ -108,6 +108,15 @@ def default_kernel_init(stddev: float = 0.02) -> Callable:
   return nn.initializers.normal(stddev)
 
 
+def torch_uniform_init(bound: float) -> Callable:
+  """U(-bound, bound): torch `nn.Linear`'s weight and bias initialisation at 1/sqrt(fan_in)."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
 def activation(name: str) -> Callable[[Array], Array]:
   """HF `ACT2FN` names used by the zoo."""
   fns = {
@@ -129,6 +138,8 @@ class Dense(nn.Module):
 
   kernel: `[in, out]` with logical axes `axes`; LoRA `lora_a [in, r]`, `lora_b [r, out]`
   (zero-init), `y += dropout(x) @ lora_a @ lora_b * alpha / r` when `use_lora`.
+  `torch_init`: kernel and bias as torch `nn.Linear` initialises them, U(+-1/sqrt(in))
+  (kaiming-uniform with a = sqrt(5)); else `kernel_init` and a zero bias.
   """
 
   features: int
@@ -140,12 +151,14 @@ class Dense(nn.Module):
   lora_rank: int = 0
   lora_alpha: float = 0.0
   lora_dropout: float = 0.0
+  torch_init: bool = False
 
   @nn.compact
   def __call__(self, x: Array, *, use_lora: bool = True, deterministic: bool = True) -> Array:
+    bound = 1.0 / float(x.shape[-1]) ** 0.5
     kernel = self.param(
         "kernel",
-        partitioned(self.kernel_init, self.axes),
+        partitioned(torch_uniform_init(bound) if self.torch_init else self.kernel_init, self.axes),
         (x.shape[-1], self.features),
         self.param_dtype,
     )
@@ -167,7 +180,10 @@ class Dense(nn.Module):
     if self.use_bias:
       bias = self.param(
           "bias",
-          partitioned(nn.initializers.zeros, self.axes[-1:]),
+          partitioned(
+              torch_uniform_init(bound) if self.torch_init else nn.initializers.zeros,
+              self.axes[-1:],
+          ),
           (self.features,),
           self.param_dtype,
       )

@@ -1,14 +1,19 @@
-"""Qwen2 / Qwen2.5 causal LM (HF `Qwen2ForCausalLM`) with LoRA, KV cache and scanned layers.
+"""Qwen2 / Qwen2.5 causal LM (HF `Qwen2ForCausalLM`) with LoRA, KV cache and scanned layers,
+and the Qwen3 layout of the same decoder (HF `Qwen3Model`, for Qwen3-Embedding).
 
 Module names mirror the HF state dict (`model.layers.{i}.self_attn.q_proj`, ...), so the
 key map in `mer_jax/hf/` is mechanical. Shapes: B batch, T query length, S key slots
 (T without a cache, `max_len` with one), E hidden, H/K query/kv heads, D head dim, V vocab.
+
+Qwen3 differs from Qwen2 in three places, all config-driven here: no q/k/v biases
+(`attention_bias`), an RMSNorm over the head dim on every query and key head before
+RoPE (`q_norm`, `k_norm`), and an explicit `head_dim`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -50,9 +55,15 @@ class Qwen2Config(layers.HFConfig):
   lora_dropout: float = 0.0
   lora_targets: tuple[str, ...] = lora_lib.DEFAULT_TARGETS
 
+  QK_NORM: ClassVar[bool] = False  # Qwen3: RMSNorm on each query/key head before RoPE
+
   @property
   def head_dim(self) -> int:
     return self.hidden_size // self.num_attention_heads
+
+  @property
+  def qkv_bias(self) -> bool:
+    return True
 
   @classmethod
   def _normalize_hf(cls, d: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +82,31 @@ class Qwen2Config(layers.HFConfig):
     d["rope_parameters"] = {"rope_type": "default", "rope_theta": self.rope_theta}
     d["use_sliding_window"] = False
     return d
+
+
+@dataclasses.dataclass(frozen=True)
+class Qwen3Config(Qwen2Config):
+  """HF `Qwen3Config` (Qwen3-Embedding uses its decoder, `Qwen3Model`)."""
+
+  MODEL_TYPE = "qwen3"
+  ARCHITECTURES = ("Qwen3ForCausalLM",)
+  QK_NORM = True
+
+  vocab_size: int = 151669
+  hidden_size: int = 1024
+  intermediate_size: int = 3072
+  num_hidden_layers: int = 28
+  num_attention_heads: int = 16
+  num_key_value_heads: int = 8
+  head_dim: int = 128  # a field in Qwen3 (hidden_size / heads need not equal it)
+  max_position_embeddings: int = 32768
+  rope_theta: float = 1000000.0
+  tie_word_embeddings: bool = True
+  attention_bias: bool = False
+
+  @property
+  def qkv_bias(self) -> bool:
+    return self.attention_bias
 
 
 def _dense(config: Qwen2Config, name: str, features: int, axes, use_bias: bool) -> layers.Dense:
@@ -118,9 +154,9 @@ class Qwen2Attention(nn.Module):
     c = self.config
     h, kv, d = c.num_attention_heads, c.num_key_value_heads, c.head_dim
     call = dict(use_lora=use_lora, deterministic=deterministic)
-    q = _dense(c, "q_proj", h * d, ("embed", "heads"), True)(x, **call)
-    k = _dense(c, "k_proj", kv * d, ("embed", "kv_heads"), True)(x, **call)
-    v = _dense(c, "v_proj", kv * d, ("embed", "kv_heads"), True)(x, **call)
+    q = _dense(c, "q_proj", h * d, ("embed", "heads"), c.qkv_bias)(x, **call)
+    k = _dense(c, "k_proj", kv * d, ("embed", "kv_heads"), c.qkv_bias)(x, **call)
+    v = _dense(c, "v_proj", kv * d, ("embed", "kv_heads"), c.qkv_bias)(x, **call)
     b, t = x.shape[:2]
     q = nn.with_logical_constraint(
         q.reshape(b, t, h, d), ("batch", "length", "act_heads", "head_dim")
@@ -131,6 +167,9 @@ class Qwen2Attention(nn.Module):
     v = nn.with_logical_constraint(
         v.reshape(b, t, kv, d), ("batch", "length", "act_kv", "head_dim")
     )
+    if c.QK_NORM:
+      norm = lambda name: layers.RMSNorm(c.rms_norm_eps, c.jnp_dtype, c.jnp_param_dtype, name=name)
+      q, k = norm("q_norm")(q), norm("k_norm")(k)
     q = layers.rotary_embedding(q, positions, c.rope_theta)
     k = layers.rotary_embedding(k, positions, c.rope_theta)
     new_cache = None
@@ -232,6 +271,43 @@ class Qwen2Model(nn.Module):
     if cache is not None:
       new_cache = {"k": kv[0], "v": kv[1], "index": cache["index"] + inputs_embeds.shape[1]}
     return self.norm(x), new_cache
+
+
+class Qwen3Model(Qwen2Model):
+  """HF `Qwen3Model` (the decoder without LM head): last hidden states of token batches.
+
+  Params `embed_tokens/`, `layers/`, `norm/` (HF `embed_tokens.weight`, ...; a
+  `Qwen3ForCausalLM` checkpoint's `model.` keys load too). Works with either config.
+  """
+
+  def __call__(self, input_ids: Array, attention_mask: Array | None = None) -> Array:  # type: ignore[override]
+    """`[B, T]` ids (+ `[B, T]` mask, 1 = real token) -> `[B, T, E]` final-norm hidden states.
+
+    Positions are `arange(T)` as in HF without `position_ids`; RoPE is relative, so
+    left and right padding give the same states for the real tokens.
+    """
+    b, t = input_ids.shape
+    attention_mask = jnp.ones((b, t), jnp.int32) if attention_mask is None else attention_mask
+    slots = jnp.arange(t)
+    mask = (slots[None, :] <= slots[:, None])[None] & (attention_mask[:, None, :] > 0)
+    positions = jnp.broadcast_to(slots[None], (b, t))
+    hidden, _ = super().__call__(self.embed_tokens(input_ids), positions, mask, None, False, True)
+    return hidden
+
+  @staticmethod
+  def dummy_inputs(config: Qwen2Config) -> dict[str, Array]:
+    return {"input_ids": jnp.zeros((1, 1), jnp.int32)}
+
+
+def last_token_pool_normalize(hidden: Array, attention_mask: Array) -> Array:
+  """Qwen3-Embedding pooling: the state of each row's last real token, L2-normalised.
+
+  hidden `[B, T, E]`, attention_mask `[B, T]` (right- or left-padded) -> `[B, E]` float32.
+  """
+  t = attention_mask.shape[1]
+  last = t - 1 - jnp.argmax(jnp.flip(attention_mask, axis=1) > 0, axis=1)
+  pooled = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0].astype(jnp.float32)
+  return pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
 
 
 class Qwen2ForCausalLM(nn.Module):

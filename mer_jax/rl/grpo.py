@@ -136,8 +136,9 @@ def completion_logprobs(
 class Hooks:
   """Extension points of the GRPO job for its variants (OPPO); the defaults are plain GRPO.
 
-  extra_loss: (params, micro-batch, completion logits [N, L, V], dropout rng) ->
-    (term added to the micro-batch's loss_sum, metric sums); inside the jitted update.
+  extra_loss: (params, micro-batch, completion logits [N, L, V], dropout rng, the GRPO
+    loss's denominator of the micro-batch) -> (term added to the micro-batch's loss_sum,
+    metric sums); inside the jitted update.
   extra_keys: per-row `[N, L]` arrays that `extra_update` adds to the update batch.
   extra_update: (texts, tokens [N, L], lengths [N], samples) -> ({key: [N, L]}, stats)
     on the host after the rewards (this process's rows).
@@ -176,13 +177,13 @@ def make_grpo_loss_fn(model, g, extra_loss: Callable | None = None):
         jax.lax.stop_gradient(entropy),
         clip_eps=g.clip_eps,
         clip_eps_high=g.clip_eps_high,
-        beta=g.beta,
+        beta=batch["kl_beta"][:, None],
         max_len=float(g.max_new_tokens),
         loss_agg=g.loss_agg,
     )
     if extra_loss is None:
       return out.loss_sum, out.denominator, out.metrics
-    term, metrics = extra_loss(params, batch, logits, rng)
+    term, metrics = extra_loss(params, batch, logits, rng, out.denominator)
     return out.loss_sum + term, out.denominator, {**out.metrics, **metrics}
 
   return loss_fn
@@ -258,12 +259,26 @@ def rl_start(policy, sft_params: dict, beta: float, frozen_dtype: str, rng: jax.
   return RLStart(trainable, frozen, t_sh, f_sh, None if policy.train_full_llm else sft_adapters)
 
 
+def kl_beta(g, update: jax.Array) -> jax.Array:
+  """The KL weight at optimizer update `update` (0-based) under `grpo.beta_schedule`.
+
+  decay_to_quarter (the public OPPO recipe): beta * (1 - 0.75 t / (T / 2)) for the first
+  half of the T = steps x num_iterations updates, then beta / 4.
+  """
+  beta = jnp.asarray(g.beta, jnp.float32)
+  if g.get("beta_schedule", "constant") == "decay_to_quarter":
+    half = max(g.steps * g.num_iterations / 2.0, 1.0)
+    return beta * (1.0 - 0.75 * jnp.minimum(update.astype(jnp.float32) / half, 1.0))
+  return beta
+
+
 def grpo_optimizer(g, steps: int):
   schedule = optim.learning_rate_schedule(
       steps=steps,
       init_lr=0.0 if g.warmup_steps else g.lr,
       peak_lr=g.lr,
       warmup_steps=g.warmup_steps,
+      schedule=g.get("schedule", "constant"),
   )
   return (
       optim.make_optimizer(lr=schedule, weight_decay=g.weight_decay, grad_clip=g.grad_clip),
@@ -274,7 +289,7 @@ def grpo_optimizer(g, steps: int):
 def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks: Hooks = Hooks()):
   """(state, state shardings, jitted update step, jitted old-logprob fn)."""
   g = config.grpo
-  tx, _ = grpo_optimizer(g, g.steps)
+  tx, _ = grpo_optimizer(g, g.steps * g.num_iterations)
   state, s_sh = state_lib.init_state(trainable, t_sh, tx, config.seed, mesh)
   update = grpo_update_fn(policy.model, config, mesh, s_sh, f_sh, hooks)
   logprobs = lambda params, b: completion_logprobs(policy.model, params, b, g.temperature)[0]
@@ -292,7 +307,7 @@ def grpo_update_fn(model, config, mesh, s_sh, f_sh, hooks: Hooks = Hooks()):
   abstract inputs.
   """
   g = config.grpo
-  tx, schedule = grpo_optimizer(g, g.steps)
+  tx, schedule = grpo_optimizer(g, g.steps * g.num_iterations)
   base = ts.make_train_step(
       make_grpo_loss_fn(model, g, hooks.extra_loss), tx, schedule, g.grad_accum
   )
@@ -303,7 +318,10 @@ def grpo_update_fn(model, config, mesh, s_sh, f_sh, hooks: Hooks = Hooks()):
     advantages = adv_lib.group_advantages(grid, g.scale_rewards).reshape(-1)
     inputs = {k: v for k, v in batch.items() if k != "rewards"}
     inputs["advantages"] = advantages
+    beta = kl_beta(g, state.step)
+    inputs["kl_beta"] = jnp.full(advantages.shape, beta)
     new_state, metrics = base(state, frozen, inputs)
+    metrics["kl_beta"] = beta
     metrics["advantage_std"] = jnp.std(advantages)
     metrics["zero_variance_groups"] = jnp.mean(
         (jnp.max(grid, 1) == jnp.min(grid, 1)).astype(jnp.float32)
@@ -398,6 +416,10 @@ def train_grpo(
   """`config.grpo.steps` GRPO steps from `init_params` (resuming from `ckpt_dir`)."""
   config, mesh, policy = ctx.config, ctx.mesh, ctx.policy
   g = config.grpo
+  notes = rewards_lib.reward_provenance(config)
+  if notes:
+    logging.warning("%s rewards: %s", metric_prefix.rstrip("/"), notes)
+    ctx.writer.update_summary(metric_prefix.rstrip("/"), notes)
   rl = rl_start(
       policy, init_params, g.beta, config.model.frozen_dtype, jax.random.PRNGKey(config.seed + 2)
   )
@@ -483,6 +505,7 @@ def train_grpo(
             "zero_variance_groups": float(metrics["zero_variance_groups"]),
             "clip_fraction": (float(metrics["clip_low"]) + float(metrics["clip_high"])) / tokens,
             "kl": float(metrics["kl"]) / tokens,
+            "kl_beta": float(metrics["kl_beta"]),
             "entropy": float(metrics["entropy"]) / tokens,
             "ratio": float(metrics["ratio"]) / tokens,
             "rollout_s": t_rollout,

@@ -159,9 +159,13 @@ def token_kl(logits_p: jax.Array, logits_q: jax.Array) -> jax.Array:
   return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames=("estimator",))
 def omni_perception_kl(
-    logits_full: jax.Array, logits_masked: jax.Array, token_weights: jax.Array
+    logits_full: jax.Array,
+    logits_masked: jax.Array,
+    token_weights: jax.Array,
+    tokens: jax.Array | None = None,
+    estimator: str = "exact",
 ) -> tuple[jax.Array, jax.Array]:
   """Weighted per-token KL(p_full || p_masked) (OPPO eq. 6-10; PAPO with weights = mask).
 
@@ -170,10 +174,19 @@ def omni_perception_kl(
     logits_masked: [N, T, V] logits of the same completions with one modality masked.
     token_weights: [N, T] weight of each completion token (OPPO: 1 on tokens of
       clauses routed to the masked modality; PAPO: the completion mask).
+    tokens: [N, T] the sampled completion tokens (needed by `k1`).
+    estimator: `exact` = KL over the vocabulary (eq. 8); `k1` = log p_full(y) -
+      log p_masked(y) of the sampled token y (the public OPPO recipe).
   Returns:
     (sum_t w_t KL_t, sum_t w_t). OPPO maximizes the KL: the training loss adds
     `-oppo.loss_beta * kl_sum` (normalized like the GRPO loss it joins).
   """
   w = token_weights.astype(jnp.float32)
-  kl = token_kl(logits_full, logits_masked)
+  if estimator == "k1":
+    logp = jax.nn.log_softmax(logits_full.astype(jnp.float32), axis=-1)
+    logq = jax.nn.log_softmax(logits_masked.astype(jnp.float32), axis=-1)
+    pick = lambda x: jnp.take_along_axis(x, tokens[..., None], axis=-1)[..., 0]
+    kl = pick(logp) - pick(logq)
+  else:
+    kl = token_kl(logits_full, logits_masked)
   return jnp.sum(kl * w), jnp.sum(w)

@@ -38,7 +38,6 @@ from input_pipeline import tokenization
 from mer_jax.decode import generation
 from mer_jax.decode import layout as layout_lib
 from mer_jax.rl import cues as cues_lib
-from mer_jax.rl import embeddings as emb_lib
 from mer_jax.rl import omni
 from mer_jax.rl import rewards as rewards_lib
 
@@ -60,7 +59,7 @@ def cue_recall(cue_emb: np.ndarray, clause_emb: np.ndarray, threshold: float) ->
 
 def utilization(completions: Mapping[str, str], samples: Sequence[Mapping], cfg) -> dict:
   """Recall of gold cues in the reasoning of `completions` (name -> text)."""
-  embedder = emb_lib.get_embedder(_opt(cfg, "embedding_model", "minilm"))
+  embedder = omni.sentence_embedder(cfg)
   threshold = float(_opt(cfg, "utilization_threshold", 0.6))
   method = _opt(cfg, "cue_extractor", "rules")
   hits = {k: [] for k in cues_lib.CUE_SETS}
@@ -69,7 +68,7 @@ def utilization(completions: Mapping[str, str], samples: Sequence[Mapping], cfg)
       continue
     sets = cues_lib.sample_cues(sample, method)
     clauses = [c for *_, c in cues_lib.think_clauses(completions[sample["name"]])]
-    clause_emb = embedder.encode(clauses)
+    clause_emb = embedder.encode(clauses, query=True)
     for k in cues_lib.CUE_SETS:
       hits[k] += list(cue_recall(embedder.encode(sets[k]), clause_emb, threshold))
   mean = lambda x: float(np.mean(x)) if x else 0.0
@@ -169,7 +168,7 @@ def faithfulness(
   evaluation's greedy completions) saves regenerating them for the `reasoning` answerer.
   """
   answerer = _opt(cfg, "probe_answerer", "reasoning")
-  embedder = emb_lib.get_embedder(_opt(cfg, "embedding_model", "minilm"))
+  embedder = omni.sentence_embedder(cfg)
   threshold = float(_opt(cfg, "utilization_threshold", 0.6))
   method = _opt(cfg, "cue_extractor", "rules")
   result = {}
@@ -213,7 +212,7 @@ def faithfulness(
         answers = []
         for (s, p), text in zip(probes, texts, strict=True):
           evidence = probe_evidence(p, s, embedder, method)
-          clauses = embedder.encode([c for *_, c in cues_lib.think_clauses(text)])
+          clauses = embedder.encode([c for *_, c in cues_lib.think_clauses(text)], query=True)
           said = evidence is not None and bool(
               cue_recall(embedder.encode([evidence]), clauses, threshold)[0]
           )
@@ -239,4 +238,21 @@ def evaluate_mep(ctx, params, samples: Sequence[Mapping], predictions_csv: str) 
   completions = read_completions(predictions_csv)
   result = utilization(completions, samples, ctx.config)
   result.update(faithfulness(ctx, params, samples, ctx.config, unmasked=completions))
+  result.update(provenance(ctx.config))
   return result
+
+
+PROBE_ANSWERERS = {
+    "reasoning": "reasoning (heuristic: whether the reasoning under masking states the probed "
+    "evidence; not the paper's POPE-style yes/no probing)",
+    "ask": "ask (heuristic: the policy's own yes/no to the probe question, parsed from its "
+    "answer; not the paper's POPE-style probing protocol)",
+}
+
+
+def provenance(cfg) -> dict[str, str]:
+  """What made the MEP numbers: the sentence embedder and the probe answerer."""
+  return {
+      "embedder": omni.sentence_embedder(cfg).description,
+      "probe_answerer": PROBE_ANSWERERS[_opt(cfg, "probe_answerer", "reasoning")],
+  }

@@ -50,15 +50,23 @@ def hit_scores(matrix: np.ndarray, delta: float) -> np.ndarray:
 
 
 def omni_reward_value(
-    cue_embs: Mapping[str, np.ndarray], clause_emb: np.ndarray, delta: float
+    cue_embs: Mapping[str, np.ndarray], clause_emb: np.ndarray, delta: float, form: str = "paper"
 ) -> float:
-  """R_omni (eq. 4): sum over the non-empty cue sets of the mean hit score."""
-  total = 0.0
+  """R_omni of one completion.
+
+  form `paper` (eq. 4): sum over the non-empty cue sets of the mean hit score. `public`
+  (the public recipe's perception + coherence rewards at equal weight): mean of the
+  non-empty visual and audio set scores, plus the emotion set score.
+  """
+  scores = {}
   for name in cues_lib.CUE_SETS:
     emb = cue_embs.get(name)
     if emb is not None and len(emb):
-      total += float(hit_scores(routing_matrix(emb, clause_emb), delta).mean())
-  return total
+      scores[name] = float(hit_scores(routing_matrix(emb, clause_emb), delta).mean())
+  if form == "public":
+    perception = [scores[k] for k in ("visual", "audio") if k in scores]
+    return (float(np.mean(perception)) if perception else 0.0) + scores.get("emotion", 0.0)
+  return float(sum(scores.values()))
 
 
 def route_clauses(
@@ -83,8 +91,12 @@ def _oppo(cfg):
   return rewards_lib._option(cfg, "oppo", None)
 
 
-def _embedder(cfg) -> emb_lib.SentenceEmbedder:
-  return emb_lib.get_embedder(rewards_lib._option(cfg, "oppo.embedding_model", "minilm"))
+def sentence_embedder(cfg) -> emb_lib.SentenceEmbedder:
+  """The sentence embedder of a run config (`oppo.embedding_model`, `embedding_instruction`)."""
+  return emb_lib.get_embedder(
+      rewards_lib._option(cfg, "oppo.embedding_model", "minilm"),
+      rewards_lib._option(cfg, "oppo.embedding_instruction", ""),
+  )
 
 
 def _cue_embeddings(embedder, sample: Mapping, method: str) -> dict[str, np.ndarray]:
@@ -98,10 +110,10 @@ def analyze(completions: Sequence[str], samples: Sequence[Mapping], cfg) -> list
   All clauses of the batch are embedded in one call; cue embeddings come from the
   embedder's memo (filled per dataset by `precompute_cue_embeddings`).
   """
-  embedder = _embedder(cfg)
+  embedder = sentence_embedder(cfg)
   method = rewards_lib._option(cfg, "oppo.cue_extractor", "rules")
   clauses = [cues_lib.think_clauses(t) for t in completions]
-  flat = embedder.encode([c[2] for cs in clauses for c in cs])
+  flat = embedder.encode([c[2] for cs in clauses for c in cs], query=True)
   out, start = [], 0
   memo: dict[int, dict] = {}
   for text_clauses, sample in zip(clauses, samples, strict=True):
@@ -123,9 +135,10 @@ def analyze(completions: Sequence[str], samples: Sequence[Mapping], cfg) -> list
 def omni_reward(completions: list[str], samples: list[dict], cfg) -> np.ndarray:
   """OPPO eq. 4 per completion (weight `oppo.alpha` in `grpo.rewards`, eq. 5)."""
   delta = float(rewards_lib._option(cfg, "oppo.delta", 0.5))
+  form = rewards_lib._option(cfg, "oppo.omni_form", "paper")
   rows = analyze(completions, samples, cfg)
   return np.asarray(
-      [omni_reward_value(r["cue_embs"], r["clause_emb"], delta) for r in rows], np.float32
+      [omni_reward_value(r["cue_embs"], r["clause_emb"], delta, form) for r in rows], np.float32
   )
 
 
@@ -171,7 +184,7 @@ def routed_token_weights(
 
 def precompute_cue_embeddings(samples: Sequence[Mapping], cfg, cache_dir: str, dataset: str) -> int:
   """Embeds every cue of a dataset once (disk cache keyed by dataset + model); returns the count."""
-  embedder = _embedder(cfg)
+  embedder = sentence_embedder(cfg)
   method = rewards_lib._option(cfg, "oppo.cue_extractor", "rules")
   texts = [c for s in samples for v in cues_lib.sample_cues(s, method).values() for c in v]
   emb_lib.cached_embeddings(embedder, texts, cache_dir, dataset)
@@ -201,17 +214,25 @@ def masked_batch(batch: Mapping[str, jax.Array], modality: str, keep: jax.Array)
 
 
 def make_omni_loss(model, g, o):
-  """The `Hooks.extra_loss` of OPPO: `(params, batch, logits_full, rng) -> (-beta * KL sum, metric sums)`.
+  """The `Hooks.extra_loss` of OPPO: `(params, batch, logits_full, rng, denominator) ->
+  (-beta * KL term, metric sums)`.
 
   `o.loss_scope`: 'routed' (OPPO, weights = routed-token sets) or 'all' (PAPO-dual:
   weights = the completion mask, both modalities). The masked forwards use the same
-  dropout rng as the full one, so with rho = 0 the KL is exactly 0.
+  dropout rng as the full one, so with rho = 0 the KL is exactly 0. Public-recipe
+  options: `o.loss_kl='k1'` (sampled-token log-ratio), `o.masked_grad=False` (no gradient
+  through the masked pass), `o.loss_norm='modality_mean'` (each modality's KL averaged
+  over its routed tokens of the micro-batch; scaled by the GRPO denominator so that the
+  division of the summed loss leaves that mean).
   """
   from mer_jax.rl import grpo  # grpo imports nothing from here; avoids a cycle at import time
 
   beta, rho, scope = float(o.loss_beta), float(o.rho), o.loss_scope
+  estimator = o.get("loss_kl", "exact")
+  masked_grad = bool(o.get("masked_grad", True))
+  per_modality_mean = o.get("loss_norm", "grpo") == "modality_mean"
 
-  def extra_loss(params, batch, logits_full, rng):
+  def extra_loss(params, batch, logits_full, rng, denominator=1.0):
     total = jnp.zeros((), jnp.float32)
     metrics = {}
     for i, modality in enumerate(MODALITY_KEYS):
@@ -225,10 +246,17 @@ def make_omni_loss(model, g, o):
           deterministic=False,
           rng=rng,
       )
+      if not masked_grad:
+        logits_m = jax.lax.stop_gradient(logits_m)
       weights = batch["completion_mask"] if scope == "all" else batch[WEIGHT_KEYS[modality]]
       weights = weights * batch["completion_mask"]
-      kl_sum, w_sum = losses_lib.omni_perception_kl(logits_full, logits_m, weights)
-      total = total + kl_sum
+      kl_sum, w_sum = losses_lib.omni_perception_kl(
+          logits_full, logits_m, weights, batch["completion"], estimator
+      )
+      if per_modality_mean:
+        total = total + kl_sum / jnp.maximum(w_sum, 1.0) * denominator
+      else:
+        total = total + kl_sum
       metrics[f"omni_kl_{modality}"] = jax.lax.stop_gradient(kl_sum)
       metrics[f"omni_tokens_{modality}"] = w_sum
     return -beta * total, metrics

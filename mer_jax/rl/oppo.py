@@ -80,6 +80,9 @@ def run(config, workdir: str, writer) -> dict:
   ctx = context_lib.build_context(config, workdir, writer, roles=("sft", "rl", "eval"))
   # Next to the features directories (local or gs://), shared by runs like them.
   cache_dir = str(epath.Path(ctx.config.data.features_dir).parent / "cue_embeddings")
+  embedder = omni.sentence_embedder(ctx.config).description
+  logging.info("OPPO sentence embedder: %s", embedder)
+  writer.update_summary(PHASE, {"embedder": embedder})
   for role in ("rl", "eval"):
     n = omni.precompute_cue_embeddings(
         ctx.samples[role], ctx.config, cache_dir, f"{config.data.source}-{role}"

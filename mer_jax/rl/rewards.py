@@ -160,14 +160,20 @@ def _p2(n, m):  # AffectGPT-R1 eq. 12
 
 
 @_penalty("p3")
-def _p3(n, m):
-  # AffectGPT-R1 eq. 13; log(1) = 0 would zero every m = 1 sample with an extra label,
-  # so m <= 1 uses log(m + 1) / log(n + 1) (= the eq. 13 value at m + 1, n + 1).
+def _p3(n, m):  # AffectGPT-R1 eq. 13 as printed: log(1) = 0 for any over-prediction at m = 1
+  return np.log(m) / np.log(n)
+
+
+@_penalty("p3_shifted")
+def _p3_shifted(n, m):
+  # Ours: eq. 13, except that m = 1 uses log(m + 1) / log(n + 1) (the eq. 13 value at
+  # m + 1, n + 1), so one extra label is penalized, not zeroed.
   return np.where(m > 1, np.log(m) / np.log(n), np.log(m + 1.0) / np.log(n + 1.0))
 
 
 def length_penalty(name: str, n: np.ndarray, m: np.ndarray) -> np.ndarray:
-  """Penalty `name` (none | p1 | p2 | p3) for n predicted and m gold labels (deduplicated)."""
+  """Penalty `name` (none | p1 | p2 | p3 | p3_shifted) for n predicted and m gold labels
+  (deduplicated)."""
   return LENGTH_PENALTIES[name](n, m)
 
 
@@ -338,6 +344,20 @@ def cue_overlap_preferences(sample: Mapping, thinks: Sequence[str]) -> np.ndarra
 
 
 JUDGES.register("cue_overlap", cue_overlap_preferences)
+JUDGE_NOTES = {
+    "cue_overlap": "cue_overlap (heuristic: content-word overlap of each think text with the "
+    "gold reasoning; not the paper's MLLM judge)",
+    "llm": "llm (the judge given to set_llm_judge)",
+}
+
+
+def reward_provenance(cfg) -> dict[str, str]:
+  """What a run's reward numbers rest on where that is not the paper's component."""
+  weights = _option(cfg, "grpo.rewards", {}) or {}
+  if "perception" not in weights:
+    return {}
+  judge = _option(cfg, "grpo.judge", "cue_overlap")
+  return {"perception_judge": JUDGE_NOTES.get(judge, judge)}
 
 
 def group_size(samples: Sequence[Mapping], cfg) -> int:

@@ -237,6 +237,7 @@ def majority_baseline(
   counts: dict[str, int] = {}
   for s in train_samples:
     for label in s.get("labels") or []:
+      label = label.lower()  # labels keep the annotators' case
       counts[label] = counts.get(label, 0) + 1
   label = max(sorted(counts), key=counts.get) if counts else "neutral"
   gold = {s["name"]: list(s.get("labels") or []) for s in eval_samples}

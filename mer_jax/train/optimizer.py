@@ -1,8 +1,9 @@
 """AdamW with the released AffectGPT schedule, decay masks and the trainable subset.
 
 Schedule (AffectGPT's LinearWarmupCosineLRScheduler with min_lr == init_lr): linear warmup
-from `init_lr` to `peak_lr` over `warmup_steps`, then constant (`schedule=constant`) or
-cosine down to `min_lr` at `steps` (`schedule=cosine`). Weight decay is masked off 1-D
+from `init_lr` to `peak_lr` over `warmup_steps`, then constant (`schedule=constant`),
+cosine down to `min_lr` at `steps` (`schedule=cosine`) or linear down to `min_lr` at
+`steps` (`schedule=linear`, the Hugging Face Trainer default that the public OPPO code uses). Weight decay is masked off 1-D
 params, biases and norm scales, as in the released optimizer parameter groups.
 """
 
@@ -33,6 +34,8 @@ def learning_rate_schedule(
     after = optax.cosine_decay_schedule(
         peak_lr, decay_steps, alpha=min_lr / peak_lr if peak_lr else 0.0
     )
+  elif schedule == "linear":
+    after = optax.linear_schedule(peak_lr, min_lr, max(steps - warmup_steps, 1))
   else:
     raise ValueError(f"unknown schedule {schedule!r}")
   if warmup_steps <= 0:

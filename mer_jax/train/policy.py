@@ -122,6 +122,7 @@ def build_model_configs(
       qformer_hidden=f.qformer_hidden,
       qformer_heads=f.qformer_heads,
       num_queries=dict(f.num_queries),
+      init=f.get("init", "normal"),
       dtype=m.dtype,
       param_dtype=m.param_dtype,
   )

@@ -77,6 +77,32 @@ def sft_step_fn(model, config, mesh, s_sh, f_sh):
   return mesh_lib.CompileTogether(jitted, "sft_step")
 
 
+def drop_over_length(ctx: context_lib.RunContext, samples, phase: str) -> list:
+  """`samples` without the over-length ones when `data.over_length='drop'` (counted in
+  summary.json['data']['over_length_dropped'][phase]); all of them with 'cut'."""
+  if ctx.config.data.get("over_length", "cut") != "drop":
+    return list(samples)
+  dropped = set(datasets.over_length_names(samples, ctx.config, ctx.tokenizer))
+  kept = [s for s in samples if s["name"] not in dropped]
+  if dropped:
+    logging.warning(
+        "%s: dropped %d of %d samples longer than data.max_length=%d (data.over_length=drop)",
+        phase,
+        len(dropped),
+        len(samples),
+        ctx.config.data.max_length,
+    )
+  if not kept:
+    raise ValueError(
+        f"every {phase} sample is longer than config.data.max_length="
+        f"{ctx.config.data.max_length}; raise it or set config.data.over_length='cut'"
+    )
+  summary = run_io.read_json(os.path.join(ctx.workdir, "summary.json"), {}).get("data", {})
+  counts = dict(summary.get("over_length_dropped", {}), **{phase: len(dropped)})
+  ctx.writer.update_summary("data", {"over_length_dropped": counts})
+  return kept
+
+
 def train_sft(
     ctx: context_lib.RunContext,
     *,
@@ -87,6 +113,7 @@ def train_sft(
   """Trains `config.train.steps` steps (resuming from `ckpt_dir`); returns trained params + stats."""
   config, mesh, policy = ctx.config, ctx.mesh, ctx.policy
   tc = config.train
+  samples = drop_over_length(ctx, samples, metric_prefix.rstrip("/"))
   state, frozen, step_fn = make_sft_step(policy, config, mesh)
 
   iterator = datasets.make_train_iterator(
