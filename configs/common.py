@@ -295,12 +295,24 @@ def eval_config(preset: str) -> ml_collections.ConfigDict:
   # greedy: the two fields above; official: the released inference settings (sampling
   # T=1, top_p 0.9, top_k from the LLM's generation_config, 1200 new tokens, prompt cut to
   # its last 800 tokens, released stop words and response post-processing; docs/official.md).
-  e.decoding = "greedy"
+  # The paper preset decodes as the released evaluation did, so its numbers compare.
+  e.decoding = "official" if paper else "greedy"
   e.num_samples = 0  # evaluate on the first N eval samples (0 = all)
   # builtin | official:DIR (the released emotion-wheel files). Numbers comparable to the
   # papers need `official:DIR`; a paper run on `builtin` warns at start.
   e.lexicon = "builtin"
   e.level = "level1"
+  # What mode `eval` scores: `heldout` (data.eval_labels_csv / the synthmer eval split) or
+  # `unibench` (the nine MER-UniBench test sets under `unibench_root`; docs/metrics.md).
+  # `checkpoint.init_from` may name a directory: every checkpoint in it is scored.
+  e.benchmark = "heldout"
+  e.unibench_root = ""  # holds the official folders mer2023-dataset-process, meld-process, ...
+  e.unibench_datasets = ""  # comma-separated subset (MER2023,...,OVMERD); '' = all nine
+  e.unibench_folders = ""  # NAME=DIR,... for sets stored elsewhere than <root>/<official folder>
+  # Labels from the answers: `rules` = the answer parsed directly (<answer> tags or the
+  # released "The character's emotional state is ..." sentence), sentiment from the emotion
+  # wheels' valence; `llm:HF_DIR` = the official two-step extraction by a local Qwen2.5.
+  e.extractor = "rules"
   return e
 
 

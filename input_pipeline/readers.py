@@ -232,7 +232,7 @@ def data_summary(**splits: tuple[list, list]) -> dict:
 def read_unibench_gold(npz_path: str, corpus_key: str | None = None) -> dict[str, Any]:
   """MER-UniBench gold npz -> {name: label str (field 'emo') or float (field 'val')}.
 
-  MER2023/MER2024: `test1_corpus[name]['emo']`; MELD/IEMOCAP: `test_corpus[name]['emo']`;
+  MER2023/MER2024: `test1_corpus[name]['emo']`; MELD: `test_corpus[name]['emo']`;
   CMU-MOSI/MOSEI/CH-SIMS(v2): `test_corpus[name]['val']` (sentiment floats).
   """
   bad = parsing.LabelFileError

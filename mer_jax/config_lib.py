@@ -135,16 +135,39 @@ def _existing_path(config, field: str, required: bool, base: str = "", is_dir: b
   return value
 
 
-def _checkpoint_path(config, field: str, required: bool) -> str:
-  """A checkpoint step directory of ours, or a released AffectGPT `.pth` file."""
+def _checkpoint_path(config, field: str, required: bool, many: bool = False) -> str:
+  """A checkpoint step directory of ours, or a released AffectGPT `.pth` file; with `many`,
+  also a directory of checkpoints (`checkpoints_in`)."""
   value = _get(config, field)
   if isinstance(value, str) and value.endswith((".pth", ".pt")):
     return _existing_path(config, field, required)
   value = _existing_path(config, field, required, is_dir=True)
+  if many and value and "://" not in value and checkpoints_in(value):
+    return value
   problem = checkpoint_step_problem(value) if value and "://" not in value else ""
   if problem:
     raise ConfigError(f"config.{field}: {value.rstrip('/')} {problem}")
   return value
+
+
+def checkpoints_in(path: str) -> list[str]:
+  """The checkpoints a directory holds, oldest first, or [] if it is not such a directory.
+
+  A run's `checkpoints/` (step subdirectories; incomplete steps are left out) or a folder
+  of released `checkpoint_*.pth` files (one per epoch). A run directory is not one: it
+  may hold several phases' checkpoints (sft/checkpoints, checkpoints).
+  """
+  if not os.path.isdir(path):
+    return []
+  steps = sorted(int(d) for d in os.listdir(path) if d.isdigit())
+  found = [os.path.join(path, str(s)) for s in steps]
+  found = [s for s in found if not checkpoint_step_problem(s)]
+  if found:
+    return found
+  released = sorted(
+      f for f in os.listdir(path) if f.startswith("checkpoint_") and f.endswith((".pth", ".pt"))
+  )
+  return [os.path.join(path, f) for f in released]
 
 
 def _latest_step(directory: str) -> str | None:
@@ -267,12 +290,16 @@ def _validate_data(config) -> None:
         f"integers >= 0, got {dict(tpm)!r}"
     )
   if source == "released":
-    root = _existing_path(config, "data.root", required=True, is_dir=True)
+    # MER-UniBench scoring reads its own folders (eval.unibench_root), not data.root.
+    unibench = config.mode == "eval" and config.eval.get("benchmark") == "unibench"
+    root = _existing_path(config, "data.root", required=not unibench, is_dir=True)
     needs_train = config.mode in ("sft", "grpo", "oppo")
     needs_eval = config.mode not in ("export_hf", "predict", "features")
     _existing_path(config, "data.labels_csv", required=needs_train, base=root)
-    _existing_path(config, "data.subtitles_csv", required=True, base=root)
-    _existing_path(config, "data.eval_labels_csv", required=needs_eval, base=root)
+    _existing_path(config, "data.subtitles_csv", required=not unibench, base=root)
+    _existing_path(
+        config, "data.eval_labels_csv", required=needs_eval and not unibench, base=root
+    )
     if config.mode == "features" and not (config.data.labels_csv or config.data.eval_labels_csv):
       raise ConfigError(
           "config.data.labels_csv and config.data.eval_labels_csv are both empty: "
@@ -335,6 +362,7 @@ def _validate_train(config) -> None:
       config,
       "checkpoint.init_from",
       required=config.mode == "export_hf" or (config.mode == "eval" and config.preset == "paper"),
+      many=config.mode == "eval",  # mode eval scores every checkpoint of a directory
   )
 
 
@@ -367,6 +395,34 @@ def _validate_eval(config) -> None:
       raise ConfigError(
           f"config.eval.lexicon: directory {lexicon[len('official:'):]!r} does not exist"
       )
+  benchmark = _one_of(config, "eval.benchmark", ("heldout", "unibench"))
+  if benchmark == "unibench" and config.mode == "eval":
+    from input_pipeline import unibench  # no JAX: plain file-layout tables
+
+    root = _existing_path(config, "eval.unibench_root", required=False, is_dir=True)
+    try:
+      sets = unibench.selected(config.eval.unibench_datasets)
+      folders = unibench.parse_folders(config.eval.unibench_folders)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+    for spec in sets:
+      directory = unibench.folder(spec, root, folders)
+      if not root and spec.name not in folders:
+        raise ConfigError(
+            "config.eval.unibench_root is required by eval.benchmark='unibench' "
+            f"(or name every set in config.eval.unibench_folders; {spec.name} is missing)"
+        )
+      if not os.path.isfile(os.path.join(directory, spec.labels)):
+        raise ConfigError(
+            f"config.eval.unibench_root: {spec.name} needs {os.path.join(directory, spec.labels)}"
+        )
+  extractor = _get(config, "eval.extractor")
+  if extractor != "rules":
+    if not (isinstance(extractor, str) and extractor.startswith("llm:")):
+      raise ConfigError(f"config.eval.extractor must be 'rules' or 'llm:HF_DIR', got {extractor!r}")
+    llm_dir = extractor[len("llm:") :]
+    if not os.path.isfile(os.path.join(llm_dir, "config.json")):
+      raise ConfigError(f"config.eval.extractor: {llm_dir!r} is not a Hugging Face model directory")
 
 
 def _validate_decode(config) -> None:

@@ -13,7 +13,7 @@ from typing import Callable
 MODES = {
     "features": "mer_jax.train.features",
     "sft": "mer_jax.train.sft",
-    "eval": "mer_jax.train.evaluation",
+    "eval": "mer_jax.train.benchmark",
     "grpo": "mer_jax.rl.grpo",
     "oppo": "mer_jax.rl.oppo",
     "export_hf": "mer_jax.hf.export",

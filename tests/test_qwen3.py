@@ -20,11 +20,6 @@ from tests import hf_fixtures as fx
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-WORDS = (
-    "his brows are furrowed her voice trembles she smiles a loud harsh tone eyes look down "
-    "given clause query calculate the similarity between this and key clue"
-).split()
-
 
 def _batch():
   ids = np.random.RandomState(0).randint(0, 128, (3, 9))
@@ -71,28 +66,12 @@ def test_last_token_pooling_equals_the_official_left_padded_recipe(tmp_path):
 
 
 def _embedding_dir(tmp_path) -> str:
-  """A tiny Qwen3-Embedding-like checkpoint: random Qwen3Model + a small word tokenizer."""
-  from tokenizers import Tokenizer
-  from tokenizers import models
-  from tokenizers import pre_tokenizers
-  from tokenizers import processors
+  """A tiny Qwen3-Embedding-like checkpoint: random Qwen3Model + a byte-level BPE tokenizer."""
+  from input_pipeline import tokenization
 
-  hf_dir, _ = fx.make_qwen3(str(tmp_path / "qwen3-embedding"))
-  specials = ["<unk>", "<pad>", "<|endoftext|>"]
-  vocab = {w: i for i, w in enumerate(specials + sorted(set(WORDS) | {"Instruct", "Query", ":"}))}
-  tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.Sequence(
-      [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
-  )
-  eos = vocab["<|endoftext|>"]
-  tok.post_processor = processors.TemplateProcessing(
-      single="$A <|endoftext|>", special_tokens=[("<|endoftext|>", eos)]
-  )
-  fast = transformers.PreTrainedTokenizerFast(
-      tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<|endoftext|>"
-  )
-  fast.save_pretrained(hf_dir)
-  assert len(vocab) < 128
+  tokenizer = tokenization.build_synthmer_tokenizer()
+  hf_dir, _ = fx.make_qwen3(str(tmp_path / "qwen3-embedding"), vocab_size=len(tokenizer) + 8)
+  tokenizer.save_pretrained(hf_dir)
   return hf_dir
 
 

@@ -399,6 +399,9 @@ def rollout(
           "reward_mean": float(np.mean(total)),
           "reward_std": float(np.std(total)),
           "completion_length": float(np.mean(lengths)),
+          # Completions cut at grpo.max_new_tokens: a cut <think> gets no format or
+          # answer reward, so a high rate means the budget, not the policy, scores 0.
+          "truncation_rate": float(np.mean(np.asarray(lengths) >= g.max_new_tokens)),
           "answer_labels": float(np.mean(labels)),
       }
   )

@@ -136,24 +136,31 @@ def keep_last_prompt_tokens(batch: dict, keep: int) -> dict:
   )
 
 
-def evaluate(
-    ctx,
-    params: Any,
-    samples: Sequence[dict],
-    out_dir: str,
-    *,
-    lora: bool = True,
-    max_samples: int = 0,
-    desc: str = "eval",
-) -> dict:
-  """Generation on `samples` as `config.eval.decoding` says (`decoding`); returns the metrics.
+@dataclasses.dataclass
+class Completions:
+  """Generated answers of a sample list, in generation order (padding rows dropped)."""
+
+  names: list[str]
+  texts: list[str]
+  lengths: list[int]  # generated tokens per answer
+  max_new_tokens: int
+  elapsed: float  # seconds
+
+  @property
+  def truncated(self) -> list[bool]:
+    """Answers cut at the token budget (no stop reached): their labels may be missing."""
+    return [n >= self.max_new_tokens for n in self.lengths]
+
+
+def generate_completions(
+    ctx, params: Any, samples: Sequence[dict], *, lora: bool = True, desc: str = "eval"
+) -> Completions:
+  """Answers to `samples` as `config.eval.decoding` says (`decoding`).
 
   Every host generates its block of rows; all hosts see all completions (the sampler's
-  outputs are gathered), and process 0 writes the predictions file.
+  outputs are gathered).
   """
   config = ctx.config
-  if max_samples:
-    samples = list(samples)[:max_samples]
   stops = generation.stop_strings_for(config.data.target)
   dec = decoding(config, ctx.tokenizer)
   cfg = dec.sampling
@@ -189,7 +196,28 @@ def evaluate(
         names.append(name)
         completions.append(text)
         lengths.append(int(n))
-  elapsed = time.time() - t0
+  return Completions(names, completions, lengths, int(cfg.max_new_tokens), time.time() - t0)
+
+
+def evaluate(
+    ctx,
+    params: Any,
+    samples: Sequence[dict],
+    out_dir: str,
+    *,
+    lora: bool = True,
+    max_samples: int = 0,
+    desc: str = "eval",
+) -> dict:
+  """Answers (`generate_completions`) -> labels -> EW F/P/R and format rate on `samples`.
+
+  Process 0 writes the predictions and gold files.
+  """
+  config = ctx.config
+  if max_samples:
+    samples = list(samples)[:max_samples]
+  out = generate_completions(ctx, params, samples, lora=lora, desc=desc)
+  names, completions, lengths, elapsed = out.names, out.texts, out.lengths, out.elapsed
   labels = [predicted_labels(t) for t in completions]
   gold = {s["name"]: list(s.get("labels") or []) for s in samples}
   pred = dict(zip(names, labels, strict=True))
@@ -204,6 +232,8 @@ def evaluate(
       "num_samples": len(names),
       "mean_labels": float(np.mean([len(x) for x in labels])) if labels else 0.0,
       "mean_completion_tokens": float(np.mean(lengths)) if lengths else 0.0,
+      # Answers cut at the token budget: a cut `<think>` scores 0, so count them.
+      "truncation_rate": float(np.mean(out.truncated)) if lengths else 0.0,
       "samples_per_sec": len(names) / max(elapsed, 1e-9),
       "unmapped_gt_labels": found["unmapped_gt_labels"]["count"],
       "unmapped_pred_labels": found["unmapped_pred_labels"]["count"],
