@@ -86,7 +86,7 @@ class _CannedLLM:
     for p in prompts:
       inp = p.rsplit("Input: ", 1)[1].rsplit("; Output: ", 1)[0]
       if p.startswith("Please act as an expert"):  # sentiment step
-        out.append("Output: positive" if "happy" in inp else "negative\n")
+        out.append("Output: positive" if "happy" in inp else "negative\n")  # post-processed
       else:
         words = [w for w in ("happy", "sad", "angry") if w in inp]
         out.append("Output: [" + ", ".join(words) + "]")
@@ -121,6 +121,5 @@ def test_two_step_extraction_caches_and_parses_answer_tags(tmp_path):
 def test_postprocess_matches_the_toolkit():
   assert extractors.postprocess("Output: [happy, sad]\n") == "[happy, sad]"
   assert extractors.postprocess("  输出：[calm]") == "[calm]"
-  assert extractors.sentiment_of("Positive.") == "positive"
   assert extractors.OPENSET_PROMPT.format("x").endswith("Input: x; Output: ")
   assert np.all([" " * 12 + "Input:" in extractors.SENTIMENT_PROMPT])

@@ -44,8 +44,8 @@ def test_llm_extractor_and_sentiment_mapper():
 
   ext = LLMEmotionExtractor(fake_generate)
   assert ext('some clues') == ['happy', 'nervous']
-  assert seen['prompt'].startswith(LABEL_EXTRACTION_PROMPT)
-  assert 'some clues' in seen['prompt']
+  assert seen['prompt'] == LABEL_EXTRACTION_PROMPT.format('some clues')
+  assert seen['prompt'].endswith('Input: some clues; Output: ')
   assert parse_labels(fake_generate('')) == ['happy', 'nervous']
   mapper = LLMSentimentMapper(lambda prompt: 'The sentiment is Negative.')
   assert mapper(['sad', 'angry']) == 'negative'

@@ -62,6 +62,9 @@ class SamplingConfig:
   pad_id: int = 0
   # Token-id sequences that end a completion (e.g. the ids of "</answer>").
   stop_sequences: tuple[tuple[int, ...], ...] = ()
+  # > 1: the HF / vLLM repetition penalty on every token of the prompt (`sample`'s
+  # `prompt_ids`) and of the completion so far; 1 = off (no extra state).
+  repetition_penalty: float = 1.0
 
 
 @flax.struct.dataclass
@@ -80,6 +83,9 @@ class _LoopState:
   tokens: jax.Array  # [N, max_new] int32
   logprobs: jax.Array  # [N, max_new] float32
   lengths: jax.Array  # [N] int32: tokens in the completion (eos/stop included)
+  # [S, V] bool: tokens of each slot's prompt and completion (repetition penalty; [S, 1]
+  # and unused without one).
+  seen: jax.Array
 
 
 @flax.struct.dataclass
@@ -104,6 +110,13 @@ def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
     threshold = jnp.min(jnp.where(keep_sorted, sorted_logits, jnp.inf), axis=-1, keepdims=True)
     logits = jnp.where(logits < threshold, NEG_INF, logits)
   return logits
+
+
+def repetition_penalty(logits: jax.Array, seen: jax.Array, penalty: float) -> jax.Array:
+  """HF / vLLM repetition penalty: logits `[N, V]` of `seen` tokens divided by `penalty`
+  where positive, multiplied by it where negative."""
+  penalized = jnp.where(logits > 0, logits / penalty, logits * penalty)
+  return jnp.where(seen, penalized, logits)
 
 
 def _choose(
@@ -163,6 +176,7 @@ def sample(
     *,
     repeat: int = 1,
     slots: int = 0,
+    prompt_ids: jax.Array | None = None,
 ) -> SampleOutput:
   """Generates up to `cfg.max_new_tokens` for each of `repeat` samples of B left-padded prompts.
 
@@ -173,6 +187,7 @@ def sample(
     rng: PRNG key.
     repeat: samples per prompt (G); row `i * repeat + g` is the g-th sample of prompt i.
     slots: rows decoded at once (the KV cache's batch); 0 or >= B * repeat = all rows.
+    prompt_ids: [B, P] ids of the prompts, needed by `cfg.repetition_penalty`.
 
   Returns outputs for the B * repeat rows.
   """
@@ -195,9 +210,19 @@ def sample(
   prompt_cache = _constrain(prompt_cache, PROMPT_CACHE_AXES)
   prompt_of_row = jnp.arange(n) // repeat
   rows = jnp.arange(n, dtype=jnp.int32)
-  first, first_logp = _choose(
-      jnp.repeat(logits[:, -1], repeat, axis=0), rng, rows, jnp.zeros_like(rows), cfg
-  )
+  first_logits = jnp.repeat(logits[:, -1], repeat, axis=0)
+  penalize = cfg.repetition_penalty != 1.0
+  vocab = logits.shape[-1]
+  if penalize:
+    if prompt_ids is None:
+      raise ValueError("SamplingConfig.repetition_penalty needs sample(..., prompt_ids=)")
+    where = prompt_mask.astype(jnp.int8)
+    seen_prompt = jnp.zeros((b, vocab), jnp.int8).at[jnp.arange(b)[:, None], prompt_ids].max(where)
+    seen_prompt = seen_prompt > 0  # padding is not a prompt token
+    first_logits = repetition_penalty(
+        first_logits, seen_prompt[prompt_of_row], cfg.repetition_penalty
+    )
+  first, first_logp = _choose(first_logits, rng, rows, jnp.zeros_like(rows), cfg)
   zero = jnp.zeros((n,), jnp.int32)
   tokens = jnp.full((n, m), cfg.pad_id, jnp.int32).at[:, 0].set(first)
   first_done = (first == cfg.eos_id) | _ends_with_stop(tokens, zero, cfg.stop_sequences)
@@ -216,6 +241,7 @@ def sample(
       tokens=tokens,
       logprobs=jnp.zeros((n, m), jnp.float32).at[:, 0].set(first_logp),
       lengths=jnp.ones((n,), jnp.int32),
+      seen=jnp.zeros((s, vocab if penalize else 1), bool),
   )
 
   def refill(st: _LoopState) -> _LoopState:
@@ -234,7 +260,12 @@ def sample(
       cache[key] = jax.lax.dynamic_update_slice_in_dim(old, head.astype(old.dtype), 0, axis=2)
     fresh_mask = jnp.concatenate([prompt_mask[prompt], jnp.zeros((s, m), jnp.int32)], axis=1)
     safe_row = jnp.clip(row, 0, n - 1)
+    seen = st.seen
+    if penalize:
+      fresh = seen_prompt[prompt].at[jnp.arange(s), first[safe_row]].set(True)
+      seen = jnp.where(take[:, None], fresh, seen)
     return st.replace(
+        seen=seen,
         row=row,
         step=jnp.where(take, 1, st.step),
         busy=st.busy | (take & ~first_done[safe_row] & (m > 1)),
@@ -260,7 +291,10 @@ def sample(
         attention_mask=cache_mask,
         cache={**st.cache, "index": slot},
     )
-    token, logp = _choose(logits[:, -1], rng, st.row, step, cfg)
+    logits = logits[:, -1]
+    if penalize:
+      logits = repetition_penalty(logits, st.seen, cfg.repetition_penalty)
+    token, logp = _choose(logits, rng, st.row, step, cfg)
     # Idle slots write nowhere (row n is out of range: dropped).
     out_row = jnp.where(st.busy, st.row, n)
     tokens = st.tokens.at[out_row, step].set(token, mode="drop")
@@ -271,6 +305,7 @@ def sample(
       history = tokens[jnp.clip(st.row, 0, n - 1)]
       finished = finished | _ends_with_stop(history, step, cfg.stop_sequences)
     return st.replace(
+        seen=st.seen.at[jnp.arange(s), token].set(True) if penalize else st.seen,
         step=step + 1,
         busy=st.busy & ~finished,
         last_token=token,

@@ -37,20 +37,27 @@ from mer_jax.metrics.lexicon import Lexicon
 from mer_jax.metrics.lexicon import load_lexicon
 from mer_jax.metrics.parsing import parse_labels
 
-# AffectGPT (arXiv 2501.16566) appendix E, label extraction prompt.
+# The official evaluation toolkit's prompts (AffectGPT toolkit/utils/qwen.py:
+# reason_to_openset_qwen, openset_to_sentiment_qwen), character for character; `{}` is the
+# answer (step 1) or the step-1 label list (step 2). The second keeps the indentation its
+# source's line continuations leave inside the string.
 LABEL_EXTRACTION_PROMPT = (
-    'Please assume the role of an expert in the field of emotions. We provide clues '
-    'that may be related to the emotions of the characters. Based on the provided clues, '
-    'please identify the emotional states of the main character. Please separate '
-    'different emotional categories with commas and output only the clearly identifiable '
-    'emotional categories in a list format. If none are identified, please output an '
-    'empty list.'
+    'Please assume the role of an expert in the field of emotions. We provide clues that may '
+    'be related to the emotions of the characters. Based on the provided clues, please '
+    'identify the emotional states of the main character. The main character is the one with '
+    'the most detailed clues. Please separate different emotional categories with commas and '
+    'output only the clearly identifiable emotional categories in a list format. If none are '
+    'identified, please output an empty list. Input: We cannot recognize his emotional state; '
+    'Output: [] Input: His emotional state is happy, sad, and angry; Output: [happy, sad, '
+    'angry] Input: {}; Output: '
 )
-# AffectGPT appendix E, sentiment prompt (after label extraction).
+_PAD = ' ' * 12
 SENTIMENT_PROMPT = (
-    'Please act as an expert in the field of emotions. We provide a few words to '
-    'describe the emotions of a character. Please choose the most likely sentiment from '
-    'the given candidates: [positive, negative, neutral].'
+    f'Please act as an expert in the field of emotions. {_PAD}We provide a few words to '
+    f'describe the emotions of a character. {_PAD}Please choose the most likely sentiment '
+    f'from the given candidates: [positive, negative, neutral] {_PAD}Please direct output '
+    f'answer without analyzing process. {_PAD}Input: [joyful]; Output: positive {_PAD}Input: '
+    f'[]; Output: neutral {_PAD}Input: {{}}; Output: '
 )
 # AffectGPT-R1 appendix E.1 (think-text emotion words for the alignment reward).
 THINK_EXTRACTION_PROMPT = (
@@ -406,12 +413,34 @@ def extract_emotion_words(text: str, lexicon='builtin', keep_quoted: bool = Fals
   return out
 
 
+def postprocess_response(response: str) -> str:
+  """The toolkit's `func_postprocess_qwen`: strip echoed prefixes, a colon and newlines."""
+  response = response.strip()
+  for prefix in (
+      '输入',
+      '输出',
+      '翻译',
+      '让我们来翻译一下：',
+      'output',
+      'Output',
+      'input',
+      'Input',
+  ):
+    if response.startswith(prefix):
+      response = response[len(prefix) :]
+  response = response.strip()
+  for colon in (':', '：'):
+    if response.startswith(colon):
+      response = response[len(colon) :]
+  return response.strip().replace('\n', '').strip()
+
+
 class LLMEmotionExtractor:
   """Pluggable LLM extractor: ``generate(prompt) -> completion``.
 
-  Builds ``{prompt}\\n\\nClues: {text}`` with the paper's prompt and parses the
-  answer as a label list (same parser as the metric).  ``generate`` can wrap
-  any chat model (vLLM, an HF pipeline, an API client).
+  Fills the official toolkit's label prompt with the text and parses the (post-processed)
+  answer as a label list (same parser as the metric). ``generate`` can wrap any chat model
+  (vLLM, an HF pipeline, an API client); mer_jax.train.extractors runs a local Qwen2.5.
   """
 
   def __init__(self, generate: Callable[[str], str], prompt: str = LABEL_EXTRACTION_PROMPT):
@@ -419,10 +448,10 @@ class LLMEmotionExtractor:
     self.prompt = prompt
 
   def build_prompt(self, text: str) -> str:
-    return f'{self.prompt}\n\nClues: {text}\n\nOutput:'
+    return self.prompt.format(text)
 
   def __call__(self, text: str) -> list[str]:
-    return parse_labels(self.generate(self.build_prompt(text)))
+    return parse_labels(postprocess_response(self.generate(self.build_prompt(text))))
 
 
 # --------------------------------------------------------------- sentiment
@@ -469,7 +498,7 @@ class LLMSentimentMapper:
 
   def __call__(self, words: Sequence[str] | str) -> str:
     if not isinstance(words, str):
-      words = ', '.join(words)
-    out = self.generate(f'{self.prompt}\n\nWords: {words}\n\nOutput:').lower()
+      words = '[' + ', '.join(words) + ']'
+    out = postprocess_response(self.generate(self.prompt.format(words))).lower()
     hits = [(out.find(c), c) for c in ('positive', 'negative', 'neutral') if c in out]
     return min(hits)[1] if hits else 'neutral'

@@ -26,69 +26,26 @@ from typing import Any, Sequence
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 from tqdm import tqdm
 
 from mer_jax import metrics
 from mer_jax import run_io
 from mer_jax.decode import sampler as sampler_lib
 from mer_jax.hf import loader
+from mer_jax.metrics import extract as extract_lib
 from mer_jax.models import qwen2
 from mer_jax.train import evaluation
 from mer_jax.train import mesh as mesh_lib
 
-# The official toolkit's prompts (toolkit/utils/qwen.py: reason_to_openset_qwen,
-# openset_to_sentiment_qwen), character for character: the second one keeps the
-# indentation its source's line continuations leave inside the string.
-OPENSET_PROMPT = (
-    "Please assume the role of an expert in the field of emotions. We provide clues that may "
-    "be related to the emotions of the characters. Based on the provided clues, please "
-    "identify the emotional states of the main character. The main character is the one with "
-    "the most detailed clues. Please separate different emotional categories with commas and "
-    "output only the clearly identifiable emotional categories in a list format. If none are "
-    "identified, please output an empty list. Input: We cannot recognize his emotional state; "
-    "Output: [] Input: His emotional state is happy, sad, and angry; Output: [happy, sad, "
-    "angry] Input: {}; Output: "
-)
-_PAD = " " * 12
-SENTIMENT_PROMPT = (
-    f"Please act as an expert in the field of emotions. {_PAD}We provide a few words to "
-    f"describe the emotions of a character. {_PAD}Please choose the most likely sentiment "
-    f"from the given candidates: [positive, negative, neutral] {_PAD}Please direct output "
-    f"answer without analyzing process. {_PAD}Input: [joyful]; Output: positive {_PAD}Input: "
-    f"[]; Output: neutral {_PAD}Input: {{}}; Output: "
-)
+# The official toolkit's prompts (mer_jax/metrics/extract.py holds them).
+OPENSET_PROMPT = extract_lib.LABEL_EXTRACTION_PROMPT
+SENTIMENT_PROMPT = extract_lib.SENTIMENT_PROMPT
 # The toolkit's vLLM SamplingParams.
 TEMPERATURE, TOP_P, REPETITION_PENALTY, MAX_NEW_TOKENS = 0.7, 0.8, 1.05, 512
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
-def postprocess(response: str) -> str:
-  """The toolkit's `func_postprocess_qwen`: strip echo prefixes, colons and newlines."""
-  response = response.strip()
-  for prefix in (
-      "输入",
-      "输出",
-      "翻译",
-      "让我们来翻译一下：",
-      "output",
-      "Output",
-      "input",
-      "Input",
-  ):
-    if response.startswith(prefix):
-      response = response[len(prefix) :]
-  response = response.strip()
-  for colon in (":", "："):
-    if response.startswith(colon):
-      response = response[len(colon) :]
-  return response.strip().replace("\n", "").strip()
-
-
-def sentiment_of(response: str) -> str:
-  """positive | negative | neutral, or the response itself (scored as negative) if other."""
-  word = response.strip().strip(".").lower()
-  return word if word in ("positive", "negative", "neutral") else word
+postprocess = extract_lib.postprocess_response
 
 
 class RulesExtractor:
@@ -100,13 +57,6 @@ class RulesExtractor:
     """(labels per answer, None: mer_jax.metrics.unibench maps the labels' valence)."""
     del sentiment
     return [evaluation.predicted_labels(t) for t in texts], None
-
-
-def repetition_penalty(logits: jax.Array, seen: jax.Array, penalty: float) -> jax.Array:
-  """HF / vLLM repetition penalty: logits of seen tokens divided by `penalty` where
-  positive, multiplied where negative. logits `[N, V]`, seen bool `[N, V]`."""
-  penalized = jnp.where(logits > 0, logits / penalty, logits * penalty)
-  return jnp.where(seen, penalized, logits)
 
 
 @dataclasses.dataclass
@@ -170,6 +120,7 @@ class ChatLLM:
         eos_id=self.eos_ids[0],
         pad_id=int(self.tokenizer.pad_token_id or self.eos_ids[0]),
         stop_sequences=tuple((i,) for i in self.eos_ids[1:]),
+        repetition_penalty=float(penalty),
     )
     out = []
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, leave=False):
@@ -180,12 +131,12 @@ class ChatLLM:
       ids, mask = sampler_lib.left_pad(
           chunk + [chunk[-1]] * (batch_size - len(chunk)), length, cfg.pad_id
       )
-      tokens, lengths = self._sample(ids, mask, jax.random.fold_in(rng, start), cfg, penalty)
+      tokens, lengths = self._sample(ids, mask, jax.random.fold_in(rng, start), cfg)
       out += [row[: int(n)].tolist() for row, n in zip(tokens, lengths, strict=True)][: len(chunk)]
     return out
 
-  def _sample(self, ids, mask, rng, cfg, penalty):
-    fn = _sample_fn(self.model, cfg, float(penalty), self.mesh)
+  def _sample(self, ids, mask, rng, cfg):
+    fn = _sample_fn(self.model, cfg, self.mesh)
     arrays = mesh_lib.put_global_batch({"ids": ids, "mask": mask}, self.mesh)
     result = fn(self.params, arrays["ids"], arrays["mask"], rng)
     return mesh_lib.to_host(result.tokens), mesh_lib.to_host(result.lengths)
@@ -194,33 +145,19 @@ class ChatLLM:
 _PROGRAMS: dict = {}
 
 
-def _sample_fn(model, cfg, penalty: float, mesh):
-  key = (id(model), cfg, penalty, mesh)
+def _sample_fn(model, cfg, mesh):
+  key = (id(model), cfg, mesh)
   if key not in _PROGRAMS:
 
     def program(params, ids, mask, rng):
-      n, p = ids.shape
-      vocab = model.config.vocab_size
-      # Prompt tokens count as seen (vLLM); padding does not.
-      seen = (
-          jnp.zeros((n, vocab), jnp.int8).at[jnp.arange(n)[:, None], ids].max(mask.astype(jnp.int8))
-          > 0
-      )
-      kv = model.apply({"params": params}, n, p + cfg.max_new_tokens, method=model.init_cache)
+      def forward(params, **kw):
+        return model.apply({"params": params}, **kw)
 
-      def forward(params, input_ids=None, inputs_embeds=None, cache=None, **kw):
-        seen = cache["seen"]
-        if input_ids is not None:  # the token generated last step joins the seen set
-          seen = seen.at[jnp.arange(n), input_ids[:, -1]].set(True)
-        logits, kv = model.apply(
-            {"params": params}, input_ids, inputs_embeds=inputs_embeds, cache=cache["kv"], **kw
-        )
-        if penalty != 1.0:
-          logits = logits.at[:, -1].set(repetition_penalty(logits[:, -1], seen, penalty))
-        return logits, {"kv": kv, "seen": seen}
+      def make_cache(rows, length):
+        return model.apply({"params": params}, rows, length, method=model.init_cache)
 
       embeds = model.apply({"params": params}, ids, method=model.embed)
-      return sampler_lib.sample(forward, params, embeds, mask, {"kv": kv, "seen": seen}, rng, cfg)
+      return sampler_lib.sample(forward, make_cache, params, embeds, mask, rng, cfg, prompt_ids=ids)
 
     _PROGRAMS[key] = jax.jit(program)
   return _PROGRAMS[key]
@@ -278,7 +215,9 @@ class LLMExtractor:
     labels = [metrics.parse_labels(r) for r in opensets]
     if not sentiment:
       return labels, None
-    return labels, [sentiment_of(r) for r in self._ask(SENTIMENT_PROMPT, opensets, "sentiment")]
+    # The responses as they are: mer_jax.metrics.unibench scores 'positive' as positive and
+    # anything else as negative, as the toolkit does.
+    return labels, self._ask(SENTIMENT_PROMPT, opensets, "sentiment")
 
 
 def from_config(ctx) -> Any:
