@@ -34,11 +34,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from absl import logging
 
-from input_pipeline import decode
 from input_pipeline import readers
 
 
@@ -206,44 +205,34 @@ def read_gold(spec: UniBenchSet, directory: str) -> dict[str, Any]:
 
 def _video(spec: UniBenchSet, directory: str, name: str) -> str:
   base = os.path.join(directory, spec.video_dir, name)
-  return next(
-      (base + e for e in spec.video_exts if os.path.exists(base + e)), base + spec.video_exts[0]
-  )
+  exts = spec.video_exts
+  return next((base + e for e in exts if os.path.exists(base + e)), base + exts[0])
 
 
-def iter_samples(
-    spec: UniBenchSet, directory: str, data: Any, gold: Mapping[str, Any] | None = None
-) -> Iterator[tuple[str, dict]]:
-  """('sample', dict) or ('skip', {'name', 'reason'}) per test clip, in gold order.
+def media_paths(spec: UniBenchSet, directory: str, name: str) -> dict[str, str]:
+  """The clip's files: `video`, `faces` (`openface_face/{name}.npy`), `audio`."""
+  return {
+      "video": _video(spec, directory, name),
+      "faces": os.path.join(directory, spec.face_dir, f"{name}.npy"),
+      "audio": os.path.join(directory, spec.audio_dir, f"{name}.wav"),
+  }
 
-  Sample fields: name, subtitle, labels (the gold labels; [] for sentiment sets), valence
-  (sentiment gold, else None), frames, audio (`readers.read_media` of the official paths).
-  """
-  gold = read_gold(spec, directory) if gold is None else gold
-  subtitles_path = os.path.join(directory, spec.subtitles)
-  subtitles = (
-      readers.read_csv_column(subtitles_path, spec.subtitle_column)
-      if os.path.exists(subtitles_path)
-      else {}
-  )
+
+def texts(spec: UniBenchSet, directory: str, gold: Mapping[str, Any]) -> list[dict]:
+  """The test clips' text samples, in gold order: name, subtitle, labels (the gold labels;
+  [] for sentiment sets), valence (sentiment gold, else None), reason ('')."""
+  path = os.path.join(directory, spec.subtitles)
+  subtitles = readers.read_csv_column(path, spec.subtitle_column) if os.path.exists(path) else {}
+  out = []
   for name, value in gold.items():
-    paths = dict(
-        video=_video(spec, directory, name),
-        faces=os.path.join(directory, spec.face_dir, f"{name}.npy"),
-        audio=os.path.join(directory, spec.audio_dir, f"{name}.wav"),
-    )
-    try:
-      media = readers.read_media(data, **paths)
-    except decode.DecodeError as e:
-      yield "skip", {"name": name, "reason": str(e)}
-      continue
     sentiment = isinstance(value, float)
-    yield "sample", dict(
-        name=name,
-        subtitle=subtitles.get(name, ""),
-        reason="",
-        labels=[] if sentiment else (value if isinstance(value, list) else [value]),
-        valence=value if sentiment else None,
-        frames=media["frames"],
-        audio=media["audio"],
+    out.append(
+        dict(
+            name=name,
+            subtitle=subtitles.get(name, ""),
+            reason="",
+            labels=[] if sentiment else (value if isinstance(value, list) else [value]),
+            valence=value if sentiment else None,
+        )
     )
+  return out

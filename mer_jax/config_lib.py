@@ -297,9 +297,7 @@ def _validate_data(config) -> None:
     needs_eval = config.mode not in ("export_hf", "predict", "features")
     _existing_path(config, "data.labels_csv", required=needs_train, base=root)
     _existing_path(config, "data.subtitles_csv", required=not unibench, base=root)
-    _existing_path(
-        config, "data.eval_labels_csv", required=needs_eval and not unibench, base=root
-    )
+    _existing_path(config, "data.eval_labels_csv", required=needs_eval and not unibench, base=root)
     if config.mode == "features" and not (config.data.labels_csv or config.data.eval_labels_csv):
       raise ConfigError(
           "config.data.labels_csv and config.data.eval_labels_csv are both empty: "

@@ -7,6 +7,7 @@ answers.
 """
 
 import json
+import os
 
 import jax
 import numpy as np
@@ -29,7 +30,7 @@ def unibench_root(tmp_path_factory):
   return root, released_data.write_unibench(root)
 
 
-def test_gold_follows_the_official_splits_and_keys(unibench_root, recipe):
+def test_gold_follows_the_official_splits_and_keys(unibench_root):
   root, expected = unibench_root
   for spec in unibench.selected(""):
     gold = unibench.read_gold(spec, unibench.folder(spec, str(root)))
@@ -37,16 +38,17 @@ def test_gold_follows_the_official_splits_and_keys(unibench_root, recipe):
   assert "Ses01M_script01_F000" not in unibench.read_gold(
       unibench.SETS["IEMOCAP"], str(root / "iemocap-process")
   )
-  data = recipe("eval", "test").data
-  data.face_or_frame = "face"
   spec = unibench.SETS["MER2024"]
-  samples = [
-      s for k, s in unibench.iter_samples(spec, str(root / spec.folder), data) if k == "sample"
-  ]
+  directory = str(root / spec.folder)
+  samples = unibench.texts(spec, directory, unibench.read_gold(spec, directory))
   assert [s["subtitle"] for s in samples] == ["Line mer2024_0.", "Line mer2024_1."]  # 'chinese'
-  assert samples[0]["frames"].shape == (8, 32, 32, 3) and samples[0]["labels"] == ["happy"]
+  assert samples[0]["labels"] == ["happy"]
+  paths = unibench.media_paths(spec, directory, "mer2024_0")
+  assert paths["faces"].endswith("mer2024-dataset-process/openface_face/mer2024_0.npy")
+  assert os.path.exists(paths["faces"]) and os.path.exists(paths["audio"])
   spec = unibench.SETS["SIMS"]
-  (a, _), (b, _) = [(s, k) for k, s in unibench.iter_samples(spec, str(root / spec.folder), data)]
+  directory = str(root / spec.folder)
+  a, b = unibench.texts(spec, directory, unibench.read_gold(spec, directory))
   assert a["labels"] == [] and a["valence"] == 1.2 and b["valence"] == -0.8
 
 

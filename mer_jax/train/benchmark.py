@@ -31,6 +31,7 @@ from typing import Any, Sequence
 from absl import logging
 import numpy as np
 
+from input_pipeline import features as input_features
 from input_pipeline import readers
 from input_pipeline import unibench as unibench_data
 from mer_jax import config_lib
@@ -85,8 +86,11 @@ def settings(config, extractor) -> dict:
   }
 
 
-def load_sets(ctx) -> list[BenchSet]:
-  """The benchmark's sets with cached encoder features (media freed)."""
+def load_sets(ctx, run_config) -> list[BenchSet]:
+  """The benchmark's sets, their encoder features made (the features pass, once per clip).
+
+  `run_config`: the config as given (its `data.features_dir` is the features root).
+  """
   config = ctx.config
   limit = config.eval.num_samples or None
   if config.eval.benchmark == HELDOUT:
@@ -95,33 +99,42 @@ def load_sets(ctx) -> list[BenchSet]:
     return [BenchSet(HELDOUT, samples, gold, config)]
   e = config.eval
   folders = unibench_data.parse_folders(e.unibench_folders)
+  # The features pass reads every set's media from its own paths (released layout).
+  media_config = run_config.copy_and_resolve_references()
+  with media_config.unlocked():
+    media_config.data.source = "released"
+  frames = "faces" if config.data.face_or_frame == "face" else "video"
   out = []
   for spec in unibench_data.selected(e.unibench_datasets):
     directory = unibench_data.folder(spec, e.unibench_root, folders)
     gold = unibench_data.read_gold(spec, directory)
     if limit:
       gold = dict(list(gold.items())[:limit])
-    set_config = config.copy_and_resolve_references()
-    with set_config.unlocked():
-      set_config.data.root = directory  # the feature cache is keyed by it
-    samples, skipped = [], []
-    with run_io.activity(f"data: reading {spec.name} from {directory}"):
-      for kind, item in unibench_data.iter_samples(spec, directory, set_config.data, gold):
-        (samples if kind == "sample" else skipped).append(item)
+    clips = []
+    for name in gold:
+      paths = unibench_data.media_paths(spec, directory, name)
+      clips.append(
+          input_features.Clip(spec.name, name, {frames: paths[frames], "audio": paths["audio"]})
+      )
+    with run_io.activity(f"features: {spec.name} from {directory}"):
+      features_dir, manifest = features_lib.ensure_clip_features(media_config, clips)
+    texts = unibench_data.texts(spec, directory, gold)
+    samples = [t for t in texts if t["name"] in manifest.clips]
+    skipped = [
+        {"name": t["name"], "reason": manifest.skipped[t["name"]]["reason"]}
+        for t in texts
+        if t["name"] in manifest.skipped
+    ]
     if skipped:
       logging.warning("%s: %d clips skipped (first: %s)", spec.name, len(skipped), skipped[0])
     ctx.writer.update_summary(
         "data", {f"unibench_{spec.name}": readers.data_summary(test=(samples, skipped))}
     )
-    cache = features_lib.feature_dir(set_config, ctx.policy)
-    features_lib.precompute_features(
-        set_config, ctx.policy, samples, cache, show_progress=ctx.is_primary
-    )
+    set_config = config.copy_and_resolve_references()
     with set_config.unlocked():
-      set_config.data.feature_cache_dir = cache
-    samples = [{k: v for k, v in s.items() if k not in ("frames", "audio")} for s in samples]
+      set_config.data.features_dir = features_dir
     out.append(
-        BenchSet(spec.name, samples, {n: gold[n] for n in (s["name"] for s in samples)}, set_config)
+        BenchSet(spec.name, samples, {s["name"]: gold[s["name"]] for s in samples}, set_config)
     )
   return out
 
@@ -211,7 +224,7 @@ def run(config, workdir: str, writer) -> dict:
   roles = ("eval",) if heldout else ()
   ctx = context_lib.build_context(config, workdir, writer, roles=roles)
   extractor = extractors.from_config(ctx)
-  sets = load_sets(ctx)
+  sets = load_sets(ctx, config)
   path = os.path.join(workdir, "benchmark.json")
   st = settings(config, extractor)
   report = run_io.read_json(path, {})

@@ -207,14 +207,21 @@ def ensure_features(
   `clips_by_split`: split -> clip names (in a fixed order). Every process must call it with
   the same names.
   """
-  t0 = time.time()
-  fp = fingerprint(config)
-  out_dir = features_dir(config, fp)
   clips = [
       clip
       for split, names in clips_by_split.items()
       for clip in features_lib.clips_of_split(config.data, split, names)
   ]
+  return ensure_clip_features(config, clips)
+
+
+def ensure_clip_features(
+    config, clips: Sequence[features_lib.Clip]
+) -> tuple[str, features_lib.Manifest]:
+  """`ensure_features` of explicit clips (their own media paths, e.g. MER-UniBench's)."""
+  t0 = time.time()
+  fp = fingerprint(config)
+  out_dir = features_dir(config, fp)
   manifest = features_lib.load_manifest(out_dir, fp)
   seen, todo = set(), []
   for clip in clips:
