@@ -112,7 +112,7 @@ def read_clips(config, videos=(), subtitles=()) -> tuple[list[dict], list[dict]]
 def predict(config, clips: list[dict], checkpoint: str = "") -> list[dict]:
   """[{'name', 'openset', 'reason'}] for `clips` (dicts with name, subtitle, frames, audio)."""
   mesh = mesh_lib.make_mesh(config.mesh)
-  workdir = export._checkpoint_workdir(checkpoint) if config.data.tokenizer == "synthmer" else None
+  workdir = export.checkpoint_run_dir(checkpoint) if config.data.tokenizer == "synthmer" else None
   tokenizer = tokenization.get_tokenizer(config, workdir)
   policy = policy_lib.build_policy(config, tokenizer, mesh)
   encoders = policy_lib.build_encoders(config, mesh)

@@ -145,7 +145,7 @@ Prompts are built by `input_pipeline.prompts.build_prompt` with the settings in 
 """
 
 
-def _checkpoint_workdir(step_dir: str) -> str | None:
+def checkpoint_run_dir(step_dir: str) -> str | None:
   """The run directory above a checkpoint step dir that holds its tokenizer (synthmer runs)."""
   d = os.path.dirname(os.path.abspath(step_dir.rstrip("/")))
   while d and d != os.path.dirname(d):
@@ -169,7 +169,7 @@ def run(config, workdir: str, writer) -> dict:
   step_dir = config.checkpoint.init_from  # required by config_lib.validate in this mode
   mesh = mesh_lib.make_mesh(config.mesh)
   # A generated (synthmer) tokenizer lives in the training run's workdir: reuse it.
-  tokenizer_dir = _checkpoint_workdir(step_dir) if config.data.tokenizer == "synthmer" else None
+  tokenizer_dir = checkpoint_run_dir(step_dir) if config.data.tokenizer == "synthmer" else None
   tokenizer = tokenization.get_tokenizer(config, tokenizer_dir or workdir)
   # The encoders too: their sources are part of the checkpoint's identity (checked on restore).
   policy = policy_lib.build_policy(config, tokenizer, mesh)
