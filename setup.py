@@ -11,6 +11,9 @@ INSTALL_REQUIRES = [
     "optax==0.2.8",
     "orbax-checkpoint==0.12.8",
     "grain==0.2.18",
+    # Run I/O on local paths and gs:// alike (mer_jax/run_io.py, input_pipeline/files.py).
+    "etils[epath]==1.15.0",
+    "fsspec==2026.9.0",
     "array-record==0.8.6",
     "ml-collections==1.1.0",
     "absl-py>=2.1,<3",
@@ -45,6 +48,9 @@ EXTRAS_REQUIRE = {
     ],
     # Optional TFDS builders for the released layouts (never needed by the core pipeline).
     "tfds": ["tensorflow-datasets>=4.9"],
+    # gs:// workdirs and features without a mount (fsspec's GCS filesystem; Orbax writes
+    # checkpoints with TensorStore's own GCS driver).
+    "gcs": ["gcsfs==2026.8.2"],
     # Accelerators: install jax for your platform instead of the CPU default.
     "cuda12": ["jax[cuda12]==0.10.2"],
     "tpu": ["jax[tpu]==0.10.2"],

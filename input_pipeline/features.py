@@ -37,6 +37,7 @@ import numpy as np
 
 from input_pipeline import array_record
 from input_pipeline import decode
+from input_pipeline import files
 from input_pipeline import preprocess
 from input_pipeline import readers
 
@@ -100,13 +101,7 @@ def fingerprint_key(fingerprint: Mapping) -> str:
 
 def default_root() -> str:
   """`config.data.features_dir` when empty: `$MER_JAX_CACHE/features` (shared by runs)."""
-  from input_pipeline import synthmer
-
-  return os.path.join(synthmer.default_cache_dir(), 'features')
-
-
-def is_remote(path: str) -> bool:
-  return '://' in str(path)
+  return os.path.join(files.cache_root(), 'features')
 
 
 # ----------------------------------------------------------------------------- media stamps
@@ -239,15 +234,6 @@ def _read_json(path: epath.Path) -> Any:
   return json.loads(path.read_text())
 
 
-def write_json(path: str | epath.Path, obj: Any) -> None:
-  """JSON written to a temporary name and renamed: readers never see half a file."""
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.parent / f'.{path.name}.tmp-{os.getpid()}'
-  tmp.write_text(json.dumps(obj, sort_keys=True))
-  tmp.replace(path)
-
-
 def _merge(manifest: Manifest, sidecar: Mapping) -> None:
   for name, entry in sidecar['clips'].items():
     manifest.clips[name] = {'shard': sidecar['id'], **entry}
@@ -292,7 +278,7 @@ def load_manifest(directory: str, fingerprint: Mapping | None = None) -> Manifes
 def write_manifest(directory: str, fingerprint: Mapping) -> Manifest:
   """Merges the finished shards into `<directory>/manifest.json` (process 0, after a pass)."""
   manifest = load_manifest(directory, fingerprint)
-  write_json(
+  files.write_json(
       epath.Path(directory) / MANIFEST,
       {
           'format': FORMAT,
@@ -332,13 +318,12 @@ class ShardWriter:
     self._writer.close()
     self.directory.mkdir(parents=True, exist_ok=True)
     target = self.directory / f'{self.shard_id}.array_record'
-    if is_remote(str(target)):
-      with open(self._tmp, 'rb') as src, target.open('wb') as dst:
-        shutil.copyfileobj(src, dst)
+    if files.is_remote(target):
+      files.upload(self._tmp, target)
       os.remove(self._tmp)
     else:
       shutil.move(self._tmp, os.fspath(target))
-    write_json(
+    files.write_json(
         self.directory / f'{self.shard_id}.json',
         {
             'id': self.shard_id,
@@ -350,27 +335,6 @@ class ShardWriter:
 
 
 # ----------------------------------------------------------------------------- reading
-
-
-def local_copy(path: epath.Path) -> str:
-  """A local file path for `path`: itself, or a copy of a remote file in the local cache.
-
-  ArrayRecord reads local files only; remote shards are copied once per host (and again
-  when their size changes) under `$MER_JAX_CACHE/remote/`.
-  """
-  if not is_remote(str(path)):
-    return os.fspath(path)
-  digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
-  local = os.path.join(default_root(), '..', 'remote', digest, path.name)
-  local = os.path.normpath(local)
-  size = path.stat().length
-  if not (os.path.exists(local) and os.path.getsize(local) == size):
-    os.makedirs(os.path.dirname(local), exist_ok=True)
-    tmp = f'{local}.tmp-{os.getpid()}'
-    with path.open('rb') as src, open(tmp, 'wb') as dst:
-      shutil.copyfileobj(src, dst)
-    os.replace(tmp, local)
-  return local
 
 
 class FeatureStore:
@@ -390,7 +354,7 @@ class FeatureStore:
       import grain
 
       path = epath.Path(self.directory) / SHARDS / f'{shard_id}.array_record'
-      self._sources[shard_id] = grain.sources.ArrayRecordDataSource([local_copy(path)])
+      self._sources[shard_id] = grain.sources.ArrayRecordDataSource([files.local_copy(path)])
     return self._sources[shard_id]
 
   def __len__(self) -> int:

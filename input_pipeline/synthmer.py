@@ -37,6 +37,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 
+from input_pipeline import files
+
 GENERATOR_VERSION = 3
 SPLITS = ('sft', 'rl', 'eval')
 EMOTIONS = ('happy', 'sad', 'angry', 'fearful', 'surprised', 'disgusted', 'neutral')
@@ -603,7 +605,7 @@ def split_size(s: Mapping, split: str) -> int:
 
 
 def default_cache_dir() -> str:
-  return os.environ.get('MER_JAX_CACHE', os.path.join(os.path.expanduser('~'), '.cache', 'mer_jax'))
+  return files.cache_root()
 
 
 _META_KEYS = ('name', 'subtitle', 'labels', 'reason', 'cues', 'probes', 'latent')

@@ -19,8 +19,10 @@ import json
 import os
 from typing import Any
 
+from etils import epath
 import numpy as np
 
+from input_pipeline import files
 from input_pipeline import prompts
 
 BOS = '<|im_start|>'
@@ -105,15 +107,12 @@ def get_tokenizer(config: Any, workdir: str | None = None):
   if not name:
     raise ValueError('config.data.tokenizer is empty and config.model.llm.hf_dir too: name one')
   if name == 'synthmer':
-    path = os.path.join(workdir, 'tokenizer') if workdir else None
-    if path and os.path.exists(os.path.join(path, 'tokenizer.json')):
-      return PreTrainedTokenizerFast.from_pretrained(path)
+    path = os.path.join(workdir, 'tokenizer') if workdir else None  # workdir: local or gs://
+    if path and epath.Path(path, 'tokenizer.json').exists():
+      return PreTrainedTokenizerFast.from_pretrained(files.local_dir(path))
     tokenizer = build_synthmer_tokenizer()
     if path:
-      tmp = f'{path}.tmp{os.getpid()}'
-      tokenizer.save_pretrained(tmp)
-      if not os.path.exists(path):
-        os.replace(tmp, path)
+      files.write_dir(path, tokenizer.save_pretrained)
     return tokenizer
   return _prepare_hf(AutoTokenizer.from_pretrained(name))
 

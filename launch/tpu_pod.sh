@@ -6,19 +6,19 @@
 #   launch/tpu_pod.sh run     NAME ZONE -- MAIN_FLAGS...        # python -m mer_jax.main on all workers
 #   launch/tpu_pod.sh delete  NAME ZONE
 #
-# Example (the paper recipe on a v5p-64 slice, outputs in a bucket mounted with gcsfuse at
-# /gcs/my-bucket on every worker):
+# Example (the paper recipe on a v5p-64 slice, outputs and features straight into a bucket):
 #   launch/tpu_pod.sh create mer us-east5-a v5p-64
 #   launch/tpu_pod.sh install mer us-east5-a
 #   launch/tpu_pod.sh run mer us-east5-a -- --config=configs/grpo.py:paper \
-#       --workdir=/gcs/my-bucket/mer/run1 --config.mesh.data=4 --config.mesh.fsdp=8 \
-#       --config.model.llm.hf_dir=/ckpt/Qwen2.5-7B-Instruct ...
+#       --workdir=gs://my-bucket/mer/run1 --config.data.features_dir=gs://my-bucket/mer/features \
+#       --config.mesh.data=4 --config.mesh.fsdp=8 --config.model.llm.hf_dir=/ckpt/Qwen2.5-7B-Instruct ...
 #
 # Every worker runs the same command: JAX finds the other workers itself (Cloud TPU
 # metadata, `TPU_WORKER_HOSTNAMES`; mer_jax.main calls jax.distributed.initialize()), each
 # worker loads its own rows of every global batch, and process 0 writes the run outputs.
 # The data and HF weights must be readable by every worker (the same path on each, or a
-# gcsfuse mount). Mesh choices per slice: docs/scaling.md.
+# gcsfuse mount); the workdir and features_dir may be gs:// (`install` adds the gcs
+# extra). Mesh choices per slice: docs/scaling.md.
 #
 # `run` restarts the job when it fails (a worker crashed, a maintenance event stopped it):
 # it stops what is left of the run on every worker and starts the same command again, which
@@ -50,7 +50,7 @@ case "$cmd" in
     git -C "$repo" archive --format=tar.gz -o "$archive" HEAD
     gcloud compute tpus tpu-vm scp "$archive" "$name:mer-jax.tar.gz" --zone="$zone" $project_flag --worker=all
     ssh_all "mkdir -p $remote_dir && tar -xzf mer-jax.tar.gz -C $remote_dir && cd $remote_dir && \
-      python3 -m pip install -q --upgrade pip && python3 -m pip install -q -e '.[tpu]'"
+      python3 -m pip install -q --upgrade pip && python3 -m pip install -q -e '.[tpu,gcs]'"
     rm -f "$archive"
     ;;
   run)

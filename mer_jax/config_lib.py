@@ -11,6 +11,7 @@ import json
 import os
 from typing import Any, Callable, Iterable, Mapping
 
+from etils import epath
 import ml_collections
 
 from mer_jax.modes import MODES
@@ -127,9 +128,17 @@ def _existing_path(config, field: str, required: bool, base: str = "", is_dir: b
     if required:
       raise ConfigError(f"config.{field} is required here but empty")
     return value
-  path = value if os.path.isabs(value) or not base else os.path.join(base, value)
-  exists = os.path.isdir(path) if is_dir else os.path.exists(path)
-  if not exists and not value.startswith("gs://"):
+  remote = "://" in value
+  path = value if remote or os.path.isabs(value) or not base else os.path.join(base, value)
+  try:
+    p = epath.Path(path)
+    exists = p.is_dir() if is_dir else p.exists()
+  except Exception as e:  # noqa: BLE001 - e.g. gs:// without gcsfs or credentials
+    raise ConfigError(
+        f"config.{field}: cannot check {path!r}: {type(e).__name__}: {str(e).splitlines()[0]}"
+        + (" (gs:// needs the gcs extra: pip install mer-jax[gcs])" if remote else "")
+    ) from None
+  if not exists:
     kind = "directory" if is_dir else "file"
     raise ConfigError(f"config.{field}: {kind} {path!r} does not exist")
   return value
@@ -142,9 +151,9 @@ def _checkpoint_path(config, field: str, required: bool, many: bool = False) -> 
   if isinstance(value, str) and value.endswith((".pth", ".pt")):
     return _existing_path(config, field, required)
   value = _existing_path(config, field, required, is_dir=True)
-  if many and value and "://" not in value and checkpoints_in(value):
+  if many and value and checkpoints_in(value):
     return value
-  problem = checkpoint_step_problem(value) if value and "://" not in value else ""
+  problem = checkpoint_step_problem(value) if value else ""
   if problem:
     raise ConfigError(f"config.{field}: {value.rstrip('/')} {problem}")
   return value
@@ -157,21 +166,21 @@ def checkpoints_in(path: str) -> list[str]:
   of released `checkpoint_*.pth` files (one per epoch). A run directory is not one: it
   may hold several phases' checkpoints (sft/checkpoints, checkpoints).
   """
-  if not os.path.isdir(path):
+  root = epath.Path(path)  # local or gs://
+  if not root.is_dir():
     return []
-  steps = sorted(int(d) for d in os.listdir(path) if d.isdigit())
+  names = [p.name for p in root.iterdir()]
+  steps = sorted(int(d) for d in names if d.isdigit())
   found = [os.path.join(path, str(s)) for s in steps]
   found = [s for s in found if not checkpoint_step_problem(s)]
   if found:
     return found
-  released = sorted(
-      f for f in os.listdir(path) if f.startswith("checkpoint_") and f.endswith((".pth", ".pt"))
-  )
+  released = sorted(f for f in names if f.startswith("checkpoint_") and f.endswith((".pth", ".pt")))
   return [os.path.join(path, f) for f in released]
 
 
 def _latest_step(directory: str) -> str | None:
-  steps = [int(d) for d in os.listdir(directory) if d.isdigit()]
+  steps = [int(p.name) for p in epath.Path(directory).iterdir() if p.name.isdigit()]
   return os.path.join(directory, str(max(steps))) if steps else None
 
 
@@ -186,6 +195,7 @@ def checkpoint_step_problem(path: str) -> str:
   """
   path = path.rstrip("/")
   name = os.path.basename(path)
+  root = epath.Path(path)  # local or gs://
   if ".orbax-checkpoint-tmp" in name:
     return "is an unfinished save (Orbax's temporary directory); use a completed step"
   if not name.isdigit():
@@ -193,21 +203,20 @@ def checkpoint_step_problem(path: str) -> str:
     if latest:
       return f"holds checkpoint steps, not one step; use one, e.g. the latest: {latest}"
     runs = [os.path.join(path, "checkpoints")] + [
-        os.path.join(path, d, "checkpoints") for d in sorted(os.listdir(path))
+        os.path.join(path, p.name, "checkpoints") for p in sorted(root.iterdir())
     ]
-    latest = [s for s in (_latest_step(r) for r in runs if os.path.isdir(r)) if s]
+    latest = [s for s in (_latest_step(r) for r in runs if epath.Path(r).is_dir()) if s]
     if latest:
       return f"is a run directory, not a checkpoint step; use e.g. {' or '.join(latest)}"
     return "is not a checkpoint step directory (expected .../checkpoints/<step> holding state/)"
-  if not os.path.isdir(os.path.join(path, "state")):
+  if not (root / "state").is_dir():
     return "has no state/ directory (a partial copy, or not a mer-jax checkpoint step)"
   for marker in ("_CHECKPOINT_METADATA", os.path.join("state", "_METADATA")):
-    file = os.path.join(path, marker)
-    if not os.path.isfile(file) or not os.path.getsize(file):
+    file = root / marker
+    if not file.is_file() or not file.stat().length:
       return f"is incomplete: {marker} is missing or empty (the save did not finish, or a partial copy)"
     try:
-      with open(file, encoding="utf-8") as f:
-        json.load(f)
+      json.loads(file.read_text())
     except (OSError, ValueError) as e:
       return f"is damaged: {marker} is not readable JSON ({e})"
   return ""
@@ -290,6 +299,12 @@ def _validate_data(config) -> None:
         f"integers >= 0, got {dict(tpm)!r}"
     )
   if source == "released":
+    for field in ("root", "labels_csv", "subtitles_csv", "eval_labels_csv", "reasons_csv"):
+      if "://" in str(config.data[field]):
+        raise ConfigError(
+            f"config.data.{field}: media and label files are read from a local path "
+            "(mount a bucket with gcsfuse); features_dir and the workdir may be gs://"
+        )
     # MER-UniBench scoring reads its own folders (eval.unibench_root), not data.root.
     unibench = config.mode == "eval" and config.eval.get("benchmark") == "unibench"
     root = _existing_path(config, "data.root", required=not unibench, is_dir=True)
@@ -323,10 +338,13 @@ def _validate_tokenizer(config) -> None:
   name = _get(config, "data.tokenizer")
   if name == "synthmer":
     return
-  if not isinstance(name, str) or not name:
+  if not isinstance(name, str):
+    raise ConfigError(f"config.data.tokenizer must be a directory or 'synthmer', got {name!r}")
+  name = name or config.model.llm.hf_dir  # '' = the LLM's own tokenizer
+  if not name:
     raise ConfigError(
         "config.data.tokenizer is required here: a Hugging Face tokenizer directory "
-        "(e.g. the Qwen2.5-7B-Instruct directory) or 'synthmer'"
+        "(or set config.model.llm.hf_dir, whose tokenizer is then used) or 'synthmer'"
     )
   if name.startswith("gs://"):
     return

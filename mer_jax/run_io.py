@@ -10,7 +10,9 @@ Layout under `<workdir>` (docs/architecture.md):
   log.txt         the absl log of process 0
 
 Only process 0 writes; other processes get a writer whose methods do nothing, so callers
-never branch on the process index.
+never branch on the process index. The workdir may be a local path or a bucket (gs://):
+every file goes through etils.epath (`input_pipeline.files`); on a bucket the appended
+files are rewritten at most every 30 s and at the end of the run.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import json
 import logging
 import math
 import os
-import tempfile
 import threading
 import time
 from typing import Any, Mapping
 
 from absl import logging as absl_logging
+from etils import epath
 import numpy as np
+
+from input_pipeline import files
 
 
 def to_jsonable(value: Any) -> Any:
@@ -64,20 +68,67 @@ class Interrupted(Exception):
 
 def atomic_write_json(path: str, obj: Any) -> None:
   """Writes JSON through a temp file + rename so a crash never leaves half a file."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".json")
-  with os.fdopen(fd, "w") as f:
-    json.dump(to_jsonable(obj), f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(tmp, path)
+  files.write_json(path, to_jsonable(obj), indent=2)
 
 
-def read_json(path: str, default: Any = None) -> Any:
-  if not os.path.exists(path):
-    return default
-  with open(path) as f:
-    return json.load(f)
+read_json = files.read_json
+
+
+class _EpathRecordFile:
+  """A TensorBoard event file in a bucket: kept in memory, uploaded whole every 30 s and at close."""
+
+  def __init__(self, path: str):
+    self._path = epath.Path(path)
+    self._data = bytearray()
+    self._uploaded_at = 0.0
+
+  def write(self, data: bytes) -> None:
+    self._data += data
+
+  def flush(self) -> None:
+    if time.time() - self._uploaded_at >= 30.0:
+      self.close()
+
+  def close(self) -> None:
+    files.write_bytes(self._path, bytes(self._data))
+    self._uploaded_at = time.time()
+
+
+class _EpathRecordFactory:
+  """tensorboardX writer factory for URLs (its own gs:// support needs google-cloud-storage)."""
+
+  def open(self, path: str) -> _EpathRecordFile:
+    return _EpathRecordFile(path)
+
+  def directory_check(self, path: str) -> None:
+    del path  # buckets have no directories to create
+
+
+def _tensorboard(logdir: str):
+  from tensorboardX import SummaryWriter  # light: protobuf only, no TensorFlow
+  from tensorboardX import record_writer
+
+  if files.is_remote(logdir):
+    record_writer.register_writer_factory(logdir.split(":")[0], _EpathRecordFactory())
+  return SummaryWriter(logdir)
+
+
+class _AppendHandler(logging.Handler):
+  """A logging handler that appends formatted records to an `AppendFile` (log.txt)."""
+
+  def __init__(self, path: str):
+    super().__init__()
+    self.file = files.AppendFile(path)
+
+  def emit(self, record: logging.LogRecord) -> None:
+    try:
+      self.file.write(self.format(record) + "\n")
+    except Exception:  # noqa: BLE001 - logging must never raise
+      self.handleError(record)
+
+  def close(self) -> None:
+    self.file.close()
+    super().close()
 
 
 class RunWriter:
@@ -90,14 +141,14 @@ class RunWriter:
     self._log_handler = None
     if not is_primary:
       return
-    os.makedirs(workdir, exist_ok=True)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     self.metrics_path = os.path.join(workdir, "metrics.jsonl")
     self.summary_path = os.path.join(workdir, "summary.json")
+    self._metrics = files.AppendFile(self.metrics_path)
+    self._history = files.AppendFile(os.path.join(workdir, "config_history.jsonl"))
     if tensorboard:
-      from tensorboardX import SummaryWriter  # light: protobuf only, no TensorFlow
-
-      self._tb = SummaryWriter(os.path.join(workdir, "tb"))
-    self._log_handler = logging.FileHandler(os.path.join(workdir, "log.txt"))
+      self._tb = _tensorboard(os.path.join(workdir, "tb"))
+    self._log_handler = _AppendHandler(os.path.join(workdir, "log.txt"))
     self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     for existing in absl_logging.get_absl_handler().filters:
       self._log_handler.addFilter(existing)
@@ -109,8 +160,8 @@ class RunWriter:
       return
     atomic_write_json(os.path.join(self.workdir, "config.json"), config)
     record = {"time": _now(), "config": to_jsonable(config)}
-    with open(os.path.join(self.workdir, "config_history.jsonl"), "a") as f:
-      f.write(json.dumps(record, sort_keys=True) + "\n")
+    self._history.write(json.dumps(record, sort_keys=True) + "\n")
+    self._history.flush()
 
   def set_status(self, status: str, **detail) -> None:
     """summary.json `status` (running | finished | interrupted | failed) and its detail."""
@@ -128,9 +179,7 @@ class RunWriter:
     if not self.is_primary:
       return
     record = {"step": int(step), **to_jsonable(dict(metrics))}
-    with open(self.metrics_path, "a") as f:
-      f.write(json.dumps(record, sort_keys=True) + "\n")
-      f.flush()
+    self._metrics.write(json.dumps(record, sort_keys=True) + "\n")
     if self._tb is not None:
       for key, value in record.items():
         if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -143,7 +192,7 @@ class RunWriter:
     With `prefix`, only lines holding a key that starts with it are dropped (a phase
     resuming must not erase the lines of the phases after it).
     """
-    if not self.is_primary or not os.path.exists(self.metrics_path):
+    if not self.is_primary:
       return
 
     def keep(r):
@@ -151,12 +200,10 @@ class RunWriter:
         return True
       return prefix is not None and not any(k.startswith(prefix) for k in r)
 
-    kept = [r for r in read_metrics(self.workdir) if keep(r)]
-    fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".tmp_", suffix=".jsonl")
-    with os.fdopen(fd, "w") as f:
-      for record in kept:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
-    os.replace(tmp, self.metrics_path)
+    records = [json.loads(line) for line in self._metrics.read().splitlines() if line.strip()]
+    kept = [r for r in records if keep(r)]
+    if len(kept) < len(records):
+      self._metrics.rewrite("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
   def update_summary(self, section: str, values: Mapping[str, Any]) -> None:
     """Merges `values` into summary.json[section] (read-modify-write, atomic)."""
@@ -172,6 +219,9 @@ class RunWriter:
     atomic_write_json(self.summary_path, summary)
 
   def close(self) -> None:
+    if self.is_primary:
+      self._metrics.close()
+      self._history.close()
     if self._tb is not None:
       self._tb.close()
       self._tb = None
@@ -239,17 +289,25 @@ def report(workdir: str, mode: str = "") -> str:
             f"{section['majority_baseline_f1']:.4f}"
         )
       lines.append(line)
-  outputs = [f for f in _OUTPUT_FILES if os.path.exists(os.path.join(workdir, f))]
-  for root, dirs, files in os.walk(workdir):
-    rel = os.path.relpath(root, workdir)
-    depth = 0 if rel == "." else rel.count(os.sep) + 1
-    if os.path.basename(root) == "checkpoints":
-      steps = sorted((int(d) for d in dirs if d.isdigit()), reverse=True)
-      outputs += [os.path.join(rel, str(steps[0]))] if steps else []
-      dirs[:] = []
-      continue
-    outputs += [os.path.normpath(os.path.join(rel, f)) for f in sorted(files) if f.endswith(_SHOWN)]
-    dirs[:] = sorted(d for d in dirs if depth < 2 and d not in ("tb", "tokenizer", "hf"))
+  root = epath.Path(workdir)
+  outputs = [f for f in _OUTPUT_FILES if (root / f).exists()]
+
+  def visit(directory: epath.Path, rel: str, depth: int) -> None:
+    if not directory.is_dir():
+      return
+    entries = sorted(directory.iterdir(), key=lambda p: p.name)
+    if directory.name == "checkpoints":
+      steps = sorted((int(p.name) for p in entries if p.name.isdigit()), reverse=True)
+      outputs.extend([os.path.join(rel, str(steps[0]))] if steps else [])
+      return
+    for p in entries:
+      if p.is_dir():
+        if depth < 2 and p.name not in ("tb", "tokenizer", "hf"):
+          visit(p, os.path.join(rel, p.name), depth + 1)
+      elif p.name.endswith(_SHOWN):
+        outputs.append(os.path.normpath(os.path.join(rel, p.name)))
+
+  visit(root, "", 0)
   if summary.get("export_hf", {}).get("dir"):
     outputs.append(os.path.relpath(summary["export_hf"]["dir"], workdir) + "/")
   lines.append(f"  outputs in {workdir}: {', '.join(outputs)}")
@@ -265,8 +323,7 @@ _SHOWN = ("predictions.csv", "gold.csv", ".png")
 
 def read_metrics(workdir: str) -> list[dict]:
   """Reads metrics.jsonl back (tests, plots, resume checks)."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
+  path = epath.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -68,19 +68,25 @@ def recipe():
 
 
 @pytest.fixture
-def fake_gcs():
-  """`gs://` backed by an in-memory fsspec filesystem, for epath and everything built on it."""
-  import fsspec
-  from fsspec.implementations.memory import MemoryFileSystem
+def fake_gcs(tmp_path):
+  """`gs://BUCKET/...` served from a local directory (returned), as epath and fsspec see it.
 
-  class FakeGCS(MemoryFileSystem):
+  Like GCS, its objects cannot be appended to; what is written through anything but
+  epath/fsspec (plain `open`, `os.makedirs`) does not land there.
+  """
+  import fsspec
+  from fsspec.implementations.dirfs import DirFileSystem
+  from fsspec.implementations.local import LocalFileSystem
+
+  root = tmp_path / "fake_gcs"
+  root.mkdir()
+
+  class FakeGCS(DirFileSystem):
     protocol = ("gs", "gcs")
-    store = {}
-    pseudo_dirs = [""]
 
     def __init__(self, *args, **kwargs):
       del args, kwargs  # gcsfs options such as finalize_on_close
-      super().__init__()
+      super().__init__(path=str(root), fs=LocalFileSystem())
 
     @classmethod
     def _strip_protocol(cls, path):
@@ -88,9 +94,16 @@ def fake_gcs():
       for prefix in ("gs://", "gcs://"):
         if path.startswith(prefix):
           path = path[len(prefix) :]
-      return MemoryFileSystem._strip_protocol(path)
+      return path.rstrip("/")
+
+    def open(self, path, mode="rb", *args, **kwargs):
+      if "a" in mode:
+        raise NotImplementedError(f"gs://{path}: GCS objects cannot be appended to")
+      return super().open(path, mode, *args, **kwargs)
 
   for name in FakeGCS.protocol:
     fsspec.register_implementation(name, FakeGCS, clobber=True)
-  yield FakeGCS
-  FakeGCS.store.clear()
+  from etils.epath import backend
+
+  backend.fsspec_backend._get_filesystem.cache_clear()  # a new root for every test
+  yield root

@@ -157,9 +157,9 @@ def test_features_dir_on_gcs(recipe, dataset, tmp_path, fake_gcs, encoded):
   config = _config(recipe, dataset["root"], "gs://bucket/features")
   out_dir, samples, _ = features_lib.prepare(config, ("sft",))
   assert out_dir.startswith("gs://bucket/features/")
-  stored = {k for k in fake_gcs.store if k.startswith("/bucket/features/")}
-  assert any(k.endswith("/manifest.json") for k in stored)
-  assert sum(k.endswith(".array_record") for k in stored) == 3
+  stored = fake_gcs / "bucket" / "features" / out_dir.rsplit("/", 1)[1]
+  assert (stored / "manifest.json").exists()
+  assert len(list((stored / "shards").glob("*.array_record"))) == 3
   local = _features(_config(recipe, dataset["root"], tmp_path / "f"), dataset["good"])
   store = features_io.open_store(out_dir)
   for name in dataset["good"]:

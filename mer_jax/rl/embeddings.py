@@ -19,14 +19,17 @@ in every OPPO/MEP result.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from typing import Sequence
 
 from absl import logging
+from etils import epath
 import jax
 import numpy as np
 
+from input_pipeline import files
 from mer_jax.hf import loader
 from mer_jax.models import bert
 from mer_jax.models import qwen2
@@ -192,16 +195,15 @@ def cached_embeddings(
   """
   texts = list(dict.fromkeys(texts))
   key = hashlib.sha256("\n".join([dataset, embedder.model_id, *texts]).encode()).hexdigest()[:16]
-  path = os.path.join(cache_dir, f"cue_embeddings-{dataset}-{key}.npy") if cache_dir else ""
-  if path and os.path.exists(path):
-    emb = np.load(path)
+  path = epath.Path(cache_dir, f"cue_embeddings-{dataset}-{key}.npy") if cache_dir else None
+  if path is not None and path.exists():
+    emb = np.load(io.BytesIO(path.read_bytes()))
     embedder.remember(texts, emb)
     return emb
   emb = embedder.encode(texts)
-  if path:
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp.npy"
-    np.save(tmp, emb)
-    os.replace(tmp, path)
+  if path is not None:
+    buffer = io.BytesIO()
+    np.save(buffer, emb)
+    files.write_bytes(path, buffer.getvalue())
     logging.info("cached %d cue embeddings of %s in %s", len(texts), dataset, path)
   return emb

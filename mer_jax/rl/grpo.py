@@ -21,6 +21,7 @@ evaluation of both, resumably: rerunning the command continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import time
 from typing import Callable, Mapping
@@ -32,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from input_pipeline import datasets
+from input_pipeline import files
 from mer_jax import run_io
 from mer_jax.decode import generation
 from mer_jax.decode import layout as layout_lib
@@ -563,8 +565,10 @@ def plot_curves(workdir: str, prefix: str = "grpo/") -> str | None:
     ax.set_xlabel("step")
   fig.tight_layout()
   path = os.path.join(workdir, "grpo_curves.png")
-  fig.savefig(path, dpi=100)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=100)
   plt.close(fig)
+  files.write_bytes(path, png.getvalue())
   return path
 
 

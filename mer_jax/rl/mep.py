@@ -26,9 +26,11 @@ high rate shows that refusals under masking are not a model that never mentions 
 from __future__ import annotations
 
 import csv
+import io
 import re
 from typing import Mapping, Sequence
 
+from etils import epath
 import jax
 import numpy as np
 
@@ -228,8 +230,8 @@ def faithfulness(
 
 def read_completions(predictions_csv: str) -> dict[str, str]:
   """name -> completion of an evaluation's predictions.csv (mer_jax.train.evaluation)."""
-  with open(predictions_csv, newline="") as f:
-    return {r["name"]: r["completion"] for r in csv.DictReader(f)}
+  text = epath.Path(predictions_csv).read_text()
+  return {r["name"]: r["completion"] for r in csv.DictReader(io.StringIO(text, newline=""))}
 
 
 def evaluate_mep(ctx, params, samples: Sequence[Mapping], predictions_csv: str) -> dict:

@@ -25,11 +25,13 @@ import types
 from typing import Any
 
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from input_pipeline import files
 from mer_jax import config_lib
 from mer_jax import run_io
 
@@ -41,7 +43,7 @@ class Checkpointer:
   and, when given, `merged_lora` (pytree of adapters that belong to the frozen weights)."""
 
   def __init__(self, directory: str, *, every_steps: int, keep: int, async_save: bool = True):
-    self.directory = os.path.abspath(directory) if "://" not in directory else directory
+    self.directory = files.absolute(directory)
     self.every_steps = every_steps
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, enable_async_checkpointing=async_save
@@ -131,7 +133,7 @@ def restore_step(step_dir: str, abstract_state: Any) -> tuple[Any, dict]:
   cut-short data, another model's shapes, arrays that differ from their saved checksums)
   is reported without Orbax's TensorStore dump.
   """
-  step_dir = os.path.abspath(step_dir.rstrip("/"))
+  step_dir = files.absolute(step_dir)
   problem = config_lib.checkpoint_step_problem(step_dir)
   if problem:
     raise config_lib.ConfigError(f"checkpoint {step_dir} {problem}")
@@ -140,8 +142,8 @@ def restore_step(step_dir: str, abstract_state: Any) -> tuple[Any, dict]:
 
 def restore_merged_lora(step_dir: str, abstract: Any) -> Any | None:
   """The `merged_lora` item of one step directory onto `abstract`, or None if it has none."""
-  step_dir = os.path.abspath(step_dir.rstrip("/"))
-  if not os.path.isdir(os.path.join(step_dir, MERGED_LORA)):
+  step_dir = files.absolute(step_dir)
+  if not (epath.Path(step_dir) / MERGED_LORA).is_dir():
     return None
   return _restore_from(step_dir, lambda ckpt, step: ckpt.restore_merged_lora(step, abstract))
 

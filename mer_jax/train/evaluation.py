@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import os
 import time
@@ -22,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from input_pipeline import datasets
+from input_pipeline import files
 from input_pipeline import tokenization
 from mer_jax import metrics
 from mer_jax import run_io
@@ -53,15 +55,13 @@ def write_label_csv(
     labels: Sequence[list[str]],
     completions: Sequence[str] | None = None,
 ) -> None:
-  """`name,openset[,completion]` in the released format (written atomically)."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="", encoding="utf-8") as f:
-    w = csv.writer(f)
-    w.writerow(["name", "openset"] + (["completion"] if completions is not None else []))
-    for i, (name, labs) in enumerate(zip(names, labels, strict=True)):
-      w.writerow([name, str(list(labs))] + ([completions[i]] if completions is not None else []))
-  os.replace(tmp, path)
+  """`name,openset[,completion]` in the released format (written atomically; local or gs://)."""
+  out = io.StringIO(newline="")
+  w = csv.writer(out)
+  w.writerow(["name", "openset"] + (["completion"] if completions is not None else []))
+  for i, (name, labs) in enumerate(zip(names, labels, strict=True)):
+    w.writerow([name, str(list(labs))] + ([completions[i]] if completions is not None else []))
+  files.write_text(path, out.getvalue())
 
 
 # The released inference call (inference_hybird.py -> Chat.answer_sample).

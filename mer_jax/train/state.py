@@ -6,7 +6,6 @@ none of them imports another for it.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from absl import logging
@@ -14,6 +13,7 @@ from flax import traverse_util
 import jax
 import optax
 
+from input_pipeline import files
 from mer_jax.hf import affectgpt_release
 from mer_jax.models import lora as lora_lib
 from mer_jax.train import checkpointing
@@ -74,7 +74,7 @@ def load_trained_params(ctx: context_lib.RunContext, step_dir: str) -> dict:
   if affectgpt_release.is_released_checkpoint(step_dir):
     return load_released_params(ctx, step_dir)
   config = ctx.config
-  step_dir = os.path.abspath(step_dir.rstrip("/"))
+  step_dir = files.absolute(step_dir)
   tx, _ = optim.sft_optimizer(config.train)
   trainable, frozen, t_sh, f_sh = split_trainable(ctx.policy)
   state, _ = init_state(trainable, t_sh, tx, config.seed, ctx.mesh)
