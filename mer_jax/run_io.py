@@ -119,6 +119,7 @@ class _AppendHandler(logging.Handler):
   def __init__(self, path: str):
     super().__init__()
     self.file = files.AppendFile(path)
+    self.file.write("")  # log.txt exists from the start, as with a FileHandler
 
   def emit(self, record: logging.LogRecord) -> None:
     try:
