@@ -32,6 +32,7 @@ from absl import logging
 import numpy as np
 
 from input_pipeline import features as input_features
+from input_pipeline import files
 from input_pipeline import readers
 from input_pipeline import unibench as unibench_data
 from mer_jax import config_lib
@@ -262,8 +263,7 @@ def run(config, workdir: str, writer) -> dict:
   report["official_best"] = official_best(report["checkpoints"])
   if ctx.is_primary:
     run_io.atomic_write_json(path, report)
-    with open(os.path.join(workdir, "benchmark.md"), "w", encoding="utf-8") as f:
-      f.write(markdown(report))
+    files.write_text(os.path.join(workdir, "benchmark.md"), markdown(report))
   summary = {
       "benchmark_json": path,
       "settings": st,
