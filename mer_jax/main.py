@@ -18,9 +18,6 @@ import re
 import signal
 import sys
 
-# transformers warns at import that PyTorch is absent; mer-jax never needs it at run time.
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-
 from absl import app
 from absl import flags
 from absl import logging

@@ -23,6 +23,21 @@ def _site_without_torch(tmp_path) -> str:
   return str(site)
 
 
+def test_importing_transformers_after_mer_jax_says_nothing_about_torch(repo_root, tmp_path):
+  """Every entry point (main, predict, evaluate, tools) imports the mer_jax package first."""
+  env = dict(os.environ, PYTHONPATH=f"{_site_without_torch(tmp_path)}:{repo_root}")
+  env.pop("TRANSFORMERS_NO_ADVISORY_WARNINGS", None)  # set in this process by the import
+  result = subprocess.run(
+      [sys.executable, "-S", "-c", "import mer_jax, transformers"],
+      cwd=repo_root,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
 def test_grpo_job_without_torch(repo_root, tmp_path):
   workdir = tmp_path / "w"
   env = dict(
@@ -37,12 +52,14 @@ def test_grpo_job_without_torch(repo_root, tmp_path):
       + [f"--workdir={workdir}"],
       cwd=repo_root,
       env=env,
-      capture_output=True,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,  # one stream, in the order the user sees it
       text=True,
       timeout=600,
   )
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "PyTorch" not in result.stderr and "Traceback" not in result.stderr
+  log = result.stdout
+  assert result.returncode == 0, log[-3000:]
+  assert "PyTorch" not in log and "Traceback" not in log
 
   # Each phase counts its own steps; its checkpoint folders carry the same numbers.
   records = run_io.read_metrics(str(workdir))
@@ -61,12 +78,14 @@ def test_grpo_job_without_torch(repo_root, tmp_path):
       "grpo: first rollout (compiling the sampler) ...",
       "grpo: first update (compiling it) ...",
   ):
-    assert what in result.stderr, what
+    assert what in log, what
 
-  # The run ends with our report: status, figures per phase, where the outputs are.
-  out = result.stdout.splitlines()
-  assert out[0] == f"mer-jax grpo finished: {workdir}"
+  # The run ends with our report (status, figures per phase, where the outputs are) and
+  # nothing after it: no library noise at exit.
+  lines = log.splitlines()
+  out = lines[lines.index(f"mer-jax grpo finished: {workdir}") :]
   assert out[1].startswith("  sft    EW F1") and out[2].startswith("  grpo   EW F1")
+  assert all(line.startswith("  ") for line in out[1:]), out
   assert out[-1].startswith(f"  outputs in {workdir}: summary.json, metrics.jsonl")
   assert "grpo/checkpoints/2" in out[-1] and "sft/predictions.csv" in out[-1]
 
