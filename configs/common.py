@@ -335,6 +335,16 @@ def decode_config() -> ml_collections.ConfigDict:
   return d
 
 
+def export_config() -> ml_collections.ConfigDict:
+  """Mode `export_hf` (mer_jax/hf/export.py): the transformers checkpoint it writes."""
+  x = ml_collections.ConfigDict()
+  # Largest safetensors shard of the exported LLM, in MiB (several shards come with
+  # model.safetensors.index.json, as transformers writes them). Shards are gathered and
+  # written one tensor at a time: host memory stays at one tensor, not the model.
+  x.max_shard_mb = 5000.0
+  return x
+
+
 def base_config(preset: str, mode: str) -> ml_collections.ConfigDict:
   """The sections every recipe has."""
   c = ml_collections.ConfigDict()
@@ -348,4 +358,5 @@ def base_config(preset: str, mode: str) -> ml_collections.ConfigDict:
   c.mesh = mesh_config()
   c.eval = eval_config(preset)
   c.decode = decode_config()
+  c.export_hf = export_config()
   return c

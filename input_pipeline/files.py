@@ -161,19 +161,28 @@ def upload(local: str, path: Any) -> None:
     shutil.copyfile(local, os.fspath(path))
 
 
-def write_dir(path: Any, save: Callable[[str], None]) -> None:
-  """`save(local_dir)` writes a directory; it appears at `path` whole (first writer wins)."""
-  target = epath.Path(path)
-  if not is_remote(path):
-    target.parent.mkdir(parents=True, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix='.write_dir-', dir=None if is_remote(path) else target.parent)
+def write_files(path: Any, save: Callable[[str], None]) -> None:
+  """`save(local_dir)` writes files; each is then copied into directory `path` (local or URL)."""
+  tmp = tempfile.mkdtemp(prefix='.write_files-')
   try:
     save(tmp)
-    if not is_remote(path):
-      if not target.exists():
-        os.replace(tmp, os.fspath(target))
-      return
     for name in sorted(os.listdir(tmp)):
-      upload(os.path.join(tmp, name), target / name)
+      upload(os.path.join(tmp, name), epath.Path(path) / name)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_dir(path: Any, save: Callable[[str], None]) -> None:
+  """`save(local_dir)` writes a directory; it appears at `path` whole (first writer wins)."""
+  if is_remote(path):
+    write_files(path, save)
+    return
+  target = epath.Path(path)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.write_dir-', dir=target.parent)
+  try:
+    save(tmp)
+    if not target.exists():
+      os.replace(tmp, os.fspath(target))
   finally:
     shutil.rmtree(tmp, ignore_errors=True)

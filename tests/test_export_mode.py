@@ -38,7 +38,7 @@ def _rel(a, b):
   return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(np.asarray(b))))
 
 
-def test_export_hf_loads_in_transformers_with_our_logits(repo_root, tmp_path):
+def test_export_hf_loads_in_transformers_with_our_logits(repo_root, tmp_path, monkeypatch):
   config = _config(repo_root)
   train_dir = tmp_path / "train"
   writer = run_io.RunWriter(str(train_dir), tensorboard=False)
@@ -55,12 +55,33 @@ def test_export_hf_loads_in_transformers_with_our_logits(repo_root, tmp_path):
   export_config.mode = "export_hf"
   export_config.checkpoint.init_from = str(train_dir / "checkpoints" / "2")
   export_config.mesh.data, export_config.mesh.fsdp, export_config.mesh.tensor = 2, 2, 2
+  # Small shards: several files + the index, as transformers writes a large model.
+  export_config.export_hf.max_shard_mb = 0.05
+  gathered = []  # (bytes, shard files begun) of every value brought to the host
+  host_value = export._host_value
+  llm_files = lambda: len(list((tmp_path / "export" / "hf" / "llm").glob("model-*")))
+  monkeypatch.setattr(
+      export, "_host_value", lambda x: gathered.append((x.nbytes, llm_files())) or host_value(x)
+  )
   out_dir = tmp_path / "export"
   writer = run_io.RunWriter(str(out_dir), tensorboard=False)
   summary = export.run(export_config, str(out_dir), writer)
   writer.close()
   hf_dir = out_dir / "hf"
   assert summary["dir"] == str(hf_dir)
+  index = json.loads((hf_dir / "llm" / "model.safetensors.index.json").read_text())
+  shards = sorted(set(index["weight_map"].values()))
+  assert len(shards) >= 3 and shards == sorted(p.name for p in (hf_dir / "llm").glob("model-*"))
+  assert not (hf_dir / "llm" / "model.safetensors").exists()
+  # One HF tensor at a time is gathered (one layer of a scanned stack, never a whole
+  # stack or the model), while its shard is being written.
+  fusion_bytes = sum(v.nbytes for v in load_file(str(hf_dir / "fusion.safetensors")).values())
+  assert sum(b for b, _ in gathered) == index["metadata"]["total_size"] + fusion_bytes
+  assert len(gathered) == len(index["weight_map"]) + summary["fusion_tensors"]
+  assert [n for _, n in gathered[: len(index["weight_map"])]] == sorted(
+      n for _, n in gathered[: len(index["weight_map"])]
+  )
+  assert {n for _, n in gathered} == set(range(1, len(shards) + 1))
 
   # The LLM: transformers loads it (tokenizer too) and gives our logits, LoRA included.
   tokenizer = transformers.AutoTokenizer.from_pretrained(str(hf_dir / "llm"))

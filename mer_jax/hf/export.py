@@ -18,42 +18,67 @@ keys, kernels go back to the torch layout, and `config.json` gets the right
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import os
 from typing import Any
 
 from absl import logging
+from etils import epath
 from flax import traverse_util
 import jax
 import numpy as np
 
+from input_pipeline import files
 from mer_jax.hf import keymaps
-from mer_jax.hf.safetensors_io import SINGLE_FILE
+from mer_jax.hf.safetensors_io import LazyTensor
 from mer_jax.hf.safetensors_io import save_safetensors
-from mer_jax.hf.safetensors_io import shard_checkpoint
+from mer_jax.hf.safetensors_io import write_checkpoint
 from mer_jax.models import lora as lora_lib
 
 Params = dict[str, Any]
 
 
-def hf_state_dict(params: Params, config: Any, dtype: Any = None) -> dict[str, np.ndarray]:
-  """Our params (`{'params': ...}` or the inner dict) -> HF key -> numpy array (torch layout)."""
+def hf_tensors(params: Params, config: Any, dtype: Any = None) -> list[LazyTensor]:
+  """Our params (`{'params': ...}` or the inner dict) -> the HF tensors (torch layout), lazily.
+
+  Each tensor is made when fetched, from the part of the params it needs: one layer of a
+  scanned stack (sliced on the devices, then gathered), LoRA merged into that kernel only.
+  Every process must fetch the same tensors in the same order (gathers are collective).
+  """
   spec = keymaps.spec_for_config(config)
-  params = params.get("params", params)
-  if any(lora_lib.is_lora_path(p) for p in traverse_util.flatten_dict(params)):
-    params = lora_lib.merge_lora(params, config.lora_scale)
-  tensors = {}
-  for path, value in traverse_util.flatten_dict(params).items():
-    arr = _host_value(value)
-    if dtype is not None:
-      arr = arr.astype(dtype)
-    layer_paths = keymaps.unscanned_paths(path, spec, arr.shape[0] if arr.ndim else None)
-    pieces = zip(layer_paths, arr, strict=True) if layer_paths is not None else [(path, arr)]
-    for p, a in pieces:
-      tensors[keymaps.hf_key_candidates(p, spec)[0]] = np.ascontiguousarray(
-          keymaps.to_hf_layout(a, p)
+  flat = traverse_util.flatten_dict(params.get("params", params))
+  scale = config.lora_scale
+  tensors = []
+  for path, value in flat.items():
+    if lora_lib.is_lora_path(path):
+      continue
+    dt = np.dtype(dtype if dtype is not None else value.dtype)
+    layer_paths = keymaps.unscanned_paths(path, spec, value.shape[0] if value.ndim else None)
+    layers = enumerate(layer_paths) if layer_paths is not None else [(None, path)]
+    for layer, p in layers:
+      shape = value.shape if layer is None else value.shape[1:]
+      perm = np.argsort(keymaps.layout_perm(p, len(shape)))
+      tensors.append(
+          LazyTensor(
+              keymaps.hf_key_candidates(p, spec)[0],
+              tuple(int(shape[i]) for i in perm),
+              dt,
+              functools.partial(_fetch, flat, path, layer, p, scale, dt),
+          )
       )
   return tensors
+
+
+def _fetch(flat: dict, path: tuple, layer: int | None, hf_path: tuple, scale: float, dtype):
+  """One HF tensor of `hf_tensors`: layer `layer` of leaf `path` (LoRA merged), on the host."""
+  pick = (lambda x: x) if layer is None else (lambda x: x[layer])
+  value = pick(flat[path])
+  mod = path[:-1]
+  if path[-1] == "kernel" and mod + ("lora_a",) in flat:
+    value = lora_lib.merged_kernel(
+        value, pick(flat[mod + ("lora_a",)]), pick(flat[mod + ("lora_b",)]), scale
+    )
+  return np.ascontiguousarray(keymaps.to_hf_layout(_host_value(value).astype(dtype), hf_path))
 
 
 def _host_value(x: Any) -> np.ndarray:
@@ -76,22 +101,17 @@ def export_hf(
   """Writes `out_dir/model.safetensors` (or shards + index) and `config.json`.
 
   arch: key of `mer_jax.hf.keymaps.ARCHS` (checked against `config`); dtype: cast every
-  tensor (e.g. `ml_dtypes.bfloat16`), default keeps the param dtype. Returns out_dir.
+  tensor (e.g. `ml_dtypes.bfloat16`), default keeps the param dtype; max_shard_bytes:
+  split into shards of at most this size (None: one file). Returns out_dir.
   """
   spec = keymaps.spec_for_config(config)
   if arch is not None and arch != spec.name:
     raise ValueError(f"arch {arch!r} does not match config type {type(config).__name__}")
-  os.makedirs(out_dir, exist_ok=True)
-  tensors = hf_state_dict(params, config, dtype)
-  if max_shard_bytes is None:
-    save_safetensors(tensors, os.path.join(out_dir, SINGLE_FILE))
-  else:
-    shard_checkpoint(tensors, out_dir, max_shard_bytes)
+  tensors = hf_tensors(params, config, dtype)
+  write_checkpoint(tensors, out_dir, max_shard_bytes)
   hf_config = config.to_hf_dict()
-  first = next(iter(tensors.values()))
-  hf_config["dtype"] = str(np.dtype(dtype) if dtype is not None else first.dtype)
-  with open(os.path.join(out_dir, "config.json"), "w") as f:
-    json.dump(hf_config, f, indent=2, sort_keys=True)
+  hf_config["dtype"] = str(tensors[0].dtype)
+  files.write_json(os.path.join(out_dir, "config.json"), hf_config, indent=2)
   return out_dir
 
 
@@ -147,9 +167,9 @@ Prompts are built by `input_pipeline.prompts.build_prompt` with the settings in 
 
 def checkpoint_run_dir(step_dir: str) -> str | None:
   """The run directory above a checkpoint step dir that holds its tokenizer (synthmer runs)."""
-  d = os.path.dirname(os.path.abspath(step_dir.rstrip("/")))
+  d = os.path.dirname(files.absolute(step_dir))  # local or gs://
   while d and d != os.path.dirname(d):
-    if os.path.exists(os.path.join(d, "tokenizer", "tokenizer.json")):
+    if epath.Path(d, "tokenizer", "tokenizer.json").exists():
       return d
     d = os.path.dirname(d)
   return None
@@ -159,7 +179,6 @@ def run(config, workdir: str, writer) -> dict:
   """Mode `export_hf`: the checkpoint in `config.checkpoint.init_from` -> `<workdir>/hf/`."""
   from input_pipeline import tokenization
   from mer_jax.decode import generation
-  from mer_jax.hf.safetensors_io import save_safetensors
   from mer_jax.models import affectgpt
   from mer_jax.train import context as context_lib
   from mer_jax.train import mesh as mesh_lib
@@ -186,41 +205,43 @@ def run(config, workdir: str, writer) -> dict:
   llm_cfg = policy.config.llm
   out = os.path.join(workdir, "hf")
   llm_dir = os.path.join(out, "llm")
-  # Every process takes part in gathering sharded weights; process 0 writes.
-  tensors = hf_state_dict(params["llm"], llm_cfg)
+  # Every process takes part in gathering sharded weights, one tensor at a time; process 0
+  # writes them, shard by shard.
+  tensors = hf_tensors(params["llm"], llm_cfg)
+  max_shard_bytes = int(float(config.export_hf.max_shard_mb) * 2**20)
+  written = write_checkpoint(tensors, llm_dir, max_shard_bytes, write=ctx.is_primary)
   fusion = {
       ".".join(p): _host_value(v) for p, v in traverse_util.flatten_dict(params["fusion"]).items()
   }
   summary = {
       "dir": out,
+      "llm_files": written,
       "llm_tensors": len(tensors),
       "fusion_tensors": len(fusion),
-      "llm_params": int(sum(t.size for t in tensors.values())),
+      "llm_params": int(sum(np.prod(t.shape, dtype=np.int64) for t in tensors)),
       "fusion_params": int(sum(t.size for t in fusion.values())),
   }
   if not ctx.is_primary:
     return summary
-  os.makedirs(llm_dir, exist_ok=True)
-  save_safetensors(tensors, os.path.join(llm_dir, SINGLE_FILE))
   token_ids = special_token_ids(tokenizer)
   hf_config = dict(
       llm_cfg.to_hf_dict(),
-      dtype=str(next(iter(tensors.values())).dtype),
+      dtype=str(tensors[0].dtype),
       bos_token_id=token_ids["bos_token_id"],
       eos_token_id=token_ids["eos_token_id"][0],
       pad_token_id=token_ids["pad_token_id"],
   )
-  with open(os.path.join(llm_dir, "config.json"), "w") as f:
-    json.dump(hf_config, f, indent=2, sort_keys=True)
+  files.write_json(os.path.join(llm_dir, "config.json"), hf_config, indent=2)
   # `generate` stops at any of these eos ids (<|im_end|> first, then <|endoftext|>).
-  with open(os.path.join(llm_dir, "generation_config.json"), "w") as f:
-    json.dump(dict(token_ids, do_sample=False), f, indent=2, sort_keys=True)
-  tokenizer.save_pretrained(llm_dir)
+  files.write_json(
+      os.path.join(llm_dir, "generation_config.json"), dict(token_ids, do_sample=False), indent=2
+  )
+  files.write_files(llm_dir, tokenizer.save_pretrained)
   save_safetensors(fusion, os.path.join(out, "fusion.safetensors"))
   d = config.data
   fusion_cfg = dataclasses.asdict(policy.config.fusion)
   meta = {
-      "checkpoint": os.path.abspath(step_dir),
+      "checkpoint": files.absolute(step_dir),
       "llm": "llm",
       "fusion_weights": "fusion.safetensors",
       "fusion": fusion_cfg,
@@ -254,26 +275,25 @@ def run(config, workdir: str, writer) -> dict:
         "names their architecture and seed, not pretrained weights",
         " and ".join(random),
     )
-  with open(os.path.join(out, "affectgpt.json"), "w") as f:
-    json.dump(meta, f, indent=2, sort_keys=True)
-  with open(os.path.join(out, "README.md"), "w") as f:
-    f.write(
-        _LOADER_NOTE.format(
-            checkpoint=meta["checkpoint"],
-            rank=llm_cfg.lora_rank,
-            alpha=llm_cfg.lora_alpha,
-            fusion_type=fusion_cfg["fusion_type"],
-            num_frames=d.num_frames,
-            num_audio_clips=d.num_audio_clips,
-            vision=_describe_encoder(meta["encoders"]["vision"]),
-            audio=_describe_encoder(meta["encoders"]["audio"]),
-            num_last_layers=config.model.audio.num_last_layers,
-            eos_tokens=", ".join(
-                f"`{tokenizer.convert_ids_to_tokens(i)}`" for i in token_ids["eos_token_id"]
-            ),
-            stop_strings=" or ".join(f"`{s}`" for s in generation.stop_strings_for(d.target)),
-        )
-    )
+  files.write_json(os.path.join(out, "affectgpt.json"), meta, indent=2)
+  files.write_text(
+      os.path.join(out, "README.md"),
+      _LOADER_NOTE.format(
+          checkpoint=meta["checkpoint"],
+          rank=llm_cfg.lora_rank,
+          alpha=llm_cfg.lora_alpha,
+          fusion_type=fusion_cfg["fusion_type"],
+          num_frames=d.num_frames,
+          num_audio_clips=d.num_audio_clips,
+          vision=_describe_encoder(meta["encoders"]["vision"]),
+          audio=_describe_encoder(meta["encoders"]["audio"]),
+          num_last_layers=config.model.audio.num_last_layers,
+          eos_tokens=", ".join(
+              f"`{tokenizer.convert_ids_to_tokens(i)}`" for i in token_ids["eos_token_id"]
+          ),
+          stop_strings=" or ".join(f"`{s}`" for s in generation.stop_strings_for(d.target)),
+      ),
+  )
   writer.update_summary("export_hf", summary)
   logging.info("export_hf: wrote %s (LLM in %s)", out, llm_dir)
   return summary
@@ -299,7 +319,7 @@ def special_token_ids(tokenizer) -> dict:
 def _encoder_source(section, seed: int) -> dict:
   """Where a frozen encoder's weights come from: its HF directory, or random init (arch, seed)."""
   if section.hf_dir:
-    return {"hf_dir": os.path.abspath(section.hf_dir)}
+    return {"hf_dir": files.absolute(section.hf_dir)}
   arch = section.arch_file or section.arch.to_dict()
   return {"random_init": {"arch": arch, "seed": int(seed)}}
 

@@ -7,12 +7,14 @@ requested pages: each device's shard is cut straight out of the file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import struct
-from typing import Mapping
+from typing import Any, Callable, Mapping, Sequence
 
+from etils import epath
 import ml_dtypes
 import numpy as np
 
@@ -107,46 +109,112 @@ def checkpoint_fingerprint(hf_dir: str) -> str:
   return h.hexdigest()[:16]
 
 
-def save_safetensors(tensors: Mapping[str, np.ndarray], path: str) -> None:
-  """Writes a single safetensors file (keys sorted, 8-byte aligned header)."""
-  header, offset, order = {}, 0, sorted(tensors)
-  for key in order:
-    arr = tensors[key]
-    if arr.dtype not in _NAMES:
-      raise TypeError(f"{key}: dtype {arr.dtype} not supported by safetensors")
-    header[key] = {
-        "dtype": _NAMES[arr.dtype],
-        "shape": list(arr.shape),
-        "data_offsets": [offset, offset + arr.nbytes],
+@dataclasses.dataclass(frozen=True)
+class LazyTensor:
+  """A tensor to write, known by shape and dtype; `fetch()` makes its value (e.g. gathers it)."""
+
+  key: str
+  shape: tuple[int, ...]
+  dtype: np.dtype
+  fetch: Callable[[], np.ndarray]
+
+  @property
+  def nbytes(self) -> int:
+    return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+def _lazy(tensors: Mapping[str, np.ndarray]) -> list[LazyTensor]:
+  return [LazyTensor(k, tuple(v.shape), v.dtype, lambda v=v: v) for k, v in tensors.items()]
+
+
+def write_safetensors(tensors: Sequence[LazyTensor], path: Any, write: bool = True) -> None:
+  """One safetensors file (keys sorted, 8-byte aligned header), local or gs:// (epath).
+
+  The header comes from the shapes; each value is fetched and written in turn, so at most
+  one tensor is in host memory. `write=False` fetches without writing (the processes that
+  take part in gathering but do not write).
+  """
+  order = sorted(tensors, key=lambda t: t.key)
+  header, offset = {}, 0
+  for t in order:
+    if np.dtype(t.dtype) not in _NAMES:
+      raise TypeError(f"{t.key}: dtype {t.dtype} not supported by safetensors")
+    header[t.key] = {
+        "dtype": _NAMES[np.dtype(t.dtype)],
+        "shape": list(t.shape),
+        "data_offsets": [offset, offset + t.nbytes],
     }
-    offset += arr.nbytes
+    offset += t.nbytes
+  if not write:
+    for t in order:
+      t.fetch()
+    return
   header["__metadata__"] = {"format": "pt"}
   blob = json.dumps(header, separators=(",", ":")).encode()
   blob += b" " * (-len(blob) % 8)
-  with open(path, "wb") as f:
+  with epath.Path(path).open("wb") as f:
     f.write(struct.pack("<Q", len(blob)))
     f.write(blob)
-    for key in order:
-      f.write(
-          np.ascontiguousarray(tensors[key]).astype(tensors[key].dtype.newbyteorder("<")).tobytes()
-      )
+    for t in order:
+      value = np.asarray(t.fetch())
+      if value.shape != tuple(t.shape) or value.dtype != np.dtype(t.dtype):
+        raise ValueError(f"{t.key}: fetched {value.dtype}{value.shape}, planned {t.dtype}{t.shape}")
+      f.write(np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes())
+
+
+def save_safetensors(tensors: Mapping[str, np.ndarray], path: Any) -> None:
+  """Writes a single safetensors file from in-memory arrays."""
+  write_safetensors(_lazy(tensors), path)
+
+
+def shard_name(index: int, count: int) -> str:
+  """transformers' shard file names: `model-00001-of-00003.safetensors`."""
+  return f"model-{index + 1:05d}-of-{count:05d}.safetensors"
+
+
+def plan_shards(tensors: Sequence[LazyTensor], max_shard_bytes: int) -> list[list[LazyTensor]]:
+  """Keys in sorted order, cut before a tensor that would take a shard past the limit
+  (a tensor larger than the limit gets a shard of its own), as transformers splits."""
+  shards: list[list[LazyTensor]] = [[]]
+  size = 0
+  for t in sorted(tensors, key=lambda t: t.key):
+    if shards[-1] and size + t.nbytes > max_shard_bytes:
+      shards.append([])
+      size = 0
+    shards[-1].append(t)
+    size += t.nbytes
+  return shards
+
+
+def write_checkpoint(
+    tensors: Sequence[LazyTensor], out_dir: Any, max_shard_bytes: int | None, write: bool = True
+) -> list[str]:
+  """The weights of a HF checkpoint directory, local or gs://; returns the files written.
+
+  One shard fits: `model.safetensors`. Several: `model-0000k-of-0000n.safetensors` and
+  `model.safetensors.index.json` ({metadata: {total_size}, weight_map}), the layout
+  transformers writes and reads. Shards are fetched and written one after the other, each
+  tensor in turn (host memory: one tensor). `write=False`: fetch only (see
+  `write_safetensors`).
+  """
+  shards = plan_shards(tensors, max_shard_bytes) if max_shard_bytes else [list(tensors)]
+  names = (
+      [SINGLE_FILE]
+      if len(shards) == 1
+      else [shard_name(i, len(shards)) for i in range(len(shards))]
+  )
+  out = epath.Path(out_dir)
+  if write:
+    out.mkdir(parents=True, exist_ok=True)
+  for name, shard in zip(names, shards, strict=True):
+    write_safetensors(shard, out / name, write=write)
+  if write and len(shards) > 1:
+    weight_map = {t.key: name for name, shard in zip(names, shards, strict=True) for t in shard}
+    index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)}, "weight_map": weight_map}
+    (out / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+  return names + ([INDEX_FILE] if len(shards) > 1 else [])
 
 
 def shard_checkpoint(tensors: Mapping[str, np.ndarray], out_dir: str, max_shard_bytes: int) -> None:
-  """Writes `model-0000k-of-0000n.safetensors` + `model.safetensors.index.json` (HF layout)."""
-  shards: list[dict[str, np.ndarray]] = [{}]
-  size = 0
-  for key in sorted(tensors):
-    if shards[-1] and size + tensors[key].nbytes > max_shard_bytes:
-      shards.append({})
-      size = 0
-    shards[-1][key] = tensors[key]
-    size += tensors[key].nbytes
-  weight_map = {}
-  for i, shard in enumerate(shards):
-    name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-    save_safetensors(shard, os.path.join(out_dir, name))
-    weight_map.update({k: name for k in shard})
-  total = sum(int(v.nbytes) for v in tensors.values())
-  with open(os.path.join(out_dir, INDEX_FILE), "w") as f:
-    json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+  """`write_checkpoint` of in-memory arrays."""
+  write_checkpoint(_lazy(tensors), out_dir, max_shard_bytes)

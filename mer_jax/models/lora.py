@@ -131,19 +131,18 @@ def _adapted_modules(flat: dict) -> list[tuple[str, ...]]:
   return sorted({p[:-1] for p in flat if p[-1] == "lora_a"})
 
 
+def merged_kernel(kernel: jax.Array, a: jax.Array, b: jax.Array, scale: float) -> jax.Array:
+  """`kernel + scale * a @ b` in float32, in the kernel's dtype (any leading `layers` axis)."""
+  delta = jnp.einsum("...ir,...ro->...io", a.astype(jnp.float32), b.astype(jnp.float32)) * scale
+  return (kernel.astype(jnp.float32) + delta).astype(kernel.dtype)
+
+
 def _add_delta(params: Params, scale: float, drop_adapters: bool) -> Params:
   flat = dict(traverse_util.flatten_dict(params))
   for mod in _adapted_modules(flat):
-    k = flat[mod + ("kernel",)]
-    delta = (
-        jnp.einsum(
-            "...ir,...ro->...io",
-            flat[mod + ("lora_a",)].astype(jnp.float32),
-            flat[mod + ("lora_b",)].astype(jnp.float32),
-        )
-        * scale
+    flat[mod + ("kernel",)] = merged_kernel(
+        flat[mod + ("kernel",)], flat[mod + ("lora_a",)], flat[mod + ("lora_b",)], scale
     )
-    flat[mod + ("kernel",)] = (k.astype(jnp.float32) + delta).astype(k.dtype)
     if drop_adapters:
       del flat[mod + ("lora_a",)], flat[mod + ("lora_b",)]
   return traverse_util.unflatten_dict(flat)
