@@ -294,14 +294,25 @@ def write_manifest(directory: str, fingerprint: Mapping) -> Manifest:
 
 
 class ShardWriter:
-  """Writes one shard: records to a local file, moved into place, then its sidecar."""
+  """Writes one shard: records to a temporary file, moved into place, then its sidecar.
+
+  Several processes may write the same shard at once (runs sharing a features cache
+  encode the same missing clips): each writes its own temporary file; a writer that finds
+  the same shard finished (a sidecar with the same clips and media stamps) keeps it, else
+  the shard and then its sidecar are renamed into place, so a reader never finds a
+  sidecar without its whole shard, nor half a file.
+  """
 
   def __init__(self, directory: str, shard_id: str):
     self.directory = epath.Path(directory) / SHARDS
     self.shard_id = shard_id
-    self._tmp = tempfile.NamedTemporaryFile(
-        prefix=f'{shard_id}.', suffix='.array_record', delete=False
-    ).name
+    self._target = self.directory / f'{shard_id}.array_record'
+    if files.is_remote(self._target):
+      local = tempfile.mkdtemp(prefix='mer_jax_shard-')
+      self._tmp = os.path.join(local, f'{shard_id}.array_record')
+    else:  # same directory: the move is an atomic rename
+      self.directory.mkdir(parents=True, exist_ok=True)
+      self._tmp = files.temp_sibling(self._target)
     self._writer = array_record.open_writer(self._tmp)
     self._clips: dict = {}
     self._skipped: dict = {}
@@ -316,15 +327,19 @@ class ShardWriter:
 
   def close(self) -> None:
     self._writer.close()
-    self.directory.mkdir(parents=True, exist_ok=True)
-    target = self.directory / f'{self.shard_id}.array_record'
-    if files.is_remote(target):
-      files.upload(self._tmp, target)
-      os.remove(self._tmp)
+    sidecar = self.directory / f'{self.shard_id}.json'
+    if sidecar.exists():
+      done = _read_json(sidecar)
+      if (done['clips'], done['skipped']) == (self._clips, self._skipped):
+        _remove_tmp(self._tmp)  # another writer finished the same shard first: keep it
+        return
+    if files.is_remote(self._target):  # one object write: whole or absent
+      files.upload(self._tmp, self._target)
+      _remove_tmp(self._tmp)
     else:
-      shutil.move(self._tmp, os.fspath(target))
+      os.replace(self._tmp, os.fspath(self._target))
     files.write_json(
-        self.directory / f'{self.shard_id}.json',
+        sidecar,
         {
             'id': self.shard_id,
             'created': time.time(),
@@ -332,6 +347,13 @@ class ShardWriter:
             'skipped': self._skipped,
         },
     )
+
+
+def _remove_tmp(path: str) -> None:
+  os.remove(path)
+  parent = os.path.dirname(path)
+  if os.path.basename(parent).startswith('mer_jax_shard-'):
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- reading

@@ -4,8 +4,10 @@ Run outputs (mer_jax/run_io.py) and encoder features (input_pipeline/features.py
 through these helpers, so a workdir or features directory can be a bucket without a
 mount. GCS objects cannot be appended to, and "rename" is a copy; the helpers hide that:
 
-- `write_text` / `write_json`: written under a temporary name, then moved over the target
-  (atomic on a local disk; on GCS the object appears whole or not at all).
+- `write_text` / `write_json`: written under a temporary name of their own
+  (`temp_sibling`), then moved over the target (atomic on a local disk; on GCS the object
+  appears whole or not at all): concurrent writers of the same file (several runs sharing
+  a features cache) never see half a file or each other's temporary files.
 - `AppendFile`: line appends (metrics.jsonl, log.txt). Appended to the file locally; on
   GCS the text is kept in memory and the object rewritten at most every `flush_every_s`
   seconds and on `close()`.
@@ -23,6 +25,7 @@ import shutil
 import tempfile
 import time
 from typing import Any, Callable
+import uuid
 
 from etils import epath
 
@@ -43,18 +46,26 @@ def cache_root() -> str:
   return os.environ.get('MER_JAX_CACHE', os.path.join(os.path.expanduser('~'), '.cache', 'mer_jax'))
 
 
+def temp_sibling(path: Any) -> str:
+  """A hidden name next to `path` that no other writer uses, for write-then-rename.
+
+  Unique across processes, hosts and containers sharing a disk (a process id alone is
+  not: two containers may run the same pid): pid + 64 random bits.
+  """
+  head, name = os.path.split(os.fspath(path))
+  return os.path.join(head, f'.{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:16]}')
+
+
 def write_text(path: Any, text: str) -> None:
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.parent / f'.{path.name}.tmp-{os.getpid()}'
-  tmp.write_text(text)
-  tmp.replace(path)
+  write_bytes(path, text.encode('utf-8'))
 
 
 def write_bytes(path: Any, data: bytes) -> None:
+  """`data` as file `path`: written under `temp_sibling(path)` then renamed over it, so a
+  reader sees the old or the new file whole; concurrent writers never share a temp file."""
   path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.parent / f'.{path.name}.tmp-{os.getpid()}'
+  tmp = epath.Path(temp_sibling(path))
   tmp.write_bytes(data)
   tmp.replace(path)
 
@@ -134,7 +145,7 @@ def local_copy(path: Any) -> str:
   size = path.stat().length
   if not (os.path.exists(local) and os.path.getsize(local) == size):
     os.makedirs(os.path.dirname(local), exist_ok=True)
-    tmp = f'{local}.tmp-{os.getpid()}'
+    tmp = temp_sibling(local)
     with path.open('rb') as src, open(tmp, 'wb') as dst:
       shutil.copyfileobj(src, dst)
     os.replace(tmp, local)

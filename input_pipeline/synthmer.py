@@ -613,8 +613,8 @@ _META_KEYS = ('name', 'subtitle', 'labels', 'reason', 'cues', 'probes', 'latent'
 
 def _save(path: str, samples: list[dict]) -> None:
   """Cache layout: `{path}/frames.npy` uint8, `audio.npy` int16 (the wav grid), `meta.json`."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  os.makedirs(tmp, exist_ok=True)
+  tmp = files.temp_sibling(path)  # never shared with a concurrent writer
+  os.makedirs(tmp)
   np.save(os.path.join(tmp, 'frames.npy'), np.stack([smp['frames'] for smp in samples]))
   np.save(
       os.path.join(tmp, 'audio.npy'),

@@ -165,3 +165,60 @@ def test_features_dir_on_gcs(recipe, dataset, tmp_path, fake_gcs, encoded):
   for name in dataset["good"]:
     np.testing.assert_allclose(store[name]["audio_feats"], local[name]["audio_feats"], atol=1e-6)
   assert len(samples["sft"]) == len(dataset["good"])
+
+
+_SAME_PID_DRIVER = """
+import os, runpy, sys, time
+os.getpid = lambda: 4242  # containers sharing a disk may run the same pid
+barrier, index = sys.argv[1], sys.argv[2]
+open(f"{barrier}.{index}", "w").close()
+while not all(os.path.exists(f"{barrier}.{i}") for i in "01"):
+  time.sleep(0.02)
+sys.argv = ["mer_jax.main", *sys.argv[3:]]
+runpy.run_module("mer_jax.main", run_name="__main__")
+"""
+
+
+def test_concurrent_passes_share_a_features_cache(repo_root, recipe, tmp_path):
+  """Two runs (as two test processes, or two jobs) fill one cache at once, same pid even.
+
+  Both generate the same synthmer splits and encode the same shards into the default
+  features directory at the same time; both must succeed, leave no temporary files and
+  give the features of a pass that ran alone.
+  """
+  import subprocess
+  import sys
+
+  cache = tmp_path / "cache"
+  env = dict(os.environ, MER_JAX_CACHE=str(cache), PYTHONPATH=str(repo_root))
+  env.pop("XLA_FLAGS", None)  # one CPU device each
+  flags = ["--config=configs/sft.py:test", "--config.mode=features"]
+  flags.append("--config.data.features_shard_clips=4")  # 10 shards for 40 clips
+  runs = [
+      subprocess.Popen(
+          [sys.executable, "-c", _SAME_PID_DRIVER, str(tmp_path / "ready"), str(i)]
+          + flags
+          + [f"--workdir={tmp_path / f'run{i}'}"],
+          cwd=repo_root,
+          env=env,
+          stdout=subprocess.DEVNULL,
+          stderr=subprocess.PIPE,
+          text=True,
+      )
+      for i in range(2)
+  ]
+  for run in runs:
+    _, err = run.communicate(timeout=600)
+    assert run.returncode == 0, err[-3000:]
+  (out_dir,) = [d for d in (cache / "features").iterdir() if d.is_dir()]
+  leftovers = [p.name for p in cache.rglob("*") if ".tmp" in p.name or p.name.startswith(".")]
+  assert not leftovers
+  manifest = features_io.load_manifest(out_dir)
+  assert len(manifest.clips) == 40 and not manifest.skipped
+  config = recipe("sft", "test")
+  config.data.features_dir = str(tmp_path / "alone")
+  alone_dir, _, _ = features_lib.prepare(config, ("sft", "rl", "eval"))
+  alone, shared = features_io.open_store(alone_dir), features_io.open_store(out_dir)
+  for name in manifest.clips:
+    for key in ("vision_feats", "audio_feats"):
+      np.testing.assert_allclose(shared[name][key], alone[name][key], atol=1e-5, err_msg=name)

@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import json
 import multiprocessing
+import os
 import time
 from typing import Iterator, Mapping, Sequence
 
@@ -128,8 +129,15 @@ def _decoded(data, jobs: Sequence, workers: int, window: int) -> Iterator[dict]:
 
 
 def _shard_id(clips: Sequence[features_lib.Clip], index: int) -> str:
-  names = [c.name for c in clips]
-  return f"{hashlib.sha256(chr(0).join(names).encode()).hexdigest()[:12]}-{index:05d}"
+  """Names shard `index` of a pass over `clips`: a hash of the clips and their media files'
+  size and mtime, so a pass over replaced media never reuses the id of an earlier pass."""
+  h = hashlib.sha256()
+  for clip in clips:
+    h.update(clip.name.encode() + b"\0")
+    for kind, path in sorted(clip.paths.items()):
+      st = os.stat(path) if path and os.path.exists(path) else None
+      h.update(f"{kind}:{st and (st.st_size, st.st_mtime_ns)}\0".encode())
+  return f"{h.hexdigest()[:12]}-{index:05d}"
 
 
 def encode_clips(config, clips: Sequence[features_lib.Clip], out_dir: str) -> dict:
