@@ -32,11 +32,13 @@ def _tree_rss(proc: psutil.Process) -> int:
   return total
 
 
-def measure(command: list[str], interval: float = 0.5) -> dict:
+def measure(command: list[str], interval: float = 0.5, log: str | None = None, env=None) -> dict:
+  """The figures of one run of `command` (its output to file `log` when given)."""
   load_start = os.getloadavg()
   before = os.times()
   t0 = time.time()
-  child = subprocess.Popen(command)
+  out = open(log, "w") if log else None  # noqa: SIM115 - closed below
+  child = subprocess.Popen(command, stdout=out, stderr=out, env=env)
   proc = psutil.Process(child.pid)
   peak = 0
   while child.poll() is None:
@@ -46,6 +48,8 @@ def measure(command: list[str], interval: float = 0.5) -> dict:
       break
     time.sleep(interval)
   child.wait()
+  if out is not None:
+    out.close()
   wall = time.time() - t0
   after = os.times()
   cpu = (after.children_user - before.children_user) + (

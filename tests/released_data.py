@@ -14,7 +14,9 @@ def write_mp4(path, num_frames: int, h: int = 40, w: int = 56, seed: int = 0) ->
     stream = container.add_stream("mpeg4", rate=10)
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
     for i in range(num_frames):
-      img = np.full((h, w, 3), 10 + 8 * i, np.uint8) + rng.integers(0, 5, (h, w, 3), dtype=np.uint8)
+      img = np.full((h, w, 3), (10 + 8 * i) % 240, np.uint8) + rng.integers(
+          0, 5, (h, w, 3), dtype=np.uint8
+      )
       for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
         container.mux(packet)
     for packet in stream.encode():
