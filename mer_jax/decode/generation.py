@@ -41,7 +41,8 @@ def _generate_fn(
   key = (id(model), cfg, repeat, lora, mesh, rules, slots)
   if key not in _COMPILED:
     program = functools.partial(_generate, model, cfg=cfg, repeat=repeat, lora=lora, slots=slots)
-    _COMPILED[key] = (model, jax.jit(mesh_lib.with_activation_rules(program, mesh, rules)))
+    jitted = jax.jit(mesh_lib.with_activation_rules(program, mesh, rules))
+    _COMPILED[key] = (model, mesh_lib.CompileTogether(jitted, "generate"))
   return _COMPILED[key][1]
 
 

@@ -299,7 +299,7 @@ def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks: H
   old_fn = jax.jit(
       lambda params, batch: ts.map_micro_batches(lambda b: logprobs(params, b), batch, g.grad_accum)
   )
-  return state, s_sh, update, old_fn
+  return state, s_sh, update, mesh_lib.CompileTogether(old_fn, "grpo_old_logprobs")
 
 
 def grpo_update_fn(model, config, mesh, s_sh, f_sh, hooks: Hooks = Hooks()):
@@ -335,12 +335,13 @@ def grpo_update_fn(model, config, mesh, s_sh, f_sh, hooks: Hooks = Hooks()):
       k: mesh_lib.batch_sharding(mesh, _ndim(k), rows=rows)
       for k in UPDATE_KEYS + tuple(hooks.extra_keys)
   }
-  return jax.jit(
+  jitted = jax.jit(
       mesh_lib.with_activation_rules(step, mesh, config.mesh.logical_axis_rules),
       in_shardings=(s_sh, f_sh, batch_sh),
       out_shardings=(s_sh, mesh_lib.replicated(mesh)),
       donate_argnums=(0,),
   )
+  return mesh_lib.CompileTogether(jitted, "grpo_update")
 
 
 def _ndim(key: str) -> int:
@@ -390,22 +391,25 @@ def rollout(
       "rewards": total,
       "old_logprobs": _local_rows(out["logprobs"], ctx.mesh),
   }
-  labels = [len(evaluation.predicted_labels(t)) for t in texts]
-  stats = {f"reward/{k}": float(np.mean(v)) for k, v in components.items()}
+  # Statistics of the global batch: every process's rows (one collective).
+  columns = {f"reward/{k}": v for k, v in components.items()}
+  columns.update(
+      reward=total,
+      completion_length=lengths,
+      # Completions cut at grpo.max_new_tokens: a cut <think> gets no format or
+      # answer reward, so a high rate means the budget, not the policy, scores 0.
+      truncation_rate=np.asarray(lengths) >= g.max_new_tokens,
+      answer_labels=np.asarray([len(evaluation.predicted_labels(t)) for t in texts]),
+  )
   if extra_update is not None:
     arrays_extra, stats_extra = extra_update(texts, tokens, lengths, samples)
     update.update(arrays_extra)
-    stats.update(stats_extra)
+    # Per-row means over this process's rows; every process holds as many rows.
+    columns.update({k: np.full(len(texts), v) for k, v in stats_extra.items()})
+  columns = mesh_lib.gather_rows(columns)
+  stats = {k: float(np.mean(v)) for k, v in columns.items() if k != "reward"}
   stats.update(
-      {
-          "reward_mean": float(np.mean(total)),
-          "reward_std": float(np.std(total)),
-          "completion_length": float(np.mean(lengths)),
-          # Completions cut at grpo.max_new_tokens: a cut <think> gets no format or
-          # answer reward, so a high rate means the budget, not the policy, scores 0.
-          "truncation_rate": float(np.mean(np.asarray(lengths) >= g.max_new_tokens)),
-          "answer_labels": float(np.mean(labels)),
-      }
+      reward_mean=float(np.mean(columns["reward"])), reward_std=float(np.std(columns["reward"]))
   )
   return {"update": update, "stats": stats, "texts": texts}
 

@@ -23,6 +23,7 @@ from mer_jax.rl import grpo
 from mer_jax.rl import mep
 from mer_jax.rl import omni
 from mer_jax.train import context as context_lib
+from mer_jax.train import mesh as mesh_lib
 
 PHASE = "oppo"
 
@@ -62,6 +63,8 @@ def evaluate_with_mep(ctx, params, workdir: str, name: str, step: int) -> dict:
   """`grpo.evaluate_phase` + the MEP diagnostics of the same policy (cached in summary.json)."""
   result = dict(grpo.evaluate_phase(ctx, params, workdir, name, step))
   if "mep" not in result:
+    # MEP reads the completions from predictions.csv, which process 0 writes.
+    mesh_lib.wait_for_processes(f"predictions_{name}")
     result["mep"] = mep.evaluate_mep(
         ctx,
         params,

@@ -189,6 +189,20 @@ def to_host(x: jax.Array) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def gather_rows(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Per-row host values `{name: [n]}` of every process, concatenated (as is with one process).
+
+  For statistics of a global batch whose rows are spread over the processes (row order
+  is not preserved across processes); one collective for all columns.
+  """
+  if jax.process_count() == 1:
+    return {k: np.asarray(v) for k, v in columns.items()}
+  names = sorted(columns)
+  table = np.stack([np.asarray(columns[k], np.float32) for k in names], axis=1)
+  table = np.asarray(multihost_utils.process_allgather(table, tiled=True))
+  return {k: table[:, i] for i, k in enumerate(names)}
+
+
 def put_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict:
   """Places a host batch on the mesh.
 
