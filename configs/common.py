@@ -188,10 +188,26 @@ def data_config(preset: str) -> ml_collections.ConfigDict:
   d.source = "released" if paper else "synthmer"  # synthmer | released
   # Released layout (design.md section 6); all paths may be absolute or relative to root.
   d.root = ""  # dataset root holding video/, audio/, openface_face/
-  d.labels_csv = ""  # name,openset (stringified list) of the training split
+  d.labels_csv = ""  # name,openset (stringified list) of the training (cold-start) split
   d.reasons_csv = ""  # name,reason descriptions (optional; think text of the cold start)
   d.subtitles_csv = ""  # name,...,english subtitles
+  # The RL split (GRPO/OPPO prompts and reward labels; MER2025-OV in the paper recipe).
+  # Each empty field means the training split's: rl_root -> root, rl_reasons_csv ->
+  # reasons_csv, rl_subtitles_csv -> subtitles_csv, and rl_labels_csv -> labels_csv (the
+  # RL phase then reads the cold-start labels; a run warns).
+  d.rl_root = ""
+  d.rl_labels_csv = ""
+  d.rl_reasons_csv = ""
+  d.rl_subtitles_csv = ""
   d.eval_labels_csv = ""  # name,openset of the held-out split scored by evaluation
+  # The held-out split's media root, reasons and subtitles ('' = root, reasons_csv,
+  # subtitles_csv), shared by the validation split.
+  d.eval_root = ""
+  d.eval_reasons_csv = ""
+  d.eval_subtitles_csv = ""
+  # name,openset of the validation split (eval.split='validation'): where settings are
+  # chosen, so that the held-out numbers are not.
+  d.val_labels_csv = ""
   # face: openface_face/{name}/{name}.npy crops (the papers' "audio, face and text");
   # frame: raw mp4 frames.
   d.face_or_frame = "face" if paper else "frame"
@@ -233,6 +249,8 @@ def data_config(preset: str) -> ml_collections.ConfigDict:
           "num_sft": 2000 if preset == "demo" else 24,
           "num_rl": 256 if preset == "demo" else 8,
           "num_eval": 400 if preset == "demo" else 8,  # 400: EW F1 standard error ~0.02
+          # Validation clips (clean, disjoint from eval): where demo settings are chosen.
+          "num_val": 200 if preset == "demo" else 4,
           "frame_size": 32,
           "audio_seconds": 2.0,
           "sft_label_noise": 0.3,  # fraction of SFT samples with noisy/incomplete labels
@@ -263,6 +281,10 @@ def train_config(preset: str) -> ml_collections.ConfigDict:
   t.grad_clip = 0.0 if paper else 1.0  # global-norm clipping (0 = off; released: off)
   t.grad_accum = 1  # micro-batches per optimizer step
   t.log_every = 1 if preset == "test" else 10
+  # The split mode `sft` trains on: `sft` (the coarse cold-start split) or `rl` (the RL
+  # split's labels: with checkpoint.init_from = the cold start, the supervised control
+  # of a GRPO run, docs/training.md).
+  t.split = "sft"
   return t
 
 
@@ -271,7 +293,10 @@ def checkpoint_config(preset: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.every_steps = 1000 if preset == "paper" else (100 if preset == "demo" else 2)
   c.keep = 3
-  c.init_from = ""  # a checkpoint dir to start from (a previous SFT run's step dir)
+  # A checkpoint (one of our step directories or a released .pth) whose trained weights
+  # modes sft (the start of training; optimizer fresh), eval, export_hf and predict use.
+  # GRPO/OPPO start from grpo.init_checkpoint instead (an error here).
+  c.init_from = ""
   return c
 
 
@@ -302,6 +327,10 @@ def eval_config(preset: str) -> ml_collections.ConfigDict:
   # papers need `official:DIR`; a paper run on `builtin` warns at start.
   e.lexicon = "builtin"
   e.level = "level1"
+  # The split evaluations score: `heldout` (data.eval_labels_csv / synthmer eval: the
+  # reported numbers) or `validation` (data.val_labels_csv / synthmer val: for choosing
+  # settings, docs/training.md).
+  e.split = "heldout"
   # What mode `eval` scores: `heldout` (data.eval_labels_csv / the synthmer eval split) or
   # `unibench` (the nine MER-UniBench test sets under `unibench_root`; docs/metrics.md).
   # `checkpoint.init_from` may name a directory: every checkpoint in it is scored.

@@ -17,7 +17,15 @@ def default_data_config(**overrides) -> ml_collections.ConfigDict:
           labels_csv='',  # name,openset
           reasons_csv='',  # name,reason (optional)
           subtitles_csv='',  # name,...,english
+          rl_root='',  # the RL split ('' = the training split's field)
+          rl_labels_csv='',
+          rl_reasons_csv='',
+          rl_subtitles_csv='',
           eval_labels_csv='',
+          eval_root='',  # held-out and validation media, reasons, subtitles ('' = root, ...)
+          eval_reasons_csv='',
+          eval_subtitles_csv='',
+          val_labels_csv='',  # name,openset of the validation split
           face_or_frame='face',  # 'face' | 'frame'
           num_frames=8,
           num_audio_clips=8,
@@ -43,6 +51,7 @@ def default_data_config(**overrides) -> ml_collections.ConfigDict:
               num_sft=2000,
               num_rl=200,
               num_eval=200,
+              num_val=200,
               frame_size=48,
               audio_seconds=2.0,
               sft_label_noise=0.3,

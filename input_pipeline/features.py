@@ -52,6 +52,8 @@ FEATURE_KEYS = ('vision_feats', 'audio_feats')
 NON_FEATURE_FIELDS = frozenset(
     {
         'root',
+        'rl_root',
+        'eval_root',
         'question',
         'target',
         'max_length',
@@ -68,7 +70,7 @@ NON_FEATURE_FIELDS = frozenset(
     }
 )
 # synthmer settings that choose which clips exist, not what a clip is.
-NON_FEATURE_SYNTHMER_FIELDS = frozenset({'cache_dir', 'num_sft', 'num_rl', 'num_eval'})
+NON_FEATURE_SYNTHMER_FIELDS = frozenset({'cache_dir', 'num_sft', 'num_rl', 'num_eval', 'num_val'})
 
 
 def _data(cfg: Any):
@@ -163,9 +165,10 @@ def clips_of_split(cfg: Any, split: str, names: Iterable[str]) -> list[Clip]:
   if data.source != 'released':
     return [Clip(split, n, {}) for n in names]
   frames = 'faces' if data.face_or_frame == 'face' else 'video'
+  root = readers.split_files(data, split)['root']
   out = []
   for n in names:
-    paths = readers.media_paths(data, data.root, n)
+    paths = readers.media_paths(data, root, n)
     out.append(Clip(split, n, {frames: paths[frames], 'audio': paths['audio']}))
   return out
 

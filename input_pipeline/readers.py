@@ -27,12 +27,41 @@ import numpy as np
 from input_pipeline import decode
 from mer_jax.metrics import parsing
 
+# The config.data fields of each released split: (root, labels, reasons, subtitles). An
+# empty root, reasons or subtitles field means the training split's (`root`, ...); an
+# empty `rl_labels_csv` means `labels_csv` (the RL phase then reads the cold-start labels).
 RELEASED_SPLITS = {
-    'train': 'labels_csv',
-    'sft': 'labels_csv',
-    'rl': 'labels_csv',
-    'eval': 'eval_labels_csv',
+    'train': ('root', 'labels_csv', 'reasons_csv', 'subtitles_csv'),
+    'rl': ('rl_root', 'rl_labels_csv', 'rl_reasons_csv', 'rl_subtitles_csv'),
+    'eval': ('eval_root', 'eval_labels_csv', 'eval_reasons_csv', 'eval_subtitles_csv'),
+    'val': ('eval_root', 'val_labels_csv', 'eval_reasons_csv', 'eval_subtitles_csv'),
 }
+RELEASED_SPLITS['sft'] = RELEASED_SPLITS['train']
+
+
+def split_files(cfg: Any, split: str) -> dict[str, str]:
+  """The files of a released split: {'root', 'labels_csv', 'reasons_csv', 'subtitles_csv'}
+  (paths joined to the root of the field that gave them; '' when empty) and 'labels_field'
+  (the config field the labels come from)."""
+  data = _data(cfg)
+  if split not in RELEASED_SPLITS:
+    raise ValueError(f'released split must be one of {sorted(RELEASED_SPLITS)}, got {split!r}')
+  own, train = RELEASED_SPLITS[split], RELEASED_SPLITS['train']
+  root = data.get(own[0]) or data.root
+
+  def path(i: int) -> str:
+    if data.get(own[i]) or i == 1 and split != 'rl':
+      return _path(root, data.get(own[i]) or '')
+    return _path(data.root, data.get(train[i]) or '')
+
+  labels_field = own[1] if data.get(own[1]) or split != 'rl' else train[1]
+  return {
+      'root': root,
+      'labels_csv': path(1),
+      'reasons_csv': path(2),
+      'subtitles_csv': path(3),
+      'labels_field': labels_field,
+  }
 
 
 def _data(cfg: Any):
@@ -132,18 +161,13 @@ def read_released_text(cfg: Any, split: str) -> list[dict]:
 
   Each dict: name, subtitle, reason, labels (and valence for sentiment npz gold).
   """
-  data = _data(cfg)
-  if split not in RELEASED_SPLITS:
-    raise ValueError(f'released split must be one of {sorted(RELEASED_SPLITS)}, got {split!r}')
-  root = data.root
-  labels_csv = _path(root, data.get(RELEASED_SPLITS[split]) or '')
+  files = split_files(cfg, split)
+  labels_csv = files['labels_csv']
   if not labels_csv or not os.path.exists(labels_csv):
-    raise FileNotFoundError(f'config.data.{RELEASED_SPLITS[split]} not found: {labels_csv!r}')
+    raise FileNotFoundError(f"config.data.{files['labels_field']} not found: {labels_csv!r}")
   gold = read_gold(labels_csv)
-  reasons_csv = _path(root, data.get('reasons_csv') or '')
-  reasons = read_csv_column(reasons_csv, 'reason') if reasons_csv else {}
-  subtitles_csv = _path(root, data.get('subtitles_csv') or '')
-  subtitles = read_csv_column(subtitles_csv, 'english') if subtitles_csv else {}
+  reasons = read_csv_column(files['reasons_csv'], 'reason') if files['reasons_csv'] else {}
+  subtitles = read_csv_column(files['subtitles_csv'], 'english') if files['subtitles_csv'] else {}
   return [
       dict(name=name, subtitle=subtitles.get(name, ''), reason=reasons.get(name, ''), **fields)
       for name, fields in gold.items()
@@ -153,9 +177,10 @@ def read_released_text(cfg: Any, split: str) -> list[dict]:
 def iter_released(cfg: Any, split: str) -> Iterator[tuple[str, dict]]:
   """Streams ('sample', sample) or ('skip', {'name', 'reason'}) in csv order."""
   data = _data(cfg)
+  root = split_files(data, split)['root']
   for text in read_released_text(data, split):
     try:
-      media = _media(data, data.root, text['name'])
+      media = _media(data, root, text['name'])
     except decode.DecodeError as e:
       yield 'skip', {'name': text['name'], 'reason': str(e)}
       continue
@@ -190,7 +215,7 @@ def read_gold(path: str) -> dict[str, dict]:
 
 
 def read_released(cfg: Any, split: str) -> tuple[list[dict], list[dict]]:
-  """(samples, skipped) of a released-layout split: 'train' (labels_csv) or 'eval'."""
+  """(samples, skipped) of a released-layout split (a key of RELEASED_SPLITS)."""
   samples, skipped = [], []
   for kind, item in iter_released(cfg, split):
     (samples if kind == 'sample' else skipped).append(item)

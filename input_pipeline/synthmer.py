@@ -19,7 +19,8 @@ clip follows one of CONFLICTS, whose gold label set depends on more than one mod
   sets) and `probes` yes/no questions on visual / audio evidence (MEP-Bench style).
 
 Splits: 'sft' (large, coarse: face-only annotations, noisy / incomplete labels,
-truncated reasons), 'rl' (small, clean), 'eval' (held out, clean). Every clip is
+truncated reasons), 'rl' (small, clean), 'eval' (held out, clean: the reported numbers),
+'val' (validation, clean, disjoint from 'eval': where settings are chosen). Every clip is
 generated from its own `np.random.default_rng([seed, split, index])`, so a clip does
 not depend on the split size and reruns are identical. Generated splits are cached (npy + json) keyed by a hash
 of the generator settings.
@@ -40,7 +41,7 @@ from PIL import ImageDraw
 from input_pipeline import files
 
 GENERATOR_VERSION = 3
-SPLITS = ('sft', 'rl', 'eval')
+SPLITS = ('sft', 'rl', 'eval', 'val')
 EMOTIONS = ('happy', 'sad', 'angry', 'fearful', 'surprised', 'disgusted', 'neutral')
 
 # Concept -> surface forms: synonyms and word forms that the emotion wheels map to the
@@ -317,6 +318,7 @@ def settings(cfg: Any) -> dict:
       num_sft=int(_get(syn, 'num_sft', 2000)),
       num_rl=int(_get(syn, 'num_rl', 200)),
       num_eval=int(_get(syn, 'num_eval', 200)),
+      num_val=int(_get(syn, 'num_val', 200)),
       frame_size=int(_get(syn, 'frame_size', 48)),
       audio_seconds=float(_get(syn, 'audio_seconds', 2.0)),
       sft_label_noise=float(_get(syn, 'sft_label_noise', 0.3)),
@@ -645,13 +647,13 @@ def _load(path: str) -> list[dict]:
 def generate_split(
     cfg: Any, split: str, cache_dir: str | None = None, media: bool = True
 ) -> list[dict]:
-  """All clips of one split ('sft' | 'rl' | 'eval'), from the on-disk cache when present.
+  """All clips of one split ('sft' | 'rl' | 'eval' | 'val'), from the on-disk cache when present.
 
   Args:
     cfg: config.data (or the whole config); reads num_frames, sample_rate and the
-      `synthmer` sub-dict (seed, num_sft, num_rl, num_eval, frame_size, audio_seconds,
+      `synthmer` sub-dict (seed, num_sft, num_rl, num_eval, num_val, frame_size, audio_seconds,
       sft_label_noise, sft_face_only_rate, conflict_rate, optional cache_dir).
-    split: 'sft', 'rl' or 'eval'.
+    split: 'sft', 'rl', 'eval' or 'val'.
     cache_dir: overrides config.data.synthmer.cache_dir and $MER_JAX_CACHE; '' disables.
     media: False leaves out `frames` and `audio` (a cached split is then read from its
       meta.json alone).

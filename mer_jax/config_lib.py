@@ -309,10 +309,20 @@ def _validate_data(config) -> None:
     unibench = config.mode == "eval" and config.eval.get("benchmark") == "unibench"
     root = _existing_path(config, "data.root", required=not unibench, is_dir=True)
     needs_train = config.mode in ("sft", "grpo", "oppo")
-    needs_eval = config.mode not in ("export_hf", "predict", "features")
+    needs_eval = config.mode not in ("export_hf", "predict", "features") and not unibench
+    validation = config.eval.get("split") == "validation"
     _existing_path(config, "data.labels_csv", required=needs_train, base=root)
     _existing_path(config, "data.subtitles_csv", required=not unibench, base=root)
-    _existing_path(config, "data.eval_labels_csv", required=needs_eval and not unibench, base=root)
+    # The RL and held-out/validation splits: files under their own root (or data.root).
+    for prefix, labels, required in (
+        ("rl", "rl_labels_csv", False),
+        ("eval", "eval_labels_csv", needs_eval and not validation),
+        ("eval", "val_labels_csv", needs_eval and validation),
+    ):
+      base = _existing_path(config, f"data.{prefix}_root", required=False, is_dir=True) or root
+      _existing_path(config, f"data.{labels}", required=required, base=base)
+      for kind in ("reasons_csv", "subtitles_csv"):
+        _existing_path(config, f"data.{prefix}_{kind}", required=False, base=base)
     if config.mode == "features" and not (config.data.labels_csv or config.data.eval_labels_csv):
       raise ConfigError(
           "config.data.labels_csv and config.data.eval_labels_csv are both empty: "
@@ -326,7 +336,7 @@ def _validate_data(config) -> None:
     )
   else:
     s = "data.synthmer"
-    for field in ("num_sft", "num_rl", "num_eval", "frame_size"):
+    for field in ("num_sft", "num_rl", "num_eval", "num_val", "frame_size"):
       _int(config, f"{s}.{field}", 1)
     _number(config, f"{s}.audio_seconds", 0.5)
     _number(config, f"{s}.sft_label_noise", 0.0, 1.0)
@@ -372,8 +382,14 @@ def _validate_train(config) -> None:
         f"config.train.grad_accum ({accum})"
     )
   _int(config, "train.log_every", 1)
+  _one_of(config, "train.split", ("sft", "rl"))
   _int(config, "checkpoint.every_steps", 0)
   _int(config, "checkpoint.keep", 1)
+  if config.mode in ("grpo", "oppo") and config.checkpoint.init_from:
+    raise ConfigError(
+        f"config.checkpoint.init_from is not used by mode {config.mode}: its cold-start "
+        "checkpoint is config.grpo.init_checkpoint"
+    )
   _checkpoint_path(
       config,
       "checkpoint.init_from",
@@ -403,6 +419,7 @@ def _validate_eval(config) -> None:
   _one_of(config, "eval.decoding", ("greedy", "official"))
   _int(config, "eval.num_samples", 0)
   _one_of(config, "eval.level", ("level1", "level2"))
+  _one_of(config, "eval.split", ("heldout", "validation"))
   lexicon = _get(config, "eval.lexicon")
   if lexicon != "builtin":
     if not (isinstance(lexicon, str) and lexicon.startswith("official:")):

@@ -193,7 +193,7 @@ def test_concurrent_passes_share_a_features_cache(repo_root, recipe, tmp_path):
   env = dict(os.environ, MER_JAX_CACHE=str(cache), PYTHONPATH=str(repo_root))
   env.pop("XLA_FLAGS", None)  # one CPU device each
   flags = ["--config=configs/sft.py:test", "--config.mode=features"]
-  flags.append("--config.data.features_shard_clips=4")  # 10 shards for 40 clips
+  flags.append("--config.data.features_shard_clips=4")  # 11 shards for 44 clips
   runs = [
       subprocess.Popen(
           [sys.executable, "-c", _SAME_PID_DRIVER, str(tmp_path / "ready"), str(i)]
@@ -214,10 +214,10 @@ def test_concurrent_passes_share_a_features_cache(repo_root, recipe, tmp_path):
   leftovers = [p.name for p in cache.rglob("*") if ".tmp" in p.name or p.name.startswith(".")]
   assert not leftovers
   manifest = features_io.load_manifest(out_dir)
-  assert len(manifest.clips) == 40 and not manifest.skipped
+  assert len(manifest.clips) == 44 and not manifest.skipped  # sft 24, rl 8, eval 8, val 4
   config = recipe("sft", "test")
   config.data.features_dir = str(tmp_path / "alone")
-  alone_dir, _, _ = features_lib.prepare(config, ("sft", "rl", "eval"))
+  alone_dir, _, _ = features_lib.prepare(config, features_lib.data_roles(config))
   alone, shared = features_io.open_store(alone_dir), features_io.open_store(out_dir)
   for name in manifest.clips:
     for key in ("vision_feats", "audio_feats"):

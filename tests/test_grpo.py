@@ -27,6 +27,8 @@ from mer_jax.rl import rewards as rewards_lib
 from mer_jax.train import context as context_lib
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import policy as policy_lib
+from mer_jax.train import state as state_lib
+from tests import rl_helpers
 from tests.run_hooks import text_hash_reward
 
 G = 4
@@ -56,16 +58,20 @@ def ctx(recipe, tmp_path_factory):
   writer.close()
 
 
-def _update_batch(ctx, rewards):
-  """A rollout-shaped batch with fixed random completions (no sampling noise)."""
+def _prompt_batch(ctx):
   config = ctx.config.copy_and_resolve_references()
   config.data.batch_size = config.grpo.prompts_per_step
   it = datasets.make_train_iterator(
       config, ctx.samples["rl"], ctx.tokenizer, prompt_only=True, question="labels"
   )
-  arrays, _ = datasets.split_meta(next(it))
+  return next(it)
+
+
+def _update_batch(ctx, rewards):
+  """A rollout-shaped batch with fixed random completions (no sampling noise)."""
+  arrays, _ = datasets.split_meta(_prompt_batch(ctx))
   rng = np.random.default_rng(0)
-  n, length = len(rewards), config.grpo.max_new_tokens
+  n, length = len(rewards), ctx.config.grpo.max_new_tokens
   cmask = (np.arange(length)[None] < rng.integers(3, length + 1, n)[:, None]).astype(np.int32)
   rep = lambda x: np.repeat(x, G, axis=0)
   return {
@@ -83,9 +89,7 @@ def _update_batch(ctx, rewards):
 def _update(ctx, mesh, batch, steps=2):
   config = ctx.config
   policy = policy_lib.build_policy(config, ctx.tokenizer, mesh)
-  mask = policy.trainable_mask()
-  trainable, frozen = lora_lib.split_params(policy.params, mask)
-  t_sh, f_sh = lora_lib.split_params(policy.param_shardings, mask)
+  trainable, frozen, t_sh, f_sh = state_lib.split_trainable(policy)
   state, _, update, _ = grpo.make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh)
   arrays = mesh_lib.put_global_batch(batch, mesh)
   out = []
@@ -129,23 +133,6 @@ def _single_mesh():
   return mesh_lib.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
 
 
-def _sharpened(params, factor):
-  """The random-init tiny LLM is near-uniform; scaled kernels and embeddings make it peaked."""
-  flat = traverse_util.flatten_dict(params)
-  return traverse_util.unflatten_dict(
-      {k: v * factor if k[-1] in ("kernel", "embedding") else v for k, v in flat.items()}
-  )
-
-
-def _prompt_batch(ctx):
-  config = ctx.config.copy_and_resolve_references()
-  config.data.batch_size = config.grpo.prompts_per_step
-  it = datasets.make_train_iterator(
-      config, ctx.samples["rl"], ctx.tokenizer, prompt_only=True, question="labels"
-  )
-  return next(it)
-
-
 def _rollout(ctx, params, temperature, rewards=None, seed=0):
   config = ctx.config.copy_and_resolve_references()
   config.grpo.temperature = temperature
@@ -165,7 +152,7 @@ def _rollout(ctx, params, temperature, rewards=None, seed=0):
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_sampler_logprobs_equal_update_logprobs(ctx, temperature):
-  params = _sharpened(ctx.policy.params, 10.0)
+  params = rl_helpers.sharpened(ctx.policy.params)
   _, ro = _rollout(ctx, params, temperature)
   update = ro["update"]
   mask = update["completion_mask"].astype(bool)
@@ -219,7 +206,7 @@ def test_update_moves_log_probs_with_the_advantage_sign(ctx):
   advantages = np.asarray(adv_lib.group_advantages(np.reshape(rewards, (-1, G)))).reshape(-1)
   mesh = _single_mesh()
   policy = policy_lib.build_policy(ctx.config, ctx.tokenizer, mesh)
-  trainable, frozen, t_sh, f_sh = _split(policy)
+  trainable, frozen, t_sh, f_sh = state_lib.split_trainable(policy)
   state, _, update, _ = grpo.make_grpo_step(policy, ctx.config, mesh, trainable, frozen, t_sh, f_sh)
   arrays = mesh_lib.put_global_batch(batch, mesh)
   logprobs_fn = _logprobs_fn(policy.model, ctx.config.grpo.temperature)
@@ -229,13 +216,6 @@ def test_update_moves_log_probs_with_the_advantage_sign(ctx):
   delta = after - before
   assert np.all(np.sign(delta) == np.sign(advantages)), (delta, advantages)
   assert float(metrics["kl"]) == 0.0  # beta = 0: no reference forward
-
-
-def _split(policy):
-  mask = policy.trainable_mask()
-  trainable, frozen = lora_lib.split_params(policy.params, mask)
-  t_sh, f_sh = lora_lib.split_params(policy.param_shardings, mask)
-  return trainable, frozen, t_sh, f_sh
 
 
 def _moved(params, scale, seed):
@@ -288,3 +268,58 @@ def test_kl_term_is_in_the_loss_and_pulls_toward_the_sft_policy(ctx, trainable):
   assert float(metrics["grad_norm"]) > 0
   state, _ = update(state, rl.frozen, arrays)
   assert kl_mean(state.trainable) < want
+
+
+def test_phase_caches_are_keyed_by_their_data_and_start(recipe, tmp_path, monkeypatch):
+  """A rerun never reuses a phase's evaluation or checkpoints made from other data or
+  another cold start (context.start_phase, grpo.evaluate_phase, features.data_key)."""
+  from input_pipeline import features as input_features
+  from mer_jax.train import evaluation
+  from mer_jax.train import features as features_lib
+
+  workdir = str(tmp_path)
+  writer = run_io.RunWriter(workdir, tensorboard=False)
+  keys = {"sft": "s", "rl": "r", "eval": "e"}
+  ctx = context_lib.RunContext(
+      _config(recipe), workdir, writer, None, None, None, {"eval": []}, data_keys=keys
+  )
+  calls = []
+  monkeypatch.setattr(
+      evaluation, "evaluate", lambda *a, **kw: calls.append(a[3]) or {"ew_f1": len(calls) / 10}
+  )
+  assert grpo.evaluate_phase(ctx, None, workdir, "sft", 4, "k")["ew_f1"] == 0.1
+  assert grpo.evaluate_phase(ctx, None, workdir, "sft", 4, "k")["ew_f1"] == 0.1  # cached
+  ctx.data_keys["eval"] = "e2"  # other held-out clips, gold or features
+  assert grpo.evaluate_phase(ctx, None, workdir, "sft", 4, "k")["ew_f1"] == 0.2
+  assert grpo.evaluate_phase(ctx, None, workdir, "sft", 5, "k")["ew_f1"] == 0.3  # other step
+  assert grpo.evaluate_phase(ctx, None, workdir, "sft", 5, "k2")["ew_f1"] == 0.4  # other start
+  # One evaluation line: the latest.
+  lines = [r for r in run_io.read_metrics(workdir) if "eval_sft/ew_f1" in r]
+  assert [(r["step"], r["eval_sft/ew_f1"]) for r in lines] == [(5, 0.4)]
+
+  ckpt = tmp_path / "grpo" / "checkpoints"
+  (ckpt / "2").mkdir(parents=True)
+  ckpt_dir, key = grpo.rl_phase(ctx, workdir, "grpo", "k", 4)
+  assert ckpt_dir == str(ckpt)
+  writer.write_metrics(1, {"grpo/loss": 1.0})
+  writer.write_metrics(2, {"grpo/loss": 2.0, "sft/loss": 0.5})
+  assert grpo.rl_phase(ctx, workdir, "grpo", "k", 4) == (ckpt_dir, key)
+  assert (ckpt / "2").is_dir()  # same data and cold start: resumed
+  ctx.data_keys["rl"] = "r2"
+  _, new_key = grpo.rl_phase(ctx, workdir, "grpo", "k", 4)
+  assert not ckpt.exists() and (tmp_path / "grpo" / f"checkpoints.stale-{key}" / "2").is_dir()
+  assert [r for r in run_io.read_metrics(workdir) if "grpo/loss" in r] == []
+  assert run_io.read_json(f"{workdir}/summary.json")["phase_keys"]["grpo"] == new_key
+  assert grpo.rl_phase(ctx, workdir, "grpo", "k", 5)[1] != new_key  # another cold start
+  writer.close()
+
+  # The data key follows every clip's text, gold and features entry.
+  manifest = input_features.Manifest({}, {"a": {"media": {"audio": [1, 2]}}}, {}, {})
+  sample = {"name": "a", "labels": ["happy"], "reason": "r", "subtitle": "s"}
+  base = features_lib.data_key("/f/k1", [sample], manifest)
+  assert features_lib.data_key("/f/k1", [sample], manifest) == base
+  for changed in ({"labels": ["sad"]}, {"reason": "q"}, {"subtitle": "t"}):
+    assert features_lib.data_key("/f/k1", [dict(sample, **changed)], manifest) != base
+  assert features_lib.data_key("/f/k2", [sample], manifest) != base
+  moved = input_features.Manifest({}, {"a": {"media": {"audio": [1, 3]}}}, {}, {})
+  assert features_lib.data_key("/f/k1", [sample], moved) != base

@@ -157,3 +157,54 @@ def test_unibench_gold(tmp_path):
       's2': 'worried',
   }
   assert readers.read_unibench_gold(str(tmp_path / 'mosi.npz')) == {'v1': -1.4, 'v2': 0.0}
+
+
+def test_rl_and_validation_splits_read_their_own_files(released_root, tmp_path, recipe):
+  """The RL split's labels, reasons, subtitles and media root (MER2025-OV in the paper
+  recipe), the validation split's labels; empty fields fall back to the training split's."""
+  from input_pipeline import features
+  from mer_jax import config_lib
+
+  rl_root = tmp_path / 'rl'
+  for d in ('video', 'audio'):
+    (rl_root / d).mkdir(parents=True)
+  _write_mp4(rl_root / 'video' / 'rl_x.mp4', 10, seed=7)
+  sf.write(rl_root / 'audio' / 'rl_x.wav', np.zeros(16000, np.float32), 16000)
+  _write_csv(rl_root / 'rl.csv', ['name', 'openset'], [['rl_x', "['angry']"]])
+  _write_csv(rl_root / 'rl_reasons.csv', ['name', 'reason'], [['rl_x', 'He shouts.']])
+  data = make_data(
+      released_root,
+      face_or_frame='frame',
+      rl_root=str(rl_root),
+      rl_labels_csv='rl.csv',
+      rl_reasons_csv='rl_reasons.csv',
+      val_labels_csv='train_ovmerd.csv',
+  )
+  (x,), skipped = readers.read_released(data, 'rl')
+  assert not skipped and x['name'] == 'rl_x' and x['labels'] == ['angry']
+  assert x['reason'] == 'He shouts.' and x['subtitle'] == ''  # subtitles_csv has no rl_x
+  assert x['frames'].shape == (8, 32, 32, 3)  # decoded from rl_root
+  (clip,) = features.clips_of_split(data, 'rl', ['rl_x'])
+  assert clip.paths['audio'] == str(rl_root / 'audio' / 'rl_x.wav')
+  assert [s['name'] for s in readers.read_released_text(data, 'val')] == NAMES
+  # No rl_labels_csv: the RL split is the training split (the run warns).
+  train = readers.read_released_text(make_data(released_root), 'rl')
+  assert [s['name'] for s in train] == NAMES and train[0]['reason'] == 'He smiles warmly.'
+
+  # Validated before any work, one line naming the field.
+  config = recipe('grpo', 'test')
+  config.data.update(dict(make_data(released_root)))
+  config.data.rl_root = str(rl_root)
+  config_lib.validate(config)
+  for field, value, message in (
+      ('rl_labels_csv', 'missing.csv', f"config.data.rl_labels_csv: file '{rl_root}/missing.csv'"),
+      ('rl_root', str(tmp_path / 'nope'), 'config.data.rl_root: directory'),
+      ('eval_reasons_csv', 'nope.csv', 'config.data.eval_reasons_csv: file'),
+  ):
+    bad = config.copy_and_resolve_references()
+    bad.data[field] = value
+    with pytest.raises(config_lib.ConfigError, match=message):
+      config_lib.validate(bad)
+  config.eval.split = 'validation'  # needs the validation labels
+  with pytest.raises(config_lib.ConfigError, match='config.data.val_labels_csv is required'):
+    config_lib.validate(config)

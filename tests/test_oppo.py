@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mer_jax.rl import omni
+from tests import rl_helpers
 
 
 def _unit(*rows):
@@ -165,15 +166,8 @@ def _batch(ctx, n=2, length=6):
 def test_masked_kl_zero_without_masking_and_only_on_routed_tokens(ctx):
   from mer_jax.rl import grpo
 
-  model, params, g = ctx.policy.model, ctx.policy.params, ctx.config.grpo
-  # The random-init tiny LLM is near-uniform (KLs ~1e-7, rounding level): sharpen it
-  # (kernels and embeddings x10) so masking a modality visibly moves the distribution.
-  from flax import traverse_util
-
-  flat = traverse_util.flatten_dict(params)
-  params = traverse_util.unflatten_dict(
-      {k: v * 10.0 if k[-1] in ("kernel", "embedding") else v for k, v in flat.items()}
-  )
+  model, g = ctx.policy.model, ctx.config.grpo
+  params = rl_helpers.sharpened(ctx.policy.params)  # masking a modality visibly moves it
   batch = {k: jnp.asarray(v) for k, v in _batch(ctx).items()}
   logits = grpo.completion_logits(model, params, batch, g.temperature)
   ones = jnp.ones(batch["completion"].shape, jnp.float32)
@@ -278,13 +272,12 @@ def _full_forward_logits(model, params, batch, temperature):
 
 def test_oppo_update_maximizes_the_masked_kl_of_routed_tokens(ctx):
   """OPPO's loss term equals the KL of a reference forward and an update increases it."""
-  from flax import traverse_util
-
   from mer_jax.models import lora as lora_lib
   from mer_jax.rl import grpo
   from mer_jax.rl import oppo
   from mer_jax.train import mesh as mesh_lib
   from mer_jax.train import policy as policy_lib
+  from mer_jax.train import state as state_lib
 
   config = ctx.config.copy_and_resolve_references()
   config.oppo.rho = 1.0  # mask every position: the masked input is deterministic
@@ -297,14 +290,10 @@ def test_oppo_update_maximizes_the_masked_kl_of_routed_tokens(ctx):
   hooks = oppo.make_hooks(octx)
   mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
   policy = policy_lib.build_policy(config, ctx.tokenizer, mesh)
-  flat = traverse_util.flatten_dict(policy.params)
-  # Sharpened (as above) so that masking a modality visibly moves the distribution.
-  params = traverse_util.unflatten_dict(
-      {k: v * 10.0 if k[-1] in ("kernel", "embedding") else v for k, v in flat.items()}
+  params = rl_helpers.sharpened(policy.params)
+  trainable, frozen, t_sh, f_sh = state_lib.split_trainable(
+      dataclasses.replace(policy, params=params)
   )
-  mask = policy.trainable_mask()
-  trainable, frozen = lora_lib.split_params(params, mask)
-  t_sh, f_sh = lora_lib.split_params(policy.param_shardings, mask)
   state, _, update, _ = grpo.make_grpo_step(
       policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks
   )

@@ -1,4 +1,7 @@
-"""SFT on the real AffectGPT policy: sharded == single device, accumulation, exact resume."""
+"""SFT on the real AffectGPT policy: sharded == single device, accumulation, exact resume,
+init_from (start weights) and the RL split as training data."""
+
+import dataclasses
 
 import jax
 import numpy as np
@@ -10,6 +13,7 @@ from mer_jax.train import context as context_lib
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import policy as policy_lib
 from mer_jax.train import sft
+from mer_jax.train import state as state_lib
 
 
 def _config(recipe, **train):
@@ -101,3 +105,32 @@ def test_resume_is_exact(ctx, tmp_path):
   assert sorted(b) == [1, 2, 3, 4] and a == b
   straight_writer.close()
   resumed_writer.close()
+
+
+def test_init_from_starts_sft_from_a_checkpoint_on_the_rl_split(ctx, recipe, tmp_path):
+  """Mode sft with `checkpoint.init_from` and `train.split='rl'` (the supervised control of
+  a GRPO run) starts from the checkpoint's weights and trains on the RL split's labels."""
+  start = ctx.config.copy_and_resolve_references()
+  start.train.steps = 2
+  ctx_a = context_lib.RunContext(**{**ctx.__dict__, "config": start})
+  trained = sft.train_sft(ctx_a, samples=ctx.samples["sft"], ckpt_dir=str(tmp_path / "a"))
+  config = _config(recipe, steps=1, split="rl", init_lr=0.0, peak_lr=0.0)
+  config.data.features_dir = ctx.config.data.features_dir.rsplit("/", 1)[0]
+  config.checkpoint.init_from = str(tmp_path / "a" / "2")
+  workdir = str(tmp_path / "control")
+  writer = run_io.RunWriter(workdir, tensorboard=False)
+  result = sft.run(config, workdir, writer)
+  writer.close()
+  assert result["sft"]["split"] == "rl"
+  summary = run_io.read_json(f"{workdir}/summary.json")
+  assert summary["data"]["num_samples"] == {"rl": 8, "eval": 4}
+  # lr 0: the one step leaves the weights where init_from put them (not the random init).
+  restored = state_lib.load_trained_params(
+      dataclasses.replace(ctx, writer=None), f"{workdir}/checkpoints/1"
+  )
+  for x, y in zip(
+      jax.tree_util.tree_leaves(trained["params"]),
+      jax.tree_util.tree_leaves(restored),
+      strict=True,
+  ):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -576,24 +576,39 @@ def plot_curves(workdir: str, prefix: str = "grpo/") -> str | None:
   return path
 
 
-def cold_start(ctx, workdir: str) -> tuple[dict, int]:
-  """The SFT checkpoint GRPO starts from: `grpo.init_checkpoint`, or SFT trained here."""
+def cold_start(ctx, workdir: str) -> tuple[dict, int, str]:
+  """(params, steps, phase key) of the SFT policy GRPO starts from: `grpo.init_checkpoint`,
+  or SFT trained here."""
   config = ctx.config
   if config.grpo.init_checkpoint:
-    return state_lib.load_trained_params(ctx, config.grpo.init_checkpoint), 0
+    params = state_lib.load_trained_params(ctx, config.grpo.init_checkpoint)
+    return params, 0, context_lib.phase_key(config.grpo.init_checkpoint)
+  ckpt_dir = os.path.join(workdir, "sft", "checkpoints")
+  key = context_lib.phase_key(ctx.data_keys["sft"])
+  context_lib.start_phase(ctx, "sft", key, ckpt_dir, "sft/")
   result = sft_lib.train_sft(
-      ctx,
-      samples=ctx.samples["sft"],
-      ckpt_dir=os.path.join(workdir, "sft", "checkpoints"),
-      metric_prefix="sft/",
+      ctx, samples=ctx.samples["sft"], ckpt_dir=ckpt_dir, metric_prefix="sft/"
   )
-  return result["params"], result["step"]
+  return result["params"], result["step"], key
 
 
-def evaluate_phase(ctx, params, workdir: str, name: str, step: int) -> dict:
-  """Held-out evaluation of one phase's policy, cached in summary.json across resumes."""
+def rl_phase(ctx, workdir: str, phase: str, sft_key: str, sft_steps: int) -> tuple[str, str]:
+  """(checkpoint directory, phase key) of the RL phase after the cold start (start_phase)."""
+  ckpt_dir = os.path.join(workdir, phase, "checkpoints")
+  key = context_lib.phase_key(sft_key, sft_steps, ctx.data_keys["rl"])
+  context_lib.start_phase(ctx, phase, key, ckpt_dir, f"{phase}/")
+  return ckpt_dir, key
+
+
+def evaluate_phase(ctx, params, workdir: str, name: str, step: int, key: str) -> dict:
+  """Held-out evaluation of one phase's policy, cached in summary.json across resumes.
+
+  The cache holds for the same policy (phase `key`, `step`), evaluation data and settings.
+  """
+  eval_settings = run_io.config_dict(ctx.config.eval)
+  eval_key = context_lib.phase_key(key, step, ctx.data_keys["eval"], eval_settings)
   done = run_io.read_json(os.path.join(workdir, "summary.json"), {}).get(name, {})
-  if "ew_f1" in done and done.get("eval_step") == step:
+  if "ew_f1" in done and done.get("eval_key") == eval_key:
     return done
   result = evaluation.evaluate(
       ctx,
@@ -603,8 +618,9 @@ def evaluate_phase(ctx, params, workdir: str, name: str, step: int) -> dict:
       max_samples=ctx.config.eval.num_samples,
       desc=f"eval {name}",
   )
+  ctx.writer.truncate_metrics(0, prefix=f"eval_{name}/")  # an earlier evaluation's line
   ctx.writer.write_metrics(step, {f"eval_{name}/{k}": v for k, v in result.items()})
-  result["eval_step"] = step
+  result.update(eval_step=step, eval_key=eval_key)
   ctx.writer.update_summary(name, result)
   return result
 
@@ -612,21 +628,17 @@ def evaluate_phase(ctx, params, workdir: str, name: str, step: int) -> dict:
 def run(config, workdir: str, writer, phase: str = "grpo") -> dict:
   """Mode `grpo`: SFT cold start -> GRPO -> evaluation of both (summary keys `sft`, `grpo`)."""
   ctx = context_lib.build_context(config, workdir, writer, roles=("sft", "rl", "eval"))
-  sft_params, sft_steps = cold_start(ctx, workdir)
-  sft_result = evaluate_phase(ctx, sft_params, workdir, "sft", sft_steps)
+  sft_params, sft_steps, sft_key = cold_start(ctx, workdir)
+  sft_result = evaluate_phase(ctx, sft_params, workdir, "sft", sft_steps, sft_key)
   writer.update_summary(
       "sft",
       evaluation.majority_baseline(
           ctx.samples["sft"], ctx.samples["eval"], config.eval.lexicon, config.eval.level
       ),
   )
-  result = train_grpo(
-      ctx,
-      sft_params,
-      ckpt_dir=os.path.join(workdir, phase, "checkpoints"),
-      metric_prefix=f"{phase}/",
-  )
-  final = evaluate_phase(ctx, result["params"], workdir, phase, result["step"])
+  ckpt_dir, key = rl_phase(ctx, workdir, phase, sft_key, sft_steps)
+  result = train_grpo(ctx, sft_params, ckpt_dir=ckpt_dir, metric_prefix=f"{phase}/")
+  final = evaluate_phase(ctx, result["params"], workdir, phase, result["step"], key)
   if ctx.is_primary:
     path = plot_curves(workdir, prefix=f"{phase}/")
     writer.update_summary(

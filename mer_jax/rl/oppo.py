@@ -59,9 +59,10 @@ def make_hooks(ctx) -> grpo.Hooks:
   )
 
 
-def evaluate_with_mep(ctx, params, workdir: str, name: str, step: int) -> dict:
-  """`grpo.evaluate_phase` + the MEP diagnostics of the same policy (cached in summary.json)."""
-  result = dict(grpo.evaluate_phase(ctx, params, workdir, name, step))
+def evaluate_with_mep(ctx, params, workdir: str, name: str, step: int, key: str) -> dict:
+  """`grpo.evaluate_phase` + the MEP diagnostics of the same policy (cached in summary.json
+  with the evaluation)."""
+  result = dict(grpo.evaluate_phase(ctx, params, workdir, name, step, key))
   if "mep" not in result:
     # MEP reads the completions from predictions.csv, which process 0 writes.
     mesh_lib.wait_for_processes(f"predictions_{name}")
@@ -71,6 +72,7 @@ def evaluate_with_mep(ctx, params, workdir: str, name: str, step: int) -> dict:
         ctx.samples["eval"][: ctx.config.eval.num_samples or None],
         os.path.join(workdir, name, "predictions.csv"),
     )
+    ctx.writer.truncate_metrics(0, prefix=f"mep_{name}/")  # an earlier evaluation's line
     ctx.writer.write_metrics(step, {f"mep_{name}/{k}": v for k, v in result["mep"].items()})
     ctx.writer.update_summary(name, {"mep": result["mep"]})
     logging.info("MEP %s: %s", name, result["mep"])
@@ -91,16 +93,13 @@ def run(config, workdir: str, writer) -> dict:
         ctx.samples[role], ctx.config, cache_dir, f"{config.data.source}-{role}"
     )
     logging.info("OPPO: %d distinct cues in the %s split", n, role)
-  sft_params, sft_steps = grpo.cold_start(ctx, workdir)
-  sft_result = evaluate_with_mep(ctx, sft_params, workdir, "sft", sft_steps)
+  sft_params, sft_steps, sft_key = grpo.cold_start(ctx, workdir)
+  sft_result = evaluate_with_mep(ctx, sft_params, workdir, "sft", sft_steps, sft_key)
+  ckpt_dir, key = grpo.rl_phase(ctx, workdir, PHASE, sft_key, sft_steps)
   result = grpo.train_grpo(
-      ctx,
-      sft_params,
-      ckpt_dir=os.path.join(workdir, PHASE, "checkpoints"),
-      metric_prefix=f"{PHASE}/",
-      hooks=make_hooks(ctx),
+      ctx, sft_params, ckpt_dir=ckpt_dir, metric_prefix=f"{PHASE}/", hooks=make_hooks(ctx)
   )
-  final = evaluate_with_mep(ctx, result["params"], workdir, PHASE, result["step"])
+  final = evaluate_with_mep(ctx, result["params"], workdir, PHASE, result["step"], key)
   if ctx.is_primary:
     path = grpo.plot_curves(workdir, prefix=f"{PHASE}/")
     writer.update_summary(

@@ -44,11 +44,20 @@ from mer_jax import run_io
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import policy as policy_lib
 
-# Splits the features pass covers for each role of a run.
+# Splits the features pass covers for each role of a run (readers.RELEASED_SPLITS names
+# the released files of each split).
 SPLITS = {
-    "synthmer": {"sft": "sft", "rl": "rl", "eval": "eval"},
-    "released": {"sft": "train", "rl": "train", "eval": "eval"},
+    "synthmer": {"sft": "sft", "rl": "rl", "eval": "eval", "val": "val"},
+    "released": {"sft": "train", "rl": "rl", "eval": "eval", "val": "val"},
 }
+
+
+def split_of(config, role: str) -> str:
+  """The split a role reads; the `eval` role reads the validation split with
+  `eval.split='validation'` (choosing settings), else the held-out split."""
+  if role == "eval" and config.eval.get("split", "heldout") == "validation":
+    role = "val"
+  return SPLITS[config.data.source][role]
 
 
 def fingerprint(config) -> dict:
@@ -274,9 +283,25 @@ def ensure_clip_features(
 def data_roles(config) -> tuple[str, ...]:
   """The roles whose splits the data config names (what `mode=features` covers)."""
   if config.data.source == "synthmer":
-    return ("sft", "rl", "eval")
-  roles = ("sft",) if config.data.labels_csv else ()
-  return roles + (("eval",) if config.data.eval_labels_csv else ())
+    return ("sft", "rl", "eval", "val")
+  return tuple(role for role, split in SPLITS["released"].items() if split_named(config, split))
+
+
+def split_named(config, split: str) -> bool:
+  """Whether the data config names the labels file of a released split."""
+  return bool(config.data.get(readers.RELEASED_SPLITS[split][1]))
+
+
+def data_key(out_dir: str, samples: Sequence[Mapping], manifest: features_lib.Manifest) -> str:
+  """16 hex digits naming a role's data: its features setting, and each clip's text
+  fields, gold and features entry (media stamps). Phase caches are keyed by it."""
+  rows = [
+      [s["name"], s.get("labels"), s.get("reason"), s.get("subtitle"), manifest.clips[s["name"]]]
+      for s in samples
+  ]
+  return features_lib.fingerprint_key(
+      {"features": out_dir.rstrip("/").rsplit("/", 1)[-1], "clips": rows}
+  )
 
 
 def prepare(config, roles: Sequence[str]) -> tuple[str, dict, dict]:
@@ -284,9 +309,10 @@ def prepare(config, roles: Sequence[str]) -> tuple[str, dict, dict]:
 
   Reads the text of each role's split (no media), makes sure the features cover every
   clip (`ensure_features`), and drops the clips the features pass skipped (their reasons
-  go to the summary, as `readers.data_summary` reports them).
+  go to the summary, as `readers.data_summary` reports them). The summary's `keys` holds
+  each role's `data_key`.
   """
-  splits = {role: SPLITS[config.data.source][role] for role in roles}
+  splits = {role: split_of(config, role) for role in roles}
   texts = {}
   for split in sorted(set(splits.values())):
     with run_io.activity(f"data: reading the {split} split ({config.data.source})"):
@@ -297,9 +323,10 @@ def prepare(config, roles: Sequence[str]) -> tuple[str, dict, dict]:
   out_dir, manifest = ensure_features(
       config, {split: [s["name"] for s in t] for split, t in texts.items()}
   )
-  samples, summary = {}, {}
+  samples, summary, keys = {}, {}, {}
   for role, split in splits.items():
     kept = [s for s in texts[split] if s["name"] in manifest.clips]
+    keys[role] = data_key(out_dir, kept, manifest)
     skipped = [
         {"name": s["name"], "reason": manifest.skipped[s["name"]]["reason"]}
         for s in texts[split]
@@ -308,7 +335,7 @@ def prepare(config, roles: Sequence[str]) -> tuple[str, dict, dict]:
     samples[role] = kept
     summary[role] = (kept, skipped)
     logging.info("data: %s split has %d samples (%d skipped)", role, len(kept), len(skipped))
-  return out_dir, samples, readers.data_summary(**summary)
+  return out_dir, samples, dict(readers.data_summary(**summary), keys=keys)
 
 
 def run(config, workdir: str, writer) -> dict:

@@ -1,6 +1,7 @@
 """Cold-start supervised fine-tuning on a device mesh, with resumable Orbax checkpoints.
 
-`run` (mode `sft`) trains on the coarse split and evaluates on the held-out split.
+`run` (mode `sft`) trains on the coarse split (or the RL split, `train.split`), from
+`checkpoint.init_from` when set, and evaluates on the held-out split.
 `train_sft` is the reusable loop (the GRPO/OPPO main jobs call it for their cold start).
 The same command rerun on the same workdir resumes from the latest complete checkpoint:
 params, optimizer state, RNG and the data iterator position are restored exactly, and
@@ -9,6 +10,7 @@ metrics lines after that step are dropped before training continues.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -182,11 +184,19 @@ def train_sft(
 
 
 def run(config, workdir: str, writer) -> dict:
-  """`mode=sft`: train on the coarse split, evaluate on the held-out split."""
-  ctx = context_lib.build_context(config, workdir, writer, roles=("sft", "eval"))
-  result = train_sft(ctx, samples=ctx.samples["sft"], ckpt_dir=os.path.join(workdir, "checkpoints"))
+  """`mode=sft`: train on `train.split` (from `checkpoint.init_from` when set), evaluate."""
+  split = config.train.split
+  ctx = context_lib.build_context(config, workdir, writer, roles=(split, "eval"))
+  if config.checkpoint.init_from:
+    params = state_lib.load_trained_params(ctx, config.checkpoint.init_from)
+    ctx = dataclasses.replace(ctx, policy=dataclasses.replace(ctx.policy, params=params))
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  key = context_lib.phase_key(ctx.data_keys[split], config.checkpoint.init_from)
+  context_lib.start_phase(ctx, "sft", key, ckpt_dir, "train/")
+  result = train_sft(ctx, samples=ctx.samples[split], ckpt_dir=ckpt_dir)
   summary = {
       "steps": result["step"],
+      "split": split,
       **{k.split("/", 1)[1]: v for k, v in result["last_metrics"].items()},
   }
   writer.update_summary("sft", summary)
@@ -195,7 +205,7 @@ def run(config, workdir: str, writer) -> dict:
   )
   eval_result.update(
       evaluation.majority_baseline(
-          ctx.samples["sft"], ctx.samples["eval"], config.eval.lexicon, config.eval.level
+          ctx.samples[split], ctx.samples["eval"], config.eval.lexicon, config.eval.level
       )
   )
   writer.write_metrics(result["step"], {f"eval/{k}": v for k, v in eval_result.items()})
