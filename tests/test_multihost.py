@@ -2,14 +2,15 @@
 for any number of processes, and after a SIGKILL.
 
 The end-to-end tests run the GRPO job (`configs/grpo.py:test`: SFT cold start, its
-evaluation, GRPO, evaluation) and the OPPO job (the same with OPPO's loss, reward and
-MEP), each launched three times:
+evaluation, GRPO, evaluation) and the OPPO job (OPPO's loss, reward and MEP from the GRPO
+job's SFT checkpoint, so SFT is checked once), each launched three times:
 
 1. 1 process x 4 fake CPU devices, uninterrupted: the reference;
 2. 2 processes x 2 devices (`launch/local_multiprocess.sh`: real `jax.distributed` with
-   gloo collectives on 127.0.0.1, the same fsdp 2 x tensor 2 mesh), with its own
-   features pass (the processes encode disjoint shards), SIGKILLed (every process)
-   right after its RL checkpoint KILL_AT is complete;
+   gloo collectives on 127.0.0.1, the same fsdp 2 x tensor 2 mesh), SIGKILLed (every
+   process) right after its RL checkpoint KILL_AT is complete; the first 2-process run
+   has its own features pass (the processes encode disjoint shards), the OPPO runs read
+   the features of the GRPO runs with the same process count;
 3. the same command in 1 process on the killed run's workdir: it resumes there.
 
 Everything logged before the kill (SFT losses, the SFT evaluation, RL steps 1..KILL_AT)
@@ -63,6 +64,8 @@ JOBS = {
         "--config=configs/oppo.py:test",
         "--config.oppo.loss_scope=all",
         "--config.oppo.loss_beta=1.0",
+        # The GRPO job's data, so that both read the same features.
+        "--config.data.synthmer.sft_face_only_rate=0.6",
     ),
 }
 # Wall-clock and CPU figures of each launch, printed at the end of the module (pytest -s).
@@ -130,7 +133,7 @@ def test_pad_tokens():
   assert left["vision_feats"] is batch["vision_feats"]
 
 
-def _env(tmp_path: pathlib.Path, devices: int, **extra: str) -> dict:
+def _env(base: pathlib.Path, devices: int, **extra: str) -> dict:
   env = dict(os.environ)
   flags = [
       f
@@ -140,7 +143,7 @@ def _env(tmp_path: pathlib.Path, devices: int, **extra: str) -> dict:
   env["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHON"] = sys.executable
-  hooks = run_hooks.sitecustomize_dir(tmp_path / "hooks")
+  hooks = run_hooks.sitecustomize_dir(base / "hooks")
   env["PYTHONPATH"] = os.pathsep.join([str(hooks), str(REPO), env.get("PYTHONPATH", "")])
   env["MER_JAX_TEST_TEXT_REWARD"] = "1"
   env.update(extra)
@@ -171,16 +174,33 @@ def _launch(name: str, command: list[str], env: dict, timeout: int) -> subproces
   return subprocess.CompletedProcess(command, proc.returncode, out)
 
 
-def _run(tmp_path, mode: str, workdir: pathlib.Path, processes: int, **env: str):
-  """`mode`'s test job on 4 fake CPU devices in 1 or 2 processes, features in `workdir`."""
-  args = [*JOBS[mode], *OVERRIDES, f"--workdir={workdir}"]
-  args.append(f"--config.data.features_dir={workdir.parent / (workdir.name + '-features')}")
+def _run(base, mode: str, workdir: pathlib.Path, processes: int, *extra: str, **env: str):
+  """`mode`'s test job on 4 fake CPU devices in 1 or 2 processes in `workdir`
+  (`<mode>-1x4` or `<mode>-2x2`), features in `base/1x4-features` or `base/2x2-features`
+  by the workdir (a resume keeps its run's), shared by the GRPO and OPPO jobs."""
+  features_dir = base / f"{workdir.name.rsplit('-', 1)[1]}-features"
+  args = [*JOBS[mode], *OVERRIDES, *extra, f"--workdir={workdir}"]
+  args.append(f"--config.data.features_dir={features_dir}")
+  name = f"{mode} {workdir.name} in {processes} process(es)"
   if processes == 1:
     command = [sys.executable, "-m", "mer_jax.main", *args]
-    return _launch(f"{mode} 1x4", command, _env(tmp_path, 4, **env), timeout=600)
-  env = dict(env, MER_JAX_LOG_DIR=str(tmp_path / "logs"))
+    return _launch(name, command, _env(base, 4, **env), timeout=600)
+  env = dict(env, MER_JAX_LOG_DIR=str(base / f"logs-{mode}"))
   command = ["bash", str(REPO / "launch" / "local_multiprocess.sh"), "-n", "2", "-d", "2", "--"]
-  return _launch(f"{mode} 2x2", [*command, *args], _env(tmp_path, 2, **env), timeout=900)
+  return _launch(name, [*command, *args], _env(base, 2, **env), timeout=900)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+  """A directory shared by the module's jobs; its `grpo-1x4` is the GRPO job in 1 process
+  (the GRPO test's reference; its SFT checkpoint is the OPPO job's cold start)."""
+  reason = _gloo_missing()
+  if reason:
+    pytest.skip(reason)
+  base = tmp_path_factory.mktemp("multihost")
+  run = _run(base, "grpo", base / "grpo-1x4", 1)
+  assert run.returncode == 0, run.stdout[-6000:]
+  return base
 
 
 def _stored_features(features_dir) -> dict:
@@ -217,22 +237,28 @@ def _assert_same_metrics(a: dict, b: dict, what: str) -> None:
       ), f"{what}: {key} {k}: {a[key][k]} vs {b[key][k]}"
 
 
+def _sft_checkpoint(base):
+  return base / "grpo-1x4" / "sft" / "checkpoints" / str(SFT_STEPS)
+
+
 @pytest.mark.parametrize("mode", ["grpo", "oppo"])
-def test_rl_job_equal_for_1x4_and_2x2_killed_then_resumed_in_1x4(mode, tmp_path):
-  reason = _gloo_missing()
-  if reason:
-    pytest.skip(reason)
-  single, multi = tmp_path / "1x4", tmp_path / "2x2"
-  run = _run(tmp_path, mode, single, 1)
-  assert run.returncode == 0, run.stdout[-6000:]
+def test_rl_job_equal_for_1x4_and_2x2_killed_then_resumed_in_1x4(mode, base):
+  # OPPO starts from the GRPO job's SFT checkpoint (SFT, its resume and its process
+  # counts are checked once, with GRPO) and reads the features the GRPO runs wrote.
+  extra = () if mode == "grpo" else (f"--config.grpo.init_checkpoint={_sft_checkpoint(base)}",)
+  single, multi = base / f"{mode}-1x4", base / f"{mode}-2x2"
+  if mode != "grpo":
+    run = _run(base, mode, single, 1, *extra)
+    assert run.returncode == 0, run.stdout[-6000:]
   # 2 processes, both SIGKILLed as soon as RL checkpoint KILL_AT is on disk.
   kill = f"{multi / mode / 'checkpoints'}:{KILL_AT}"
-  killed = _run(tmp_path, mode, multi, 2, MER_JAX_TEST_KILL_AFTER=kill)
-  logs = [(tmp_path / "logs" / f"process_{i}.log").read_text() for i in range(2)]
+  encoded = not (base / "2x2-features").exists()
+  killed = _run(base, mode, multi, 2, *extra, MER_JAX_TEST_KILL_AFTER=kill)
+  logs = [(base / f"logs-{mode}" / f"process_{i}.log").read_text() for i in range(2)]
   assert killed.returncode != 0 and "Traceback" not in "".join(logs), killed.stdout[-6000:]
   before_kill = _metrics(multi)
   # The same command in one process resumes the 2-process run.
-  resumed = _run(tmp_path, mode, multi, 1)
+  resumed = _run(base, mode, multi, 1, *extra)
   assert resumed.returncode == 0, resumed.stdout[-6000:]
 
   a, b = _metrics(single), _metrics(multi)
@@ -243,19 +269,25 @@ def test_rl_job_equal_for_1x4_and_2x2_killed_then_resumed_in_1x4(mode, tmp_path)
   assert max(s for p, s in before_kill if p == mode) == KILL_AT  # killed right after it
   # After the resume in one process, the run continues as if uninterrupted.
   _assert_same_metrics(a, b, "1 process vs 2 processes killed and resumed in 1")
-  assert sorted(s for p, s in a if p == "sft") == list(range(1, SFT_STEPS + 1))
+  sft_steps = list(range(1, SFT_STEPS + 1)) if mode == "grpo" else []
+  assert sorted(s for p, s in a if p == "sft") == sft_steps
   assert sorted(s for p, s in a if p == mode) == list(range(1, RL_STEPS + 1))
-  assert a["sft", SFT_STEPS]["sft/loss"] < a["sft", 1]["sft/loss"]
   assert all(a[mode, s][f"{mode}/advantage_std"] > 0 for s in range(1, RL_STEPS + 1))
-  # The two processes encoded disjoint shards of the clips into one manifest whose
-  # features equal those of the single process.
-  one = _stored_features(tmp_path / "1x4-features")
-  two = _stored_features(tmp_path / "2x2-features")
-  assert sorted(one) == sorted(two) and len(one) == 28
-  for name in one:
-    for key in features.FEATURE_KEYS:
-      np.testing.assert_allclose(one[name][key], two[name][key], atol=1e-5)
-  assert "(4 shards)" in logs[0] and "(3 shards)" in logs[1], logs
+  if mode == "grpo":
+    assert a["sft", SFT_STEPS]["sft/loss"] < a["sft", 1]["sft/loss"]
+  else:
+    assert all(a[mode, s]["oppo/omni/kl_video"] > 0 for s in range(1, RL_STEPS + 1))
+    assert "mep_sft/utilization_recall" in a["mep_sft", 0]
+  if encoded:
+    # The two processes encoded disjoint shards of the clips into one manifest whose
+    # features equal those of the single process.
+    one = _stored_features(base / "1x4-features")
+    two = _stored_features(base / "2x2-features")
+    assert sorted(one) == sorted(two) and len(one) == 28
+    for name in one:
+      for key in features.FEATURE_KEYS:
+        np.testing.assert_allclose(one[name][key], two[name][key], atol=1e-5)
+    assert "(4 shards)" in logs[0] and "(3 shards)" in logs[1], logs
   for phase in ("sft", mode):
     # Process 0 alone wrote the run outputs (one evaluation line).
     lines = [r for r in run_io.read_metrics(str(multi)) if f"eval_{phase}/ew_f1" in r]
@@ -264,7 +296,7 @@ def test_rl_job_equal_for_1x4_and_2x2_killed_then_resumed_in_1x4(mode, tmp_path)
     read = lambda d, phase=phase: sorted((d / phase / "predictions.csv").read_text().splitlines())
     assert read(single) == read(multi)
   # The data position of a 2-process checkpoint: one JSON for all processes.
-  for phase, step in (("sft", SFT_STEPS), (mode, KILL_AT)):
+  for phase, step in ((("sft", SFT_STEPS),) if mode == "grpo" else ()) + ((mode, KILL_AT),):
     position = json.loads(
         (multi / phase / "checkpoints" / str(step) / "data" / "metadata").read_text()
     )
