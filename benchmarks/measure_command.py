@@ -5,9 +5,9 @@ r"""Wall time, CPU-seconds and peak memory of a command and every process it sta
 What the README's time and memory figures come from. CPU-seconds are user + system time of
 the command and all its descendants (from the kernel's accounting of reaped children);
 peak memory is the largest total resident set size (RSS) of the process tree, sampled
-every 0.5 s, so short peaks between samples can be missed. The machine's load average at
-the start and the end is printed too: on a shared machine wall time depends on it, CPU
-time much less.
+every 0.5 s, so short peaks between samples can be missed. The machine's 1-minute load
+average at the start, at the end and its mean over the run are printed too: on a shared
+machine wall time depends on it, CPU time much less.
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ def measure(command: list[str], interval: float = 0.5, log: str | None = None, e
   out = open(log, "w") if log else None  # noqa: SIM115 - closed below
   child = subprocess.Popen(command, stdout=out, stderr=out, env=env)
   proc = psutil.Process(child.pid)
-  peak = 0
+  peak, loads = 0, []
   while child.poll() is None:
     try:
       peak = max(peak, _tree_rss(proc))
     except psutil.NoSuchProcess:
       break
+    loads.append(os.getloadavg()[0])
     time.sleep(interval)
   child.wait()
   if out is not None:
@@ -63,6 +64,7 @@ def measure(command: list[str], interval: float = 0.5, log: str | None = None, e
       "peak_rss_gib": round(peak / 2**30, 2),
       "load_average_start": [round(x, 1) for x in load_start],
       "load_average_end": [round(x, 1) for x in os.getloadavg()],
+      "load_average_mean": round(sum(loads) / max(len(loads), 1), 1),
       "cpus": os.cpu_count(),
   }
 
@@ -79,7 +81,8 @@ def main(argv=None) -> int:
   line = (
       f"wall {result['wall_s'] / 60:.1f} min, CPU {result['cpu_s']:.0f} s, peak RSS "
       f"{result['peak_rss_gib']:.2f} GiB, load average {result['load_average_start'][0]} -> "
-      f"{result['load_average_end'][0]} on {result['cpus']} CPUs (exit {result['returncode']})"
+      f"{result['load_average_end'][0]} (mean {result['load_average_mean']}) on "
+      f"{result['cpus']} CPUs (exit {result['returncode']})"
   )
   print(line, file=sys.stderr)
   if args.out:

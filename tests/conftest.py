@@ -35,6 +35,45 @@ def _find_reference() -> pathlib.Path | None:
   return next((c for c in candidates if c.is_dir()), None)
 
 
+def pytest_addoption(parser):
+  parser.addoption(
+      "--cpu-durations",
+      type=int,
+      default=0,
+      metavar="N",
+      help="list the N tests that used the most CPU-seconds (setup, call and teardown; this "
+      "process and the subprocesses it waited for). On a shared machine the wall times of "
+      "--durations mostly measure the load.",
+  )
+
+
+_CPU_SECONDS: dict[str, float] = {}
+
+
+def _cpu_seconds() -> float:
+  t = os.times()
+  return t.user + t.system + t.children_user + t.children_system
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+  start = _cpu_seconds()
+  yield
+  _CPU_SECONDS[item.nodeid] = _cpu_seconds() - start
+
+
+def pytest_terminal_summary(terminalreporter, config):
+  n = config.getoption("--cpu-durations")
+  if n and _CPU_SECONDS:
+    terminalreporter.write_sep(
+        "=", f"most CPU-seconds ({min(n, len(_CPU_SECONDS))} of {len(_CPU_SECONDS)} tests)"
+    )
+    for nodeid, seconds in sorted(_CPU_SECONDS.items(), key=lambda kv: -kv[1])[:n]:
+      terminalreporter.write_line(f"{seconds:8.1f}s cpu  {nodeid}")
+    total = sum(_CPU_SECONDS.values())
+    terminalreporter.write_line(f"{total:8.1f}s cpu  all {len(_CPU_SECONDS)} tests")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> pathlib.Path:
   return REPO_ROOT
