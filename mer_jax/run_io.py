@@ -7,7 +7,8 @@ Layout under `<workdir>` (docs/architecture.md):
   tb/             TensorBoard event files (tensorboardX, no TensorFlow needed)
   summary.json    final figures; each mode owns a top-level key (`sft`, `grpo`, `eval`, ...);
                   `status` is running | finished | interrupted | failed (`status_detail`)
-  log.txt         the absl log of process 0
+  log.txt         the absl log of process 0, with a line of the latest metrics at most
+                  once a minute (the progress bars only reach the console)
 
 Only process 0 writes; other processes get a writer whose methods do nothing, so callers
 never branch on the process index. The workdir may be a local path or a bucket (gs://):
@@ -135,11 +136,16 @@ class _AppendHandler(logging.Handler):
 class RunWriter:
   """Writes the run outputs of one workdir (process 0 only)."""
 
+  # log.txt gets a metrics line at most this often (progress bars only reach the console,
+  # so a user tailing log.txt would otherwise see nothing for the length of a phase).
+  LOG_METRICS_EVERY_S = 60.0
+
   def __init__(self, workdir: str, *, is_primary: bool = True, tensorboard: bool = True):
     self.workdir = workdir
     self.is_primary = is_primary
     self._tb = None
     self._log_handler = None
+    self._metrics_logged_at = -math.inf
     if not is_primary:
       return
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -181,11 +187,29 @@ class RunWriter:
       return
     record = {"step": int(step), **to_jsonable(dict(metrics))}
     self._metrics.write(json.dumps(record, sort_keys=True) + "\n")
+    self._log_metrics(record)
     if self._tb is not None:
       for key, value in record.items():
         if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
           self._tb.add_scalar(key, value, int(step))
       self._tb.flush()
+
+  def _log_metrics(self, record: Mapping[str, Any]) -> None:
+    """One `step N: key=value ...` line in log.txt only (not the console), rate-limited."""
+    now = time.monotonic()
+    if self._log_handler is None or now - self._metrics_logged_at < self.LOG_METRICS_EVERY_S:
+      return
+    self._metrics_logged_at = now
+    scalars = " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in sorted(record.items())
+        if k != "step" and isinstance(v, (int, float, str)) and not isinstance(v, bool)
+    )
+    line = logging.makeLogRecord(
+        {"msg": "step %d: %s", "args": (record["step"], scalars), "levelno": logging.INFO}
+    )
+    line.levelname = "INFO"
+    self._log_handler.handle(line)
 
   def truncate_metrics(self, after_step: int, prefix: str | None = None) -> None:
     """Drops metrics lines with `step > after_step` (on resume, so steps are not logged twice).

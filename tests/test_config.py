@@ -181,7 +181,11 @@ def test_run_writer_outputs(tmp_path, repo_root):
       "data": {"skipped": [{"name": "a", "reason": "missing audio"}]},
   }
   assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tb"))
-  assert (tmp_path / "log.txt").exists()
+  # One metrics line in log.txt per minute at most: the first of the three steps.
+  log = (tmp_path / "log.txt").read_text().splitlines()
+  assert [line.split(" INFO ", 1)[1] for line in log if "step " in line] == [
+      "step 1: train/loss=2.5 train/lr=1e-06"
+  ]
 
 
 def test_secondary_process_writes_nothing(tmp_path):
