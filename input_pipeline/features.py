@@ -415,5 +415,5 @@ def open_store(directory: str) -> FeatureStore:
 
 
 def forget_store(directory: str) -> None:
-  """Drops the open store of `directory` (its manifest changed)."""
+  """Drops the open store of `directory` (its manifest may have changed: reopened on use)."""
   _STORES.pop(str(directory), None)

@@ -222,3 +222,18 @@ def test_concurrent_passes_share_a_features_cache(repo_root, recipe, tmp_path):
   for name in manifest.clips:
     for key in ("vision_feats", "audio_feats"):
       np.testing.assert_allclose(shared[name][key], alone[name][key], atol=1e-5, err_msg=name)
+
+
+def test_store_opened_before_another_process_added_clips_sees_them(recipe, tmp_path):
+  """A process that read a features directory, then finds clips another process encoded
+  into it since (a second job on a shared cache), reads those clips too."""
+  config = recipe("sft", "test")
+  config.data.features_dir = str(tmp_path / "features")
+  out_dir, samples, _ = features_lib.prepare(config, ("eval",))
+  features_io.open_store(out_dir)[samples["eval"][0]["name"]]  # this process's open store
+  stale = dict(features_io._STORES)
+  features_lib.prepare(config, ("sft",))  # as another process would write them
+  features_io._STORES.update(stale)  # ... without touching this process's store
+  _, samples, _ = features_lib.prepare(config, ("sft", "eval"))  # nothing left to encode
+  name = samples["sft"][0]["name"]
+  assert features_io.open_store(out_dir)[name]["audio_feats"].shape[0] > 0

@@ -259,7 +259,6 @@ def ensure_clip_features(
     if jax.process_index() == 0:
       features_lib.write_manifest(out_dir, fp)
     mesh_lib.wait_for_processes("features_manifest")
-    features_lib.forget_store(out_dir)
     manifest = features_lib.load_manifest(out_dir, fp)
     logging.info(
         "features: this process encoded %d clips, skipped %d (%d shards) in %.1fs (%.1f clips/s)",
@@ -277,6 +276,9 @@ def ensure_clip_features(
         f"{out_dir}: no features or skip entry for {len(missing)} clips, e.g. {missing[:3]}"
     )
   check_same_on_all_processes(f"features manifests in {out_dir}", manifest.digest())
+  # A store this process opened earlier may predate clips that this pass or another job
+  # sharing the directory encoded since: reopen it from the manifest just read.
+  features_lib.forget_store(out_dir)
   return out_dir, manifest
 
 
