@@ -87,17 +87,17 @@ def test_greedy_equals_argmax_of_full_forward_and_eos_is_kept():
   first_eos = int(np.argmax(tokens[0] == eos))
   assert cmask[0, : first_eos + 1].all() and not cmask[0, first_eos + 1 :].any()
   assert int(out.lengths[0]) == first_eos + 1
-  seq = ids.copy()
-  cur_mask = mask.copy()
+  # Teacher-forced: one causal forward over prompt + completion gives every step's logits.
+  seq = np.concatenate([ids, tokens], axis=1)
+  full_mask = np.concatenate([mask, cmask], axis=1)
+  logits, _ = MODEL.apply(
+      {"params": params}, jnp.asarray(seq), attention_mask=jnp.asarray(full_mask)
+  )
+  prompt_len = ids.shape[1]
   for t in range(cfg.max_new_tokens):
-    logits, _ = MODEL.apply(
-        {"params": params}, jnp.asarray(seq), attention_mask=jnp.asarray(cur_mask)
-    )
-    nxt = np.argmax(np.asarray(logits)[:, -1], axis=-1)
+    nxt = np.argmax(np.asarray(logits)[:, prompt_len - 1 + t], axis=-1)
     alive = cmask[:, t] > 0
     np.testing.assert_array_equal(tokens[alive, t], nxt[alive])
-    seq = np.concatenate([seq, tokens[:, t : t + 1]], axis=1)
-    cur_mask = np.concatenate([cur_mask, cmask[:, t : t + 1]], axis=1)
 
 
 def test_stop_sequence_ends_row():
