@@ -205,10 +205,8 @@ class RunWriter:
         for k, v in sorted(record.items())
         if k != "step" and isinstance(v, (int, float, str)) and not isinstance(v, bool)
     )
-    line = logging.makeLogRecord(
-        {"msg": "step %d: %s", "args": (record["step"], scalars), "levelno": logging.INFO}
-    )
-    line.levelname = "INFO"
+    args = (record["step"], scalars)
+    line = logging.LogRecord(__name__, logging.INFO, __file__, 0, "step %d: %s", args, None)
     self._log_handler.handle(line)
 
   def truncate_metrics(self, after_step: int, prefix: str | None = None) -> None:
