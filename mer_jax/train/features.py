@@ -63,16 +63,16 @@ def split_of(config, role: str) -> str:
 def fingerprint(config) -> dict:
   """Everything a clip's features depend on besides its media (module docstring)."""
   m = config.model
-  fp = policy_lib.frozen_fingerprint(config)
+  vision_cfg, audio_cfg = policy_lib.encoder_configs(config)
   return {
       "format": features_lib.FORMAT,
       "vision": {
-          "weights": fp["vision"],
-          "arch": policy_lib.encoder_configs(config)[0].to_hf_dict(),
+          "weights": policy_lib.weights_fingerprint(config, "vision"),
+          "arch": vision_cfg.to_hf_dict(),
       },
       "audio": {
-          "weights": fp["audio"],
-          "arch": policy_lib.encoder_configs(config)[1].to_hf_dict(),
+          "weights": policy_lib.weights_fingerprint(config, "audio"),
+          "arch": audio_cfg.to_hf_dict(),
           "num_last_layers": int(m.audio.num_last_layers),
       },
       "dtype": {"compute": m.dtype, "weights": m.frozen_dtype},
