@@ -137,16 +137,16 @@ def _decoded(data, jobs: Sequence, workers: int, window: int) -> Iterator[dict]:
       yield result
 
 
-def _shard_id(clips: Sequence[features_lib.Clip], index: int) -> str:
-  """Names shard `index` of a pass over `clips`: a hash of the clips and their media files'
-  size and mtime, so a pass over replaced media never reuses the id of an earlier pass."""
+def _pass_id(clips: Sequence[features_lib.Clip]) -> str:
+  """Names a pass over `clips` (its shard `j` is `<id>-<j:05d>`): a hash of the clips and
+  their media files' size and mtime, so a pass over replaced media never reuses an id."""
   h = hashlib.sha256()
   for clip in clips:
     h.update(clip.name.encode() + b"\0")
     for kind, path in sorted(clip.paths.items()):
       st = os.stat(path) if path and os.path.exists(path) else None
       h.update(f"{kind}:{st and (st.st_size, st.st_mtime_ns)}\0".encode())
-  return f"{h.hexdigest()[:12]}-{index:05d}"
+  return h.hexdigest()[:12]
 
 
 def encode_clips(config, clips: Sequence[features_lib.Clip], out_dir: str) -> dict:
@@ -173,7 +173,8 @@ def encode_clips(config, clips: Sequence[features_lib.Clip], out_dir: str) -> di
   jobs = [(clip, generated.get(clip.name)) for _, shard in mine for clip in shard]
   owner = [j for j, shard in mine for _ in shard]
   remaining = {j: len(shard) for j, shard in mine}
-  writers = {j: features_lib.ShardWriter(out_dir, _shard_id(clips, j)) for j, _ in mine}
+  pass_id = _pass_id(clips)
+  writers = {j: features_lib.ShardWriter(out_dir, f"{pass_id}-{j:05d}") for j, _ in mine}
   workers = int(data.decode_workers)
   bar = tqdm(total=len(jobs), desc="features", unit="clip", disable=jax.process_index() != 0)
   pending: list[tuple[int, dict]] = []
