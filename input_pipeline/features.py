@@ -233,10 +233,6 @@ class Manifest:
     )
 
 
-def _read_json(path: epath.Path) -> Any:
-  return json.loads(path.read_text())
-
-
 def _merge(manifest: Manifest, sidecar: Mapping) -> None:
   for name, entry in sidecar['clips'].items():
     manifest.clips[name] = {'shard': sidecar['id'], **entry}
@@ -255,7 +251,7 @@ def load_manifest(directory: str, fingerprint: Mapping | None = None) -> Manifes
   root = epath.Path(directory)
   path = root / MANIFEST
   if path.exists():
-    raw = _read_json(path)
+    raw = files.read_json(path)
     if raw.get('format') != FORMAT:
       raise ValueError(f'{path}: features format {raw.get("format")}, expected {FORMAT}')
     manifest = Manifest(raw['fingerprint'], raw['clips'], raw['skipped'], list(raw['shards']))
@@ -269,7 +265,7 @@ def load_manifest(directory: str, fingerprint: Mapping | None = None) -> Manifes
   known = set(manifest.shards)
   if shard_dir.exists():
     orphans = [
-        _read_json(p)
+        files.read_json(p)
         for p in shard_dir.glob('*.json')
         if p.name[: -len('.json')] not in known and not p.name.startswith('.')
     ]
@@ -332,7 +328,7 @@ class ShardWriter:
     self._writer.close()
     sidecar = self.directory / f'{self.shard_id}.json'
     if sidecar.exists():
-      done = _read_json(sidecar)
+      done = files.read_json(sidecar)
       if (done['clips'], done['skipped']) == (self._clips, self._skipped):
         _remove_tmp(self._tmp)  # another writer finished the same shard first: keep it
         return
