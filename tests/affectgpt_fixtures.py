@@ -109,3 +109,21 @@ def write_dataset(root) -> dict[str, str]:
     f.write("name,chinese,english\n")
     f.write(f'{NAME},你好,"{SUBTITLE}"\n')
   return {"root": str(root), "name": NAME}
+
+
+def write_release(root: pathlib.Path) -> dict[str, dict[str, str]]:
+  """The tiny released models and dataset under `root`: {"models": ..., "data": ...}."""
+  return {"models": write_models(root / "models"), "data": write_dataset(root / "data")}
+
+
+def eval_config(recipe, release: dict, face_or_frame: str):
+  """configs/eval.py:paper pointed at `release` (write_release) and the reference checkpoint."""
+  c = recipe("eval", "paper")
+  m = release["models"]
+  c.checkpoint.init_from = str(REF_DIR / "checkpoint_000003_loss_0.500.pth")
+  c.model.llm.hf_dir, c.model.vision.hf_dir, c.model.audio.hf_dir = m["llm"], m["clip"], m["hubert"]
+  c.model.lora.rank = 4
+  c.data.root = release["data"]["root"]
+  c.data.subtitles_csv = "subtitle_chieng.csv"
+  c.data.face_or_frame = face_or_frame
+  return c

@@ -26,26 +26,15 @@ CLOSE = ("vision_feats", "audio_feats", "step_logits", "teacher_forced_logits")
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
-  root = tmp_path_factory.mktemp("release")
-  return {"models": fx.write_models(root / "models"), "data": fx.write_dataset(root / "data")}
-
-
-def _config(recipe, release, face_or_frame):
-  c = recipe("eval", "paper")
-  m, d = release["models"], release["data"]
-  c.checkpoint.init_from = str(fx.REF_DIR / "checkpoint_000003_loss_0.500.pth")
-  c.model.llm.hf_dir, c.model.vision.hf_dir, c.model.audio.hf_dir = m["llm"], m["clip"], m["hubert"]
-  c.model.lora.rank = 4
-  c.data.root = d["root"]
-  c.data.subtitles_csv = "subtitle_chieng.csv"
-  c.data.face_or_frame = face_or_frame
-  return c
+  return fx.write_release(tmp_path_factory.mktemp("release"))
 
 
 @pytest.mark.parametrize("face_or_frame", ["face", "frame"])
 def test_matches_the_released_code(recipe, release, face_or_frame):
   ref = np.load(fx.REF_DIR / f"{face_or_frame}.npz")
-  out = tool.affectgpt_forward(_config(recipe, release, face_or_frame), fx.NAME, fx.ANSWER, 24)
+  out = tool.affectgpt_forward(
+      fx.eval_config(recipe, release, face_or_frame), fx.NAME, fx.ANSWER, 24
+  )
   for key in EXACT:
     np.testing.assert_array_equal(out[key], ref[key], err_msg=key)
   assert str(out["response"]) == str(ref["response"])  # the released post-processing

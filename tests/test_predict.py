@@ -17,21 +17,13 @@ from mer_jax.decode import generation  # noqa: E402
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory):
-  root = tmp_path_factory.mktemp("release")
-  return {"models": fx.write_models(root / "models"), "data": fx.write_dataset(root / "data")}
+  return fx.write_release(tmp_path_factory.mktemp("release"))
 
 
 def _config(recipe, release, face_or_frame):
-  c = recipe("eval", "paper")
-  m = release["models"]
+  c = fx.eval_config(recipe, release, face_or_frame)
   c.mode = "predict"
-  c.checkpoint.init_from = str(fx.REF_DIR / "checkpoint_000003_loss_0.500.pth")
-  c.model.llm.hf_dir, c.model.vision.hf_dir, c.model.audio.hf_dir = m["llm"], m["clip"], m["hubert"]
-  c.model.lora.rank = 4
   c.model.dtype = c.model.frozen_dtype = "float32"
-  c.data.root = release["data"]["root"]
-  c.data.subtitles_csv = "subtitle_chieng.csv"
-  c.data.face_or_frame = face_or_frame
   c.data.eval_batch_size = 8
   c.eval.max_new_tokens = 24
   # The reference is the released code's greedy answer; the paper preset samples officially.
