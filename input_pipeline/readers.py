@@ -222,18 +222,6 @@ def read_released(cfg: Any, split: str) -> tuple[list[dict], list[dict]]:
   return samples, skipped
 
 
-def load_split(config: Any, split: str) -> tuple[list[dict], list[dict]]:
-  """Dispatch on config.data.source: 'synthmer' ('sft'|'rl'|'eval') or 'released'."""
-  data = _data(config)
-  if data.source == 'synthmer':
-    from input_pipeline import synthmer
-
-    return synthmer.generate_split(data, split), []
-  if data.source == 'released':
-    return read_released(data, split)
-  raise ValueError(f"config.data.source must be 'synthmer' or 'released', got {data.source!r}")
-
-
 def load_texts(config: Any, split: str) -> list[dict]:
   """The text fields of every clip of a split (no media): dispatch on config.data.source."""
   data = _data(config)

@@ -109,7 +109,7 @@ def test_face_mode_and_eval_split(released_root):
   assert [s['name'] for s in skipped] == ['sample_noaudio']
   c = samples[2]  # faces of sample 2 are all 60
   assert c['frames'].shape == (8, 32, 32, 3) and (c['frames'] == 60).all()
-  ev, ev_skipped = readers.load_split(data, 'eval')
+  ev, ev_skipped = readers.read_released(data, 'eval')
   assert [s['name'] for s in ev] == ['sample_c'] and ev_skipped == [] and ev[0]['labels'] == ['sad']
 
 
