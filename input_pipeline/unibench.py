@@ -141,13 +141,16 @@ SETS = {
 }
 
 
+_BY_LOWER = {k.lower(): k for k in SETS}  # set names are matched case-insensitively
+
+
 def selected(names: str) -> list[UniBenchSet]:
   """The sets of a comma-separated list (`eval.unibench_datasets`; '' = all nine)."""
   if not names.strip():
     return list(SETS.values())
   out = []
   for name in names.split(","):
-    key = {k.lower(): k for k in SETS}.get(name.strip().lower())
+    key = _BY_LOWER.get(name.strip().lower())
     if key is None:
       raise ValueError(
           f"config.eval.unibench_datasets: unknown set {name.strip()!r}; known: {', '.join(SETS)}"
@@ -161,7 +164,7 @@ def parse_folders(text: str) -> dict[str, str]:
   out = {}
   for item in filter(None, (x.strip() for x in text.split(","))):
     name, sep, directory = item.partition("=")
-    key = {k.lower(): k for k in SETS}.get(name.strip().lower())
+    key = _BY_LOWER.get(name.strip().lower())
     if not sep or key is None or not directory.strip():
       raise ValueError(
           f"config.eval.unibench_folders: {item!r} is not NAME=DIR with NAME in {', '.join(SETS)}"
