@@ -250,7 +250,8 @@ def sample(
     new_row = st.next_row + jnp.cumsum(free.astype(jnp.int32)) - 1
     take = free & (new_row < n)
     row = jnp.where(take, new_row, st.row)
-    prompt = prompt_of_row[jnp.clip(row, 0, n - 1)]
+    safe_row = jnp.clip(row, 0, n - 1)  # idle slots hold row n
+    prompt = prompt_of_row[safe_row]
     keep = take[None, :, None, None, None]
     cache = dict(st.cache)
     for key in ("k", "v"):
@@ -259,7 +260,6 @@ def sample(
       head = jnp.where(keep, head, old[:, :, :p])
       cache[key] = jax.lax.dynamic_update_slice_in_dim(old, head.astype(old.dtype), 0, axis=2)
     fresh_mask = jnp.concatenate([prompt_mask[prompt], jnp.zeros((s, m), jnp.int32)], axis=1)
-    safe_row = jnp.clip(row, 0, n - 1)
     seen = st.seen
     if penalize:
       fresh = seen_prompt[prompt].at[jnp.arange(s), first[safe_row]].set(True)
