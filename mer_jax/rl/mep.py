@@ -114,13 +114,10 @@ def generate_texts(
   """
   config, tok = ctx.config, ctx.tokenizer
   d = config.data
-  cfg = generation.sampling_config(
-      tok,
-      max_new_tokens=max_new_tokens,
-      temperature=0.0,
-      stop_strings=generation.stop_strings_for(d.target),
-  )
   stops = generation.stop_strings_for(d.target)
+  cfg = generation.sampling_config(
+      tok, max_new_tokens=max_new_tokens, temperature=0.0, stop_strings=stops
+  )
   decoder = generation.prepare(
       ctx.policy.model,
       params,
