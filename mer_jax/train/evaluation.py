@@ -151,6 +151,11 @@ class Completions:
     """Answers cut at the token budget (no stop reached): their labels may be missing."""
     return [n >= self.max_new_tokens for n in self.lengths]
 
+  @property
+  def truncation_rate(self) -> float:
+    """Share of `truncated` answers (0 without answers): a cut `<think>` scores 0."""
+    return float(np.mean(self.truncated)) if self.lengths else 0.0
+
 
 def generate_completions(
     ctx, params: Any, samples: Sequence[dict], *, lora: bool = True, desc: str = "eval"
@@ -232,8 +237,7 @@ def evaluate(
       "num_samples": len(names),
       "mean_labels": float(np.mean([len(x) for x in labels])) if labels else 0.0,
       "mean_completion_tokens": float(np.mean(lengths)) if lengths else 0.0,
-      # Answers cut at the token budget: a cut `<think>` scores 0, so count them.
-      "truncation_rate": float(np.mean(out.truncated)) if lengths else 0.0,
+      "truncation_rate": out.truncation_rate,
       "samples_per_sec": len(names) / max(elapsed, 1e-9),
       "unmapped_gt_labels": found["unmapped_gt_labels"]["count"],
       "unmapped_pred_labels": found["unmapped_pred_labels"]["count"],
