@@ -216,11 +216,8 @@ def run(config, workdir: str, writer) -> dict:
   """Mode `eval` (module doc). One checkpoint on the held-out split with the rules
   extractor is `evaluation.run` (summary.json['eval'] holds its figures)."""
   heldout = config.eval.benchmark == HELDOUT
-  if (
-      heldout
-      and len(checkpoints(config.checkpoint.init_from)) == 1
-      and config.eval.extractor == "rules"
-  ):
+  to_score = checkpoints(config.checkpoint.init_from)  # lists the directory once
+  if heldout and len(to_score) == 1 and config.eval.extractor == "rules":
     return evaluation.run(config, workdir, writer)
   roles = ("eval",) if heldout else ()
   ctx = context_lib.build_context(config, workdir, writer, roles=roles)
@@ -231,7 +228,7 @@ def run(config, workdir: str, writer) -> dict:
   report = run_io.read_json(path, {})
   if report.get("settings") != st:
     report = {"settings": st, "checkpoints": {}}
-  for label, ckpt in checkpoints(config.checkpoint.init_from):
+  for label, ckpt in to_score:
     row = report["checkpoints"].setdefault(label, {"path": ckpt, "datasets": {}})
     todo = [b for b in sets if b.name not in row["datasets"]]
     if not todo:
@@ -246,7 +243,7 @@ def run(config, workdir: str, writer) -> dict:
           out.texts, sentiment=bench.name in unibench_metrics.SENTIMENT_DATASETS
       )
       result = score_set(bench, out.names, labels, sentiments, config)
-      result["truncation_rate"] = float(np.mean(out.truncated)) if out.lengths else 0.0
+      result["truncation_rate"] = out.truncation_rate
       result["num_answers"] = len(out.names)
       if ctx.is_primary:
         evaluation.write_label_csv(
