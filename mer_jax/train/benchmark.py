@@ -69,20 +69,17 @@ def _label(path: str) -> str:
   return f"step_{name}" if name.isdigit() else os.path.splitext(name)[0]
 
 
-def settings(config, extractor) -> dict:
+def settings(config, extractor, tokenizer) -> dict:
   """What every number of the run depends on besides the checkpoint."""
+  sampling = evaluation.decoding(config, tokenizer).sampling
   return {
       "benchmark": config.eval.benchmark,
       "extractor": extractor.description,
       "lexicon": config.eval.lexicon,
       "level": config.eval.level if config.eval.benchmark == HELDOUT else "level1",
       "decoding": config.eval.decoding,
-      "max_new_tokens": (
-          evaluation.OFFICIAL_MAX_NEW_TOKENS
-          if config.eval.decoding == "official"
-          else config.eval.max_new_tokens
-      ),
-      "temperature": 1.0 if config.eval.decoding == "official" else config.eval.temperature,
+      "max_new_tokens": sampling.max_new_tokens,
+      "temperature": sampling.temperature,
       "num_samples": config.eval.num_samples,
   }
 
@@ -224,7 +221,7 @@ def run(config, workdir: str, writer) -> dict:
   extractor = extractors.from_config(ctx)
   sets = load_sets(ctx, config)
   path = os.path.join(workdir, "benchmark.json")
-  st = settings(config, extractor)
+  st = settings(config, extractor, ctx.tokenizer)
   report = run_io.read_json(path, {})
   if report.get("settings") != st:
     report = {"settings": st, "checkpoints": {}}
