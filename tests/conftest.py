@@ -106,6 +106,26 @@ def recipe():
   return load
 
 
+@pytest.fixture(scope="session")
+def run_context():
+  """`with run_context(config, workdir, roles) as ctx`: the RunContext a job builds (policy,
+  tokenizer, samples of `roles`) with its run writer, which is closed on exit."""
+  import contextlib
+
+  from mer_jax import run_io
+  from mer_jax.train import context as context_lib
+
+  @contextlib.contextmanager
+  def build(config, workdir, roles=("sft", "eval")):
+    writer = run_io.RunWriter(str(workdir), tensorboard=False)
+    try:
+      yield context_lib.build_context(config, str(workdir), writer, roles=roles)
+    finally:
+      writer.close()
+
+  return build
+
+
 @pytest.fixture
 def fake_gcs(tmp_path):
   """`gs://BUCKET/...` served from a local directory (returned), as epath and fsspec see it.

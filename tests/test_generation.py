@@ -9,26 +9,23 @@ import numpy as np
 import pytest
 
 from input_pipeline import datasets
-from mer_jax import run_io
 from mer_jax.decode import generation
 from mer_jax.decode import layout as layout_lib
-from mer_jax.train import context as context_lib
 from mer_jax.train import mesh as mesh_lib
 
 G = 2
 
 
 @pytest.fixture(scope="module")
-def ctx(recipe, tmp_path_factory):
+def ctx(recipe, run_context, tmp_path_factory):
   config = recipe("grpo", "test")
   config.data.synthmer.num_sft = 4
   config.data.synthmer.num_rl = 8
   config.data.synthmer.num_eval = 4
   config.mesh.data, config.mesh.fsdp = 2, 4
-  workdir = str(tmp_path_factory.mktemp("generation_ctx"))
-  writer = run_io.RunWriter(workdir, tensorboard=False)
-  yield context_lib.build_context(config, workdir, writer, roles=("rl",))
-  writer.close()
+  workdir = tmp_path_factory.mktemp("generation_ctx")
+  with run_context(config, workdir, roles=("rl",)) as ctx:
+    yield ctx
 
 
 def _trained_params(ctx):

@@ -51,11 +51,10 @@ def _config(recipe):
 
 
 @pytest.fixture(scope="module")
-def ctx(recipe, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("grpo_ctx"))
-  writer = run_io.RunWriter(workdir, tensorboard=False)
-  yield context_lib.build_context(_config(recipe), workdir, writer, roles=("rl", "eval"))
-  writer.close()
+def ctx(recipe, run_context, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("grpo_ctx")
+  with run_context(_config(recipe), workdir, roles=("rl", "eval")) as ctx:
+    yield ctx
 
 
 def _prompt_batch(ctx):

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 from input_pipeline import datasets
-from mer_jax import run_io
 from mer_jax.models import lora as lora_lib
 from mer_jax.rl import grpo
 from mer_jax.train import checkpointing
-from mer_jax.train import context as context_lib
 from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import optimizer as optim
 from mer_jax.train import policy as policy_lib
@@ -36,11 +34,10 @@ def _config(recipe):
 
 
 @pytest.fixture(scope="module")
-def ctx(recipe, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("kl_ctx"))
-  writer = run_io.RunWriter(workdir, tensorboard=False)
-  yield context_lib.build_context(_config(recipe), workdir, writer, roles=("rl", "eval"))
-  writer.close()
+def ctx(recipe, run_context, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("kl_ctx")
+  with run_context(_config(recipe), workdir, roles=("rl", "eval")) as ctx:
+    yield ctx
 
 
 def _moved_sft_params(policy) -> dict:

@@ -129,18 +129,14 @@ def test_modality_keep_mask():
 
 
 @pytest.fixture(scope="module")
-def ctx(recipe, tmp_path_factory):
-  from mer_jax import run_io
-  from mer_jax.train import context as context_lib
-
+def ctx(recipe, run_context, tmp_path_factory):
   config = recipe("oppo", "test")
   config.data.synthmer.num_sft = 4
   config.data.synthmer.num_rl = 4
   config.data.synthmer.num_eval = 2
-  workdir = str(tmp_path_factory.mktemp("oppo_ctx"))
-  writer = run_io.RunWriter(workdir, tensorboard=False)
-  yield context_lib.build_context(config, workdir, writer, roles=("rl",))
-  writer.close()
+  workdir = tmp_path_factory.mktemp("oppo_ctx")
+  with run_context(config, workdir, roles=("rl",)) as ctx:
+    yield ctx
 
 
 def _batch(ctx, n=2, length=6):

@@ -254,17 +254,14 @@ def test_public_omni_form_averages_the_perception_sets():
 
 
 @pytest.fixture(scope="module")
-def oppo_ctx(recipe, tmp_path_factory):
-  from mer_jax.train import context as context_lib
-
+def oppo_ctx(recipe, run_context, tmp_path_factory):
   config = recipe("oppo", "test")
   config.data.synthmer.num_sft = 8
   config.data.synthmer.num_rl = 8
   config.data.synthmer.num_eval = 4
-  workdir = str(tmp_path_factory.mktemp("recipes_ctx"))
-  writer = run_io.RunWriter(workdir, tensorboard=False)
-  yield context_lib.build_context(config, workdir, writer, roles=("rl",))
-  writer.close()
+  workdir = tmp_path_factory.mktemp("recipes_ctx")
+  with run_context(config, workdir, roles=("rl",)) as ctx:
+    yield ctx
 
 
 def _omni_inputs(ctx):

@@ -28,11 +28,10 @@ def _config(recipe, **train):
 
 
 @pytest.fixture(scope="module")
-def ctx(recipe, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("sft_ctx"))
-  writer = run_io.RunWriter(workdir, tensorboard=False)
-  yield context_lib.build_context(_config(recipe), workdir, writer)
-  writer.close()
+def ctx(recipe, run_context, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("sft_ctx")
+  with run_context(_config(recipe), workdir) as ctx:
+    yield ctx
 
 
 def _batch(ctx, config):
