@@ -30,7 +30,6 @@ from jax.sharding import PartitionSpec
 from mer_jax.models import lora as lora_lib
 
 LAYOUTS = ("replicated", "train")
-LORA_MODES = ("merge", "adapter")
 _WEIGHT_AXES = ("data", "fsdp")
 
 
