@@ -261,6 +261,11 @@ def rl_start(policy, sft_params: dict, beta: float, frozen_dtype: str, rng: jax.
   return RLStart(trainable, frozen, t_sh, f_sh, None if policy.train_full_llm else sft_adapters)
 
 
+def num_updates(g) -> int:
+  """Optimizer updates of a GRPO run: `num_iterations` per step (the LR and KL schedules' T)."""
+  return g.steps * g.num_iterations
+
+
 def kl_beta(g, update: jax.Array) -> jax.Array:
   """The KL weight at optimizer update `update` (0-based) under `grpo.beta_schedule`.
 
@@ -269,14 +274,15 @@ def kl_beta(g, update: jax.Array) -> jax.Array:
   """
   beta = jnp.asarray(g.beta, jnp.float32)
   if g.get("beta_schedule", "constant") == "decay_to_quarter":
-    half = max(g.steps * g.num_iterations / 2.0, 1.0)
+    half = max(num_updates(g) / 2.0, 1.0)
     return beta * (1.0 - 0.75 * jnp.minimum(update.astype(jnp.float32) / half, 1.0))
   return beta
 
 
-def grpo_optimizer(g, steps: int):
+def grpo_optimizer(g):
+  """(optax optimizer, LR schedule) over the run's `num_updates`."""
   schedule = optim.learning_rate_schedule(
-      steps=steps,
+      steps=num_updates(g),
       init_lr=0.0 if g.warmup_steps else g.lr,
       peak_lr=g.lr,
       warmup_steps=g.warmup_steps,
@@ -291,7 +297,7 @@ def grpo_optimizer(g, steps: int):
 def make_grpo_step(policy, config, mesh, trainable, frozen, t_sh, f_sh, hooks: Hooks = Hooks()):
   """(state, state shardings, jitted update step, jitted old-logprob fn)."""
   g = config.grpo
-  tx, _ = grpo_optimizer(g, g.steps * g.num_iterations)
+  tx, _ = grpo_optimizer(g)
   state, s_sh = state_lib.init_state(trainable, t_sh, tx, config.seed, mesh)
   update = grpo_update_fn(policy.model, config, mesh, s_sh, f_sh, hooks)
   logprobs = lambda params, b: completion_logprobs(policy.model, params, b, g.temperature)[0]
@@ -309,7 +315,7 @@ def grpo_update_fn(model, config, mesh, s_sh, f_sh, hooks: Hooks = Hooks()):
   abstract inputs.
   """
   g = config.grpo
-  tx, schedule = grpo_optimizer(g, g.steps * g.num_iterations)
+  tx, schedule = grpo_optimizer(g)
   base = ts.make_train_step(
       make_grpo_loss_fn(model, g, hooks.extra_loss), tx, schedule, g.grad_accum
   )

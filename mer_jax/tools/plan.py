@@ -262,7 +262,7 @@ def plan_train_step(config, mesh, policy: dict, prompt_len: int) -> dict:
   if "grpo" in config:
     g = config.grpo
     rows = g.prompts_per_step * g.num_generations
-    tx, _ = grpo.grpo_optimizer(g, g.steps * g.num_iterations)
+    tx, _ = grpo.grpo_optimizer(g)
     state, s_sh = abstract_state(policy["trainable"], policy["t_sh"], tx, config.seed, mesh)
     if g.beta > 0:  # the KL reference's copy of the trained non-adapter weights
       frozen, f_sh = grpo.with_kl_reference(
