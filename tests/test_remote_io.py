@@ -7,6 +7,7 @@ the fake's local directory, so epath and Orbax see the same files.
 """
 
 import json
+import types
 
 from etils import epath
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from mer_jax import config_lib
 from mer_jax import run_io
 from mer_jax.train import checkpointing
+from mer_jax.train import context
 from mer_jax.train import evaluation
 from mer_jax.train import sft
 
@@ -88,3 +90,19 @@ def test_sft_then_eval_on_a_bucket(fake_gcs, recipe, monkeypatch, tmp_path):
   with pytest.raises(config_lib.ConfigError, match="does not exist"):
     ev.checkpoint.init_from = "gs://bucket/run/checkpoints/6"
     config_lib.validate(ev)
+
+
+def test_a_stale_phase_moves_its_checkpoints_aside_on_a_bucket(fake_gcs):
+  """A phase whose data changed starts over on a gs:// workdir too (no stale resume)."""
+  workdir = "gs://bucket/run"
+  writer = run_io.RunWriter(workdir, tensorboard=False)
+  ctx = types.SimpleNamespace(workdir=workdir, is_primary=True, writer=writer)
+  ckpt_dir = f"{workdir}/grpo/checkpoints"
+  (epath.Path(ckpt_dir) / "2").mkdir(parents=True)
+  (epath.Path(ckpt_dir) / "2" / "meta").write_text("step 2")
+  context.start_phase(ctx, "grpo", "k1", ckpt_dir, "grpo/")
+  context.start_phase(ctx, "grpo", "k2", ckpt_dir, "grpo/")  # other data: starts over
+  writer.close()
+  local = fake_gcs / "bucket" / "run" / "grpo"
+  assert not (local / "checkpoints").exists()
+  assert (local / "checkpoints.stale-k1" / "2" / "meta").read_text() == "step 2"

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from absl import logging
+from etils import epath
 import jax
 
 from input_pipeline import features as input_features
@@ -111,8 +112,9 @@ def start_phase(ctx: RunContext, phase: str, key: str, ckpt_dir: str, metric_pre
         old,
     )
     if ctx.is_primary:
-      if os.path.isdir(ckpt_dir):
-        os.replace(ckpt_dir, f"{ckpt_dir}.stale-{old}")
+      checkpoints = epath.Path(ckpt_dir)  # local or gs://
+      if checkpoints.is_dir():
+        checkpoints.rename(f"{ckpt_dir}.stale-{old}")
       ctx.writer.truncate_metrics(0, prefix=metric_prefix)
   mesh_lib.wait_for_processes(f"start_{phase}")
   ctx.writer.update_summary("phase_keys", {phase: key})
