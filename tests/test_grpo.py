@@ -40,14 +40,7 @@ if TEXT_REWARD not in rewards_lib.REWARDS:
 
 
 def _config(recipe):
-  config = recipe("grpo", "test")
-  config.data.synthmer.num_sft = 8
-  config.data.synthmer.num_rl = 8
-  config.data.synthmer.num_eval = 4
-  config.grpo.prompts_per_step = 2
-  config.grpo.num_generations = G
-  config.grpo.beta = 0.0
-  return config
+  return rl_helpers.small_grpo_config(recipe, G, beta=0.0)
 
 
 @pytest.fixture(scope="module")

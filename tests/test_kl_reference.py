@@ -16,19 +16,14 @@ from mer_jax.train import mesh as mesh_lib
 from mer_jax.train import optimizer as optim
 from mer_jax.train import policy as policy_lib
 from mer_jax.train import state as state_lib
+from tests import rl_helpers
 
 G = 4
 
 
 def _config(recipe):
-  config = recipe("grpo", "test")
-  config.data.synthmer.num_sft = 8
-  config.data.synthmer.num_rl = 8
-  config.data.synthmer.num_eval = 4
+  config = rl_helpers.small_grpo_config(recipe, G, beta=0.04)
   config.model.llm.trainable = "lora"
-  config.grpo.prompts_per_step = 2
-  config.grpo.num_generations = G
-  config.grpo.beta = 0.04
   config.grpo.lr = 3e-3
   return config
 
